@@ -1,0 +1,144 @@
+"""``fit()``: train any model (a DagNet population or a plain module) with Adam or L-BFGS.
+
+Budgets are in epochs (L-BFGS: iterations, each one full-batch pass or more) and/or seconds.
+Masked weights stay exactly zero: DagNet's forward multiplies by the mask, so their gradient is
+zero, and the mask is re-applied after every optimiser step.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ..errors import InputError
+from .lbfgs import lbfgs
+from .losses import evaluate, get_loss, population_outputs
+
+METHODS = ("lbfgs", "adam")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How long to train: ``epochs`` (L-BFGS iterations for ``lbfgs``) and/or ``seconds``."""
+
+    epochs: int | None = None
+    seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.epochs is None and self.seconds is None:
+            raise InputError("a training budget needs epochs or seconds")
+        if self.epochs is not None and self.epochs < 0:
+            raise InputError(f"budget epochs must be >= 0, got {self.epochs}")
+        if self.seconds is not None and self.seconds <= 0:
+            raise InputError(f"budget seconds must be > 0, got {self.seconds}")
+
+
+@dataclass(frozen=True)
+class TrainerConfig:
+    """Optimiser settings shared by every training call of a run."""
+
+    method: str = "lbfgs"
+    loss: str = "mse"
+    lr: float = 1e-3  # Adam learning rate
+    batch_size: int = 256  # Adam minibatch size
+    history_size: int = 10  # L-BFGS memory
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise InputError(f"unknown training method {self.method!r}; choose one of {', '.join(METHODS)}")
+        get_loss(self.loss)
+        if self.lr <= 0 or self.batch_size < 1 or self.history_size < 1:
+            raise InputError("trainer lr, batch_size and history_size must be positive")
+
+
+@dataclass
+class FitResult:
+    """Per-variant final training loss and the work done."""
+
+    loss: torch.Tensor  # (K,)
+    epochs: int
+    seconds: float
+    curve: list[list[float]] = field(default_factory=list)  # per-epoch losses, one list per epoch
+
+
+def fit(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    budget: Budget,
+    trainer: TrainerConfig = TrainerConfig(),
+    seed: int = 0,
+    on_epoch: Callable[[int, torch.Tensor], None] | None = None,
+) -> FitResult:
+    """Train ``model`` in place on ``(x, y)`` and return its final per-variant training loss.
+
+    For a population model the loss of each variant is its own mean loss and the optimiser
+    treats variants independently, so K variants trained together equal K separate trainings.
+    ``seed`` fixes the minibatch order (Adam); L-BFGS is deterministic given the data.
+    """
+    if x.shape[0] != y.shape[0]:
+        raise InputError(f"x has {x.shape[0]} rows but y has {y.shape[0]}")
+    if x.shape[0] == 0:
+        raise InputError("cannot train on an empty dataset")
+    loss_fn = get_loss(trainer.loss)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise InputError("the model has no trainable parameters")
+    population = getattr(model, "population_size", 1)
+    apply_mask = getattr(model, "apply_mask_", None)
+    curve: list[list[float]] = []
+
+    def record(epoch: int, losses: torch.Tensor) -> None:
+        curve.append(losses.detach().cpu().tolist())
+        if on_epoch is not None:
+            on_epoch(epoch, losses)
+
+    started = time.perf_counter()
+    max_epochs = budget.epochs if budget.epochs is not None else 1 << 30
+    if trainer.method == "lbfgs":
+        result = lbfgs(
+            params,
+            lambda: loss_fn(population_outputs(model, x), y),
+            max_iter=max_epochs,
+            population=population,
+            max_seconds=budget.seconds,
+            history_size=trainer.history_size,
+            on_iteration=record,
+        )
+        final = result.loss
+        epochs = result.iterations
+    else:
+        final, epochs = _adam(model, params, x, y, loss_fn, trainer, seed, max_epochs, budget, started, record)
+    if apply_mask is not None:
+        apply_mask()
+    return FitResult(final, epochs, time.perf_counter() - started, curve)
+
+
+def _adam(model, params, x, y, loss_fn, trainer, seed, max_epochs, budget, started, record):
+    """Minibatch Adam; every variant sees the same batches, so variants stay independent."""
+    optimizer = torch.optim.Adam(params, lr=trainer.lr)
+    generator = torch.Generator().manual_seed(seed)
+    apply_mask = getattr(model, "apply_mask_", None)
+    n = x.shape[0]
+    epoch = 0
+    for epoch in range(1, max_epochs + 1):
+        order = torch.randperm(n, generator=generator).to(x.device)
+        total = None
+        for start in range(0, n, trainer.batch_size):
+            index = order[start : start + trainer.batch_size]
+            optimizer.zero_grad(set_to_none=True)
+            losses = loss_fn(population_outputs(model, x[index]), y[index])
+            losses.sum().backward()
+            optimizer.step()
+            if apply_mask is not None:
+                apply_mask()
+            batch_total = losses.detach() * index.numel()
+            total = batch_total if total is None else total + batch_total
+        record(epoch, total / n)  # mean loss over the epoch's batches
+        if budget.seconds is not None and time.perf_counter() - started >= budget.seconds:
+            break
+    return evaluate(model, x, y, trainer.loss), epoch
