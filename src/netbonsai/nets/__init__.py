@@ -1,6 +1,20 @@
 """Networks: DagNet (neuron-level sparse DAG with a population dimension) and its conversions."""
 
+from .convert import DagModule, from_networkx, from_sequential, to_module, to_networkx, to_sequential
 from .dag import ROLES, DagNet
+from .io import load, save
 from .normalization import standardize_for
 
-__all__ = ["ROLES", "DagNet", "standardize_for"]
+__all__ = [
+    "ROLES",
+    "DagNet",
+    "standardize_for",
+    "DagModule",
+    "from_networkx",
+    "from_sequential",
+    "to_module",
+    "to_networkx",
+    "to_sequential",
+    "load",
+    "save",
+]

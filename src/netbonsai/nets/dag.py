@@ -98,6 +98,9 @@ class DagNet(nn.Module):
         self.register_buffer("out_scale", torch.ones(self.n_out))
         self._plan_key: tuple | None = None
         self._plan: ForwardPlan | None = None
+        # Free-form JSON-serialisable metadata (task, preprocessing, training config); saved
+        # with the model file and carried over by every method that builds a new network.
+        self.info: dict = {}
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -297,6 +300,7 @@ class DagNet(nn.Module):
             self.roles if roles is None else roles,
         )
         net.set_normalization(self.in_shift, self.in_scale, self.out_shift, self.out_scale)
+        net.info = dict(self.info)
         return net.to(self.weight.device)
 
     # ------------------------------------------------------------------ normalization
@@ -351,10 +355,16 @@ class DagNet(nn.Module):
         weight = weight.clone()
         weight[:, inputs] = weight[:, inputs] / scale[None, :, None]
         outputs = slice(self.n_nodes - self.n_out, self.n_nodes)
-        weight[:, :, outputs] = weight[:, :, outputs] * self.out_scale[None, None, :]
-        bias[:, outputs] = bias[:, outputs] * self.out_scale + self.out_shift
+        out_scale = self.out_scale.to(weight.dtype)
+        out_shift = self.out_shift.to(weight.dtype)
+        # A synapse leaving an output node used its standardised value y' = (y - shift) / scale.
+        bias = bias - torch.einsum("kij,i->kj", weight[:, outputs], out_shift / out_scale)
+        weight[:, outputs] = weight[:, outputs] / out_scale[None, :, None]
+        weight[:, :, outputs] = weight[:, :, outputs] * out_scale[None, None, :]
+        bias[:, outputs] = bias[:, outputs] * out_scale + out_shift
         bias[:, : self.n_in] = 0.0
         net = DagNet(self.n_in, self.n_out, weight, self.mask, bias, self.activations, self.roles)
+        net.info = dict(self.info)
         return net.to(self.weight.device)
 
     def clone(self) -> "DagNet":
@@ -556,5 +566,7 @@ def _validate_structure(n_in, n_out, weight, mask, bias, activations, roles) -> 
     lower = torch.tril(torch.ones(n, n, dtype=torch.bool, device=mask.device))
     if (mask.to(torch.bool) & lower).any():
         raise InputError("mask has a synapse i -> j with j <= i: nodes are not in topological order")
+    if mask[:, :, :n_in].to(torch.bool).any():
+        raise InputError("mask has a synapse into an input node")
     if not torch.isfinite(weight).all() or not torch.isfinite(bias).all():
         raise InputError("weights or biases contain NaN or Inf")

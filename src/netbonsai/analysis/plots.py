@@ -1,0 +1,100 @@
+"""Pareto plots (loss vs parameters, one series per method) and run-history plots."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ._figures import new_figure, save_png
+from .pareto import pareto_front
+
+
+def _values(points: Sequence[Mapping], key: str, scale: float = 1.0) -> np.ndarray:
+    """``key`` of every point as floats (NaN where missing or None), times ``scale``."""
+    out = np.full(len(points), np.nan)
+    for i, p in enumerate(points):
+        value = p.get(key)
+        if value is not None:
+            try:
+                out[i] = float(value) * scale
+            except (TypeError, ValueError):
+                pass
+    return out
+
+
+def pareto_plot(
+    series: Mapping[str, Sequence[Mapping]],
+    path: str | os.PathLike,
+    loss_scale: float = 1.0,
+    title: str = "",
+    log_x: bool = True,
+    x: str = "params",
+    y: str = "val_loss",
+) -> Path:
+    """Validation loss against parameter count, one colour per method; returns the PNG path.
+
+    For each series (e.g. ``"dense MLP"``, ``"netbonsai"``, ``"magnitude pruning"``) all points
+    are drawn as faint markers and its Pareto front as a step line with markers (the best loss
+    reachable with at most that many parameters). Losses are multiplied by ``loss_scale``.
+    """
+    fig = new_figure(7.0, 4.8)
+    ax = fig.add_subplot()
+    for i, (name, points) in enumerate(series.items()):
+        color = f"C{i % 10}"
+        xs, ys = _values(points, x), _values(points, y, loss_scale)
+        ok = np.isfinite(xs) & np.isfinite(ys)
+        ax.scatter(xs[ok], ys[ok], s=14, color=color, alpha=0.25, linewidths=0)
+        front = pareto_front([p for p, good in zip(points, ok) if good], x, y)
+        fx, fy = _values(front, x), _values(front, y, loss_scale)
+        ax.plot(
+            fx, fy, drawstyle="steps-post", marker="o", markersize=4, color=color,
+            label=f"{name} ({len(front)} on front)",
+        )
+    if log_x:
+        ax.set_xscale("log")
+    ax.set_xlabel("parameters" + (" (log scale)" if log_x else ""))
+    ax.set_ylabel("validation loss" + (f" (x {loss_scale:g})" if loss_scale != 1.0 else ""))
+    if title:
+        ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    if series:
+        ax.legend(loc="best", fontsize="small")
+    return save_png(fig, path)
+
+
+def history_plot(
+    events: Sequence[Mapping[str, Any]],
+    path: str | os.PathLike,
+    loss_scale: float = 1.0,
+    x: str | None = None,
+    title: str = "",
+) -> Path:
+    """Parameters (top) and train/validation loss (bottom) over a run's events; returns the path.
+
+    The horizontal axis is the event index, or the event field ``x`` (e.g. elapsed seconds)
+    when given. Events lacking a value leave a gap; losses are multiplied by ``loss_scale``.
+    """
+    fig = new_figure(7.0, 5.5)
+    ax_params, ax_loss = fig.subplots(2, 1, sharex=True)
+    xs = np.arange(len(events), dtype=float) if x is None else _values(events, x)
+    ax_params.plot(xs, _values(events, "params"), drawstyle="steps-post", color="C0", marker=".")
+    ax_params.set_ylabel("parameters")
+    for key, label, color in (("train_loss", "train loss", "C1"), ("val_loss", "validation loss", "C2")):
+        values = _values(events, key, loss_scale)
+        if np.isfinite(values).any():
+            ax_loss.plot(xs, values, color=color, marker=".", markersize=3, label=label)
+    ax_loss.set_ylabel("loss" + (f" (x {loss_scale:g})" if loss_scale != 1.0 else ""))
+    ax_loss.set_xlabel("event" if x is None else x)
+    if ax_loss.get_legend_handles_labels()[0]:
+        ax_loss.legend(loc="best", fontsize="small")
+    for ax in (ax_params, ax_loss):
+        ax.grid(True, alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    return save_png(fig, path)
+
+
+__all__ = ["pareto_plot", "history_plot"]

@@ -1,0 +1,92 @@
+"""Configuration of the grow-and-prune search (paper 000), with the paper's values as defaults."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+from ..errors import InputError
+from ..nets.activations import check_activation
+from ..train import TrainerConfig
+
+REFERENCES = ("phase", "previous")
+
+
+@dataclass(frozen=True)
+class GrowConfig:
+    """Every knob of the search. Budgets are in trainer epochs (L-BFGS iterations).
+
+    Paper 000 defaults: N1 = 8 removal candidates, N2 = 3 trial retrainings, N3 = 100 random
+    attempts for a new neuron, eps = 0.002, reference loss = the loss at the start of the phase.
+    """
+
+    hidden: tuple[int, ...] = (6, 6)  # the starting dense MLP's hidden layers
+    activation: str = "tanh"
+    n_candidates: int = 8  # N1: lowest-scoring synapses whose removal is evaluated
+    n_trials: int = 3  # N2: best removals retrained briefly
+    n_attempts: int = 100  # N3: random weight sets tried for a new neuron
+    eps: float = 0.002  # a removal is accepted while loss <= (1 + eps) * reference
+    reference: str = "phase"  # "phase": loss at the start of the prune phase; "previous": last step
+    start_epochs: int = 2000  # training of the starting dense network
+    trial_epochs: int = 30  # trial retraining of each of the N2 removals
+    grow_epochs: int = 200  # training after a neuron is added
+    attempt_samples: int = 8192  # training samples used to score the N3 attempts
+    init_range: float = 1.0  # new-neuron weights are drawn from U[-init_range, init_range]
+    feed_added: bool = False  # a new neuron also feeds earlier added neurons
+    max_params: int = 300  # stop when a prune phase ends at or above this complexity
+    max_cycles: int | None = None  # stop after this many added neurons
+    max_seconds: float | None = None  # stop once the search has run this long
+    target_loss: float | None = None  # stop once validation loss (reported units) is this low
+    max_prune_steps: int = 10_000  # safety bound on removals in one phase
+    seed: int = 0
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+    def __post_init__(self) -> None:
+        check_activation(self.activation)
+        if not self.hidden or any(int(h) < 1 for h in self.hidden):
+            raise InputError(f"hidden layer sizes must be positive, got {list(self.hidden)}")
+        positive = (
+            "n_candidates", "n_trials", "n_attempts", "attempt_samples", "max_params", "max_prune_steps",
+        )
+        for name in positive:
+            if int(getattr(self, name)) < 1:
+                raise InputError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("start_epochs", "trial_epochs", "grow_epochs"):
+            if int(getattr(self, name)) < 0:
+                raise InputError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.n_trials > self.n_candidates:
+            raise InputError(f"n_trials ({self.n_trials}) cannot exceed n_candidates ({self.n_candidates})")
+        if not 0 <= self.eps < 1:
+            raise InputError(f"eps must be in [0, 1), got {self.eps}")
+        if self.reference not in REFERENCES:
+            raise InputError(f"reference must be one of {', '.join(REFERENCES)}, got {self.reference!r}")
+        if self.init_range <= 0:
+            raise InputError(f"init_range must be positive, got {self.init_range}")
+        if self.max_cycles is not None and self.max_cycles < 0:
+            raise InputError(f"max_cycles must be >= 0, got {self.max_cycles}")
+        if self.max_seconds is not None and self.max_seconds <= 0:
+            raise InputError(f"max_seconds must be positive, got {self.max_seconds}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dictionary (written to config.json)."""
+        data = asdict(self)
+        data["hidden"] = list(self.hidden)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "GrowConfig":
+        """Inverse of :meth:`to_dict`; unknown keys are an error."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise InputError(f"unknown grow config keys: {', '.join(sorted(unknown))}")
+        data = dict(data)
+        if "hidden" in data:
+            data["hidden"] = tuple(int(h) for h in data["hidden"])
+        if isinstance(data.get("trainer"), dict):
+            data["trainer"] = TrainerConfig(**data["trainer"])
+        return cls(**data)
+
+    def with_overrides(self, **changes: Any) -> "GrowConfig":
+        """A copy with the given fields replaced (None values are ignored)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
