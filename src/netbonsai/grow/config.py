@@ -31,7 +31,8 @@ class GrowConfig:
     trial_epochs: int = 30  # trial retraining of each of the N2 removals
     grow_epochs: int = 200  # training after a neuron is added
     attempt_samples: int = 8192  # training samples used to score the N3 attempts
-    init_range: float = 1.0  # new-neuron weights are drawn from U[-init_range, init_range]
+    init_range: float = 1.0  # new-neuron input weights and bias ~ U[-init_range, init_range]
+    init_range_out: float = 0.1  # new-neuron output weights ~ U[-init_range_out, init_range_out]
     feed_added: bool = False  # a new neuron also feeds earlier added neurons
     max_params: int = 300  # stop when a prune phase ends at or above this complexity
     max_cycles: int | None = None  # stop after this many added neurons
@@ -60,8 +61,8 @@ class GrowConfig:
             raise InputError(f"eps must be in [0, 1), got {self.eps}")
         if self.reference not in REFERENCES:
             raise InputError(f"reference must be one of {', '.join(REFERENCES)}, got {self.reference!r}")
-        if self.init_range <= 0:
-            raise InputError(f"init_range must be positive, got {self.init_range}")
+        if self.init_range <= 0 or self.init_range_out <= 0:
+            raise InputError("init_range and init_range_out must be positive")
         if self.max_cycles is not None and self.max_cycles < 0:
             raise InputError(f"max_cycles must be >= 0, got {self.max_cycles}")
         if self.max_seconds is not None and self.max_seconds <= 0:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import struct
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ import torch
 from safetensors.torch import load as _st_load
 from safetensors.torch import save as _st_save
 
+from ..atomic import write_bytes
 from ..errors import InputError, ModelFileError
 from .activations import ACTIVATIONS
 from .dag import ROLES, DagNet
@@ -80,40 +80,13 @@ def save(net: DagNet, path: str | os.PathLike, info: dict | None = None) -> Path
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same directory, fsync and rename."""
-    directory = path.parent
+    """Atomic write; I/O failures become :class:`ModelFileError`."""
     try:
-        fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
+        write_bytes(path, data)
+    except InputError as exc:
+        raise ModelFileError(f"cannot write model file {path}: {exc}") from None
     except OSError as exc:
         raise ModelFileError(f"cannot write model file {path}: {exc.strerror or exc}") from None
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a model file is an ordinary readable file
-        os.replace(tmp, path)
-    except BaseException as exc:
-        tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise ModelFileError(f"cannot write model file {path}: {exc.strerror or exc}") from None
-        raise
-    _fsync_directory(directory)
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make the rename durable where the platform allows fsync on a directory (best effort)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # ---------------------------------------------------------------------- load
@@ -272,3 +245,33 @@ def _parse_header(metadata: dict[str, str]) -> dict[str, Any]:
     if params is not None and (not isinstance(params, int) or isinstance(params, bool) or params < 0):
         raise _Bad(f"'params' must be a non-negative integer, got {params!r}")
     return header
+
+
+# ---------------------------------------------------------------------- in-memory state (checkpoints)
+def net_to_state(net: DagNet) -> dict[str, Any]:
+    """A plain dict of tensors and JSON values describing ``net`` exactly (any population size).
+
+    Suitable for ``torch.save`` and for ``torch.load(..., weights_only=True)``.
+    """
+    return {
+        "n_in": net.n_in,
+        "n_out": net.n_out,
+        "weight": net.weight.detach().cpu().clone(),
+        "mask": net.mask.cpu().clone(),
+        "bias": net.bias.detach().cpu().clone(),
+        "activations": list(net.activations),
+        "roles": list(net.roles),
+        "normalization": [getattr(net, n).detach().cpu().clone() for n in ("in_shift", "in_scale", "out_shift", "out_scale")],
+        "info": json.dumps(net.info),
+    }
+
+
+def net_from_state(state: dict[str, Any]) -> DagNet:
+    """Inverse of :func:`net_to_state`."""
+    net = DagNet(
+        state["n_in"], state["n_out"], state["weight"], state["mask"], state["bias"],
+        state["activations"], state["roles"],
+    )
+    net.set_normalization(*state["normalization"])
+    net.info = json.loads(state["info"])
+    return net

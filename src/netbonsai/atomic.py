@@ -1,0 +1,65 @@
+"""Atomic file writes: a temp file in the target's folder, fsync, then rename.
+
+A kill at any moment leaves either the old file or the new one, never a partial file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+from .errors import InputError
+
+
+@contextmanager
+def atomic_open(path: str | os.PathLike, mode: int = 0o644) -> Iterator[BinaryIO]:
+    """Open a binary handle whose contents replace ``path`` only if the block succeeds.
+
+    The parent folder must exist. Failing to create the temp file (an unwritable or missing
+    folder) raises :class:`InputError`; any error inside the block removes the temp file.
+    """
+    target = Path(path)
+    try:
+        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise InputError(f"cannot write {target}: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp_name, mode)  # mkstemp creates 0600; outputs are ordinary readable files
+        os.replace(tmp_name, target)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    _fsync_directory(target.parent)
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Atomically replace ``path`` with ``data``."""
+    with atomic_open(path) as handle:
+        handle.write(data)
+    return Path(path)
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Atomically replace ``path`` with UTF-8 ``text``."""
+    return write_bytes(path, text.encode("utf-8"))
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make the rename durable where the platform allows fsync on a directory (best effort)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

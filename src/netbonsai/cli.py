@@ -1,0 +1,222 @@
+"""The ``netbonsai`` command.
+
+Exit codes: 0 done; 2 bad usage or bad input (one line on stderr, no traceback); 1 an internal
+error (one line; set NETBONSAI_DEBUG=1 for the traceback); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .errors import InputError
+
+TASK = click.Choice(["brightness", "approx"])
+
+
+# ---------------------------------------------------------------------- progress display
+class _RichReporter:
+    """Live progress on stderr: dense trainings done, and the search's latest event."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.enabled = not quiet and sys.stderr.isatty()
+        self.progress = None
+        self.dense_task = None
+        self.search_task = None
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+            self.progress = Progress(
+                SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TimeElapsedColumn(), console=Console(stderr=True), transient=False,
+            )
+            self.progress.start()
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def dense_started(self, total: int) -> None:
+        if self.progress is not None:
+            self.dense_task = self.progress.add_task("dense MLP sweep", total=total)
+
+    def dense_done(self, result: Any) -> None:
+        if self.progress is not None and self.dense_task is not None:
+            self.progress.advance(self.dense_task)
+
+    def event(self, event: dict[str, Any]) -> None:
+        if self.progress is None:
+            return
+        text = (
+            f"search: {event['event']:<5} params {event['params']:>4}  val loss {event['val_loss']:.4g}  "
+            f"neurons added {event['cycle']}"
+        )
+        if self.search_task is None:
+            self.search_task = self.progress.add_task(text, total=None)
+        self.progress.update(self.search_task, description=text, completed=event["index"] + 1)
+
+    def message(self, text: str) -> None:
+        if self.progress is not None:
+            self.progress.console.print(text)
+        else:
+            click.echo(text, err=True)
+
+
+def _reporter(quiet: bool):
+    from .experiments.image_runs import Reporter
+
+    reporter = _RichReporter(quiet)
+    base = Reporter()
+    for name in ("dense_started", "dense_done", "event", "message"):
+        if not hasattr(reporter, name):
+            setattr(reporter, name, getattr(base, name))
+    return reporter
+
+
+def _set_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+# ---------------------------------------------------------------------- shared options
+def _run_options(func):
+    options = [
+        click.argument("task", type=TASK),
+        click.option("--image", type=str, default=None, help="Image file, or skimage:NAME (default skimage:camera)."),
+        click.option("--preset", type=click.Choice(["quick", "paper"]), default="quick", show_default=True),
+        click.option("--seed", type=int, default=None, help="Random seed (default 0)."),
+        click.option("--max-params", type=int, default=None, help="Stop growing at this complexity."),
+        click.option("--max-seconds", type=float, default=None, help="Time budget of the search."),
+        click.option("--executor", type=click.Choice(["process", "inline"]), default="process", show_default=True,
+                     help="Where independent trainings run (a local process pool or this process)."),
+        click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True, help="Torch threads per process."),
+        click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Run directory."),
+        click.option("--resume", is_flag=True, help="Continue an interrupted run in --out from its last checkpoint."),
+        click.option("--quiet", is_flag=True, help="No progress display."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _execute(kind: str, task, image, preset, seed, max_params, max_seconds, executor, threads, out, resume, quiet):
+    from .experiments import image_runs
+
+    if max_params is not None and max_params < 1:
+        raise InputError(f"--max-params must be a positive number of parameters, got {max_params}")
+    if max_seconds is not None and max_seconds <= 0:
+        raise InputError(f"--max-seconds must be positive, got {max_seconds}")
+    if seed is not None and seed < 0:
+        raise InputError(f"--seed must be >= 0, got {seed}")
+    _set_threads(threads)
+    options = image_runs.RunOptions(
+        task=task, image=image, preset=preset, seed=seed, max_params=max_params,
+        max_seconds=max_seconds, executor=executor,
+    )
+    runner = {"grow": image_runs.run_grow, "baseline": image_runs.run_baseline, "compare": image_runs.run_compare}[kind]
+    reporter = _reporter(quiet)
+    try:
+        summary = runner(options, out, resume=resume, reporter=reporter)
+    finally:
+        reporter.close()
+    click.echo(summary.text)
+    click.echo(f"Run directory: {summary.out} (report.md, plots, model)")
+
+
+# ---------------------------------------------------------------------- commands
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="netbonsai")
+def cli() -> None:
+    """Grow and prune neural networks into the smallest architecture that meets an error target."""
+
+
+@cli.command()
+@_run_options
+def compare(**kwargs) -> None:
+    """Grow-and-prune against a dense MLP sweep (same trainer, same budget): the parameter ratio."""
+    _execute("compare", **kwargs)
+
+
+@cli.command(name="grow")
+@_run_options
+def grow_command(**kwargs) -> None:
+    """Run the grow-and-prune search of paper 000 on an image task."""
+    _execute("grow", **kwargs)
+
+
+@cli.command()
+@_run_options
+def baseline(**kwargs) -> None:
+    """Train the dense MLP grid (the paper's Keras networks) with the run's trainer and budget."""
+    _execute("baseline", **kwargs)
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+def show(run_dir: Path) -> None:
+    """Summary table of a run directory (also of a run still in progress)."""
+    from .experiments.show import describe_run
+
+    click.echo(describe_run(run_dir))
+
+
+@cli.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True, help="PNG file to write.")
+@click.option("--title", type=str, default=None)
+def draw(model: Path, output: Path, title: str | None) -> None:
+    """Draw a model's network like the paper's figures (inputs, 1/2 layer, layers, live synapses)."""
+    from .analysis.draw import draw_network
+    from .nets.io import load
+
+    if output.suffix.lower() != ".png":
+        raise InputError(f"the drawing is written as PNG; give a .png output path, got {output}")
+    if not output.parent.exists():
+        raise InputError(f"output folder {output.parent} does not exist")
+    net = load(model)
+    draw_network(net, output, title=title)
+    click.echo(f"wrote {output} ({int(net.num_params()[0])} parameters, {net.n_hidden} hidden neurons)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: runs the command and maps errors to exit codes."""
+    try:
+        cli.main(args=argv, prog_name="netbonsai", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("netbonsai: interrupted", err=True)
+        return 130
+    except KeyboardInterrupt:
+        click.echo("netbonsai: interrupted", err=True)
+        return 130
+    except click.ClickException as exc:
+        click.echo(f"netbonsai: error: {_one_line(exc.format_message())}", err=True)
+        return 2
+    except InputError as exc:
+        click.echo(f"netbonsai: error: {_one_line(str(exc))}", err=True)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: exit 1, no traceback by default
+        if os.environ.get("NETBONSAI_DEBUG"):
+            traceback.print_exc()
+        click.echo(f"netbonsai: internal error: {type(exc).__name__}: {_one_line(str(exc))} "
+                   "(set NETBONSAI_DEBUG=1 for the traceback)", err=True)
+        return 1
+    return 0
+
+
+def _one_line(text: str) -> str:
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    return lines[0] if lines else "unknown error"
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""One interface for independent work: in-process by default, or a local process pool.
+
+Both return ``concurrent.futures`` objects, so callers submit work and collect results the same
+way whatever runs it. Workers of the process pool use one torch thread each (small networks do
+not speed up with intra-op threads, and oversubscribed cores slow them down badly).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from typing import Any, Callable
+
+from .errors import InputError
+
+EXECUTORS = ("inline", "process")
+
+
+class InlineExecutor(Executor):
+    """Runs each submitted call immediately in the calling process."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # noqa: BLE001 - delivered through the future, like a pool
+            future.set_exception(exc)
+        return future
+
+
+def _init_worker(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def make_executor(kind: str = "inline", workers: int = 1, threads_per_worker: int = 1) -> Executor:
+    """An executor of the given kind: ``inline`` or ``process`` (a spawn-based local pool)."""
+    if kind not in EXECUTORS:
+        raise InputError(f"unknown executor {kind!r}; choose one of {', '.join(EXECUTORS)}")
+    if workers < 1:
+        raise InputError(f"workers must be at least 1, got {workers}")
+    if kind == "inline":
+        return InlineExecutor()
+    return ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_init_worker,
+        initargs=(threads_per_worker,),
+    )

@@ -1,0 +1,343 @@
+"""The image-task runs behind ``netbonsai grow|baseline|compare``: run directories, reports, plots.
+
+Each function validates its inputs before it creates anything, writes every output atomically,
+checkpoints after every search event, and resumes from the last checkpoint when asked.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from .. import __version__
+from ..analysis.compare import param_ratios, ratio_summary
+from ..analysis.pareto import pareto_front
+from ..analysis.report import comparison_table, front_table
+from ..data.tasks import TaskData, load_task
+from ..executor import make_executor
+from ..grow.search import GrowResult, SearchState, grow
+from ..nets.dag import DagNet
+from ..nets.io import load, save
+from ..runs import MODEL, REPORT, RunDir
+from ..train.sweep import train_dense
+from .presets import TaskSettings, task_settings
+
+LOSS_UNITS = {"brightness": "MSE in 8-bit units (MSE * 255^2)", "approx": "MSE of brightness in [0, 1]"}
+
+
+@dataclass
+class RunOptions:
+    """Command-line level choices shared by grow, baseline and compare."""
+
+    task: str
+    image: str | None = None
+    preset: str = "quick"
+    seed: int | None = None
+    max_params: int | None = None
+    max_seconds: float | None = None
+    executor: str = "process"
+    command: str = "compare"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def settings(self) -> TaskSettings:
+        """The preset's settings with the command-line overrides applied (validated)."""
+        settings = task_settings(self.task, self.preset)
+        grow_config = settings.grow.with_overrides(
+            seed=self.seed, max_params=self.max_params, max_seconds=self.max_seconds
+        )
+        return replace(settings, grow=grow_config)
+
+
+class Reporter:
+    """Progress callbacks; the CLI plugs a rich display in, library use stays silent."""
+
+    def dense_started(self, total: int) -> None: ...
+    def dense_done(self, summary: dict[str, Any]) -> None: ...
+    def event(self, event: dict[str, Any]) -> None: ...
+    def message(self, text: str) -> None: ...
+
+
+def _config(options: RunOptions, settings: TaskSettings, data: TaskData) -> dict[str, Any]:
+    return {
+        "command": options.command,
+        "netbonsai_version": __version__,
+        "seed": settings.grow.seed,
+        "image": data.image,
+        **settings.to_dict(),
+        "split": {k: v for k, v in data.describe().items() if k not in ("task", "image")},
+        "loss_units": LOSS_UNITS[settings.task],
+        "executor": options.executor,
+    }
+
+
+def _environment() -> dict[str, Any]:
+    return {"python": platform.python_version(), "torch": torch.__version__, "threads": torch.get_num_threads()}
+
+
+def prepare(options: RunOptions, out: str | Path, resume: bool) -> tuple[TaskSettings, TaskData, RunDir]:
+    """Validate settings and data, then open the run directory (nothing is created on bad input)."""
+    settings = options.settings()
+    d = settings.data
+    data = load_task(
+        settings.task, options.image, val_fraction=d.val_fraction, seed=d.split_seed,
+        max_train=d.max_train, max_val=d.max_val,
+    )
+    run = RunDir(out, resume=resume)
+    run.write_config(_config(options, settings, data))
+    return settings, data, run
+
+
+# ---------------------------------------------------------------------- dense baseline
+def _dense_job(data: TaskData, hidden: tuple[int, ...], settings: TaskSettings) -> dict[str, Any]:
+    """One dense training, in whatever process the executor picks (returns plain data)."""
+    from ..nets.io import net_to_state
+
+    result = train_dense(
+        data, hidden, settings.grow.activation, settings.dense_epochs, settings.grow.trainer, settings.grow.seed
+    )
+    return {**result.summary(), "net": net_to_state(result.net)}
+
+
+def submit_dense(executor, data: TaskData, settings: TaskSettings, reporter: Reporter) -> list[Future]:
+    """Submit one job per architecture of the grid; progress is reported as each finishes."""
+    reporter.dense_started(len(settings.dense_grid))
+    futures = []
+    for hidden in settings.dense_grid:
+        future = executor.submit(_dense_job, data, tuple(hidden), settings)
+        future.add_done_callback(lambda f: None if f.exception() else reporter.dense_done(f.result()))
+        futures.append(future)
+    return futures
+
+
+def collect_dense(futures: list[Future], run: RunDir, data: TaskData) -> list[dict[str, Any]]:
+    """Wait for the dense jobs, save their networks under dense/, write dense.json."""
+    from ..nets.io import net_from_state
+
+    (run.path / "dense").mkdir(exist_ok=True)
+    results = []
+    for future in futures:
+        item = future.result()
+        net = net_from_state(item.pop("net"))
+        name = "x".join(str(h) for h in item["hidden"])
+        save(net, run.path / "dense" / name, info={"task": data.task, "hidden": item["hidden"], "preprocessing": data.preprocessing})
+        results.append(item)
+    run.write_json("dense.json", results)
+    return results
+
+
+def load_dense(run: RunDir) -> list[dict[str, Any]] | None:
+    """Dense results of an earlier (interrupted) run, if its sweep had finished."""
+    import json
+
+    path = run.file("dense.json")
+    if not path.exists():
+        return None
+    return json.loads(path.read_text())
+
+
+# ---------------------------------------------------------------------- grow
+def run_search(
+    data: TaskData, settings: TaskSettings, run: RunDir, reporter: Reporter
+) -> GrowResult:
+    """The grow-and-prune search with events in history.jsonl and a checkpoint after each."""
+    state = None
+    if run.resume:
+        saved = run.load_checkpoint()
+        if saved is not None:
+            state = SearchState.from_dict(saved["search"])
+            run.write_history(state.events)  # drop any event written after the checkpoint
+            reporter.message(f"resuming after event {len(state.events) - 1} ({state.phase})")
+    if state is None:
+        run.write_history([])
+
+    def on_event(event: dict[str, Any]) -> None:
+        run.append_event(event)
+        reporter.event(event)
+
+    def checkpoint(current: SearchState) -> None:
+        run.save_checkpoint({"search": current.to_dict()})
+
+    return grow(data, settings.grow, state=state, on_event=on_event, checkpoint=checkpoint)
+
+
+def _model_info(data: TaskData, settings: TaskSettings, extra: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "task": data.task,
+        "image": data.image,
+        "preprocessing": data.preprocessing,
+        "loss_units": LOSS_UNITS[data.task],
+        "loss_scale": data.loss_scale,
+        "config": settings.to_dict(),
+        **extra,
+    }
+
+
+def save_front(result: GrowResult, run: RunDir, data: TaskData, settings: TaskSettings) -> list[dict[str, Any]]:
+    """Save every front network under front/ and return the front as plain records."""
+    (run.path / "front").mkdir(exist_ok=True)
+    records = []
+    for point in result.front:
+        name = f"params_{point.params:05d}"
+        save(point.net, run.path / "front" / name, info=_model_info(data, settings, point.summary()))
+        records.append({**point.summary(), "file": f"front/{name}"})
+    return records
+
+
+# ---------------------------------------------------------------------- commands
+@dataclass
+class RunSummary:
+    """What a command produced: paths, key figures, and the text it prints."""
+
+    out: Path
+    text: str
+    figures: dict[str, Any]
+
+
+def run_grow(options: RunOptions, out: str | Path, resume: bool = False, reporter: Reporter | None = None) -> RunSummary:
+    """``netbonsai grow``: the search alone; writes model, front/, history.jsonl, report.md, plots."""
+    reporter = reporter or Reporter()
+    options.command = "grow"
+    started = time.perf_counter()
+    settings, data, run = prepare(options, out, resume)
+    result = run_search(data, settings, run, reporter)
+    front = save_front(result, run, data, settings)
+    final = result.net
+    save(final, run.file(MODEL), info=_model_info(data, settings, {"params": int(final.num_params()[0])}))
+    wall = time.perf_counter() - started
+    _plots(run, data, result, dense=None)
+    scale_note = LOSS_UNITS[data.task]
+    text = (
+        f"# netbonsai grow: {data.task} on {data.image}\n\n"
+        f"Preset `{settings.preset}`, seed {settings.grow.seed}, stopped by `{result.stop_reason}` after "
+        f"{len(result.events)} events in {result.seconds:.1f} s (wall {wall:.1f} s). Losses: {scale_note}.\n\n"
+        f"Final network: {int(final.num_params()[0])} parameters, {final.n_hidden} hidden neurons.\n\n"
+        f"## Pareto front (validation loss vs parameters)\n\n{front_table(front)}\n"
+        f"![history](history.png) ![front](pareto.png) ![network](network.png)\n"
+    )
+    from ..atomic import write_text
+
+    write_text(run.file(REPORT), text)
+    run.write_json("result.json", {"task": data.task, "image": data.image, "preset": settings.preset,
+                                   "front": front, "stop_reason": result.stop_reason,
+                                   "final_params": int(final.num_params()[0]), "wall_seconds": wall})
+    return RunSummary(run.path, front_table(front), {"front": front, "wall_seconds": wall})
+
+
+def run_baseline(options: RunOptions, out: str | Path, resume: bool = False, reporter: Reporter | None = None) -> RunSummary:
+    """``netbonsai baseline``: the dense MLP sweep alone; writes dense.json, dense/, report.md, pareto.png."""
+    reporter = reporter or Reporter()
+    options.command = "baseline"
+    started = time.perf_counter()
+    settings, data, run = prepare(options, out, resume)
+    dense = load_dense(run) if resume else None
+    if dense is None:
+        with make_executor(options.executor, workers=_workers(options.executor)) as executor:
+            dense = collect_dense(submit_dense(executor, data, settings, reporter), run, data)
+    wall = time.perf_counter() - started
+    from ..analysis.plots import pareto_plot
+    from ..atomic import write_text
+
+    pareto_plot({"dense MLP": dense}, run.file("pareto.png"), title=f"{data.task}: dense baseline")
+    table = front_table(dense)
+    write_text(run.file(REPORT), f"# netbonsai baseline: {data.task} on {data.image}\n\nLosses: {LOSS_UNITS[data.task]}. "
+               f"Wall time {wall:.1f} s.\n\n{table}\n![front](pareto.png)\n")
+    return RunSummary(run.path, table, {"dense": dense, "wall_seconds": wall})
+
+
+def run_compare(options: RunOptions, out: str | Path, resume: bool = False, reporter: Reporter | None = None) -> RunSummary:
+    """``netbonsai compare``: dense sweep and search side by side, then the parameter ratios.
+
+    With the process executor the dense sweep trains in a worker process while the search runs
+    here, so both cores work; inline, the sweep runs first.
+    """
+    reporter = reporter or Reporter()
+    options.command = "compare"
+    started = time.perf_counter()
+    settings, data, run = prepare(options, out, resume)
+    dense = load_dense(run) if resume else None
+    with make_executor(options.executor, workers=_workers(options.executor)) as executor:
+        futures = submit_dense(executor, data, settings, reporter) if dense is None else []
+        result = run_search(data, settings, run, reporter)
+        if dense is None:
+            dense = collect_dense(futures, run, data)
+    front = save_front(result, run, data, settings)
+    grown = [{k: p[k] for k in ("params", "train_loss", "val_loss")} for p in front]
+    ratios = param_ratios(grown, dense)
+    summary = ratio_summary(ratios)
+    best = result.best()
+    save(best.net, run.file(MODEL), info=_model_info(data, settings, best.summary()))
+    wall = time.perf_counter() - started
+    comparison = {
+        "task": data.task,
+        "image": data.image,
+        "preset": settings.preset,
+        "seed": settings.grow.seed,
+        "loss_units": LOSS_UNITS[data.task],
+        "dense": dense,
+        "grown": grown,
+        "ratios": ratios,
+        "median_ratio": summary["median_ratio"],
+        "min_ratio": summary["min_ratio"],
+        "max_ratio": summary["max_ratio"],
+        "n_ratios": summary["n"],
+        "n_outside_dense_range": len(pareto_front(grown)) - len(ratios),
+        "search_seconds": result.seconds,
+        "stop_reason": result.stop_reason,
+        "wall_seconds": wall,
+    }
+    run.write_json("comparison.json", comparison)
+    _plots(run, data, result, dense)
+    table = comparison_table(ratios, loss_format="{:.6g}")
+    headline = _headline(summary, comparison)
+    from ..atomic import write_text
+
+    write_text(
+        run.file(REPORT),
+        f"# netbonsai compare: {data.task} on {data.image}\n\n"
+        f"Preset `{settings.preset}`, seed {settings.grow.seed}; {data.describe()['n_train']} training and "
+        f"{data.describe()['n_val']} validation samples (seeded split). Losses: {LOSS_UNITS[data.task]}, "
+        f"on the validation set. Wall time {wall:.1f} s.\n\n{headline}\n\n"
+        f"## Parameter ratio at equal validation loss\n\n{table}\n"
+        f"## Dense MLPs (same trainer, same budget)\n\n{front_table(dense)}\n"
+        f"## netbonsai Pareto front\n\n{front_table(front)}\n"
+        "![front](pareto.png) ![history](history.png) ![network](network.png)\n",
+    )
+    return RunSummary(run.path, table + "\n" + headline, comparison)
+
+
+def _headline(summary: dict[str, Any], comparison: dict[str, Any]) -> str:
+    if not summary["n"]:
+        return "No grown network falls inside the dense networks' loss range: no ratio to report."
+    return (
+        f"Median parameter ratio (dense / netbonsai) at equal validation loss: "
+        f"**{summary['median_ratio']:.2f}** (min {summary['min_ratio']:.2f}, max {summary['max_ratio']:.2f}, "
+        f"{summary['n']} front points; {comparison['n_outside_dense_range']} outside the dense loss range)."
+    )
+
+
+def _workers(kind: str) -> int:
+    return 1  # the search itself keeps the other core busy
+
+
+def _plots(run: RunDir, data: TaskData, result: GrowResult, dense: list[dict[str, Any]] | None) -> None:
+    from ..analysis.draw import draw_network
+    from ..analysis.plots import history_plot, pareto_plot
+
+    series: dict[str, Any] = {}
+    if dense is not None:
+        series["dense MLP"] = dense
+    series["netbonsai"] = [p.summary() for p in result.front]
+    pareto_plot(series, run.file("pareto.png"), title=f"{data.task} on {data.image}")
+    history_plot(result.events, run.file("history.png"), x="seconds", title="grow-and-prune history")
+    draw_network(result.best().net if dense is not None else result.net, run.file("network.png"))
+
+
+def load_model(path: str | Path) -> DagNet:
+    """Load a model file (or a run directory's model)."""
+    return load(path)

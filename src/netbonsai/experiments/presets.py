@@ -1,0 +1,81 @@
+"""Presets for the image tasks: the data split, the search settings and the dense baseline grid.
+
+``paper`` follows paper 000's settings (the Keras grids of its tables, N1/N2/N3/eps, the 4-6-6-1
+and 2-4-4-1 starting networks) on the full training split; ``quick`` keeps the algorithm and
+the grid but trains on a subsample with smaller budgets so a comparison runs in minutes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..errors import InputError
+from ..grow.config import GrowConfig
+
+PRESETS = ("quick", "paper")
+
+# Paper 000, Example 1: the Keras networks of the brightness table (N1-N2).
+BRIGHTNESS_GRID = (
+    (5, 5), (7, 6), (8, 7), (9, 7), (8, 9), (10, 11), (12, 11),
+    (12, 14), (15, 15), (17, 17), (20, 19), (20, 20), (22, 22), (25, 25),
+)
+# Paper 000, Example 2: 4 <= N1, N2 <= 40; square networks spanning that range.
+APPROX_GRID = tuple((w, w) for w in (4, 5, 6, 7, 8, 10, 12, 14, 16, 20, 24, 28, 32, 40))
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """How a task's samples are split and subsampled."""
+
+    val_fraction: float = 0.2
+    max_train: int | None = None
+    max_val: int | None = None
+    split_seed: int = 0
+
+
+@dataclass(frozen=True)
+class TaskSettings:
+    """Everything a compare/grow/baseline run on an image task needs."""
+
+    task: str
+    preset: str
+    data: DataSettings
+    grow: GrowConfig
+    dense_grid: tuple[tuple[int, ...], ...]
+    dense_epochs: int  # the same budget as the search's starting network
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "task": self.task,
+            "preset": self.preset,
+            "data": asdict(self.data),
+            "grow": self.grow.to_dict(),
+            "dense": {"grid": [list(h) for h in self.dense_grid], "epochs": self.dense_epochs},
+        }
+
+
+def task_settings(task: str, preset: str = "quick") -> TaskSettings:
+    """The settings of ``preset`` for ``task`` (``brightness`` or ``approx``)."""
+    if preset not in PRESETS:
+        raise InputError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    if task == "brightness":
+        hidden, grid = (6, 6), BRIGHTNESS_GRID
+    elif task == "approx":
+        hidden, grid = (4, 4), APPROX_GRID
+    else:
+        raise InputError(f"unknown task {task!r}; choose brightness or approx")
+    if preset == "quick":
+        data = DataSettings(max_train=60_000)
+        grow = GrowConfig(
+            hidden=hidden, start_epochs=1500, trial_epochs=20, grow_epochs=150, max_params=300,
+        )
+        epochs = 1500
+    else:
+        data = DataSettings()
+        grow = GrowConfig(
+            hidden=hidden, start_epochs=5000, trial_epochs=50, grow_epochs=500, max_params=400,
+        )
+        epochs = 5000
+    return TaskSettings(task=task, preset=preset, data=data, grow=grow, dense_grid=grid, dense_epochs=epochs)

@@ -1,0 +1,307 @@
+"""The grow-and-prune loop of paper 000, as a resumable state machine.
+
+start: a dense MLP trained with the run's trainer. Then repeat: a prune phase (remove one synapse
+at a time while the retrained loss stays within (1 + eps) of the reference), stop if the
+complexity reached the limit (or the time budget, a loss target, a cycle limit), otherwise add a
+neuron and train. Every accepted change is an event; every event's network is a candidate for
+the Pareto front of validation loss against parameters.
+
+:func:`grow` performs one unit of work per loop iteration and hands the whole state to a
+``checkpoint`` callback after each event, so a run killed at any moment resumes from its last
+event and continues exactly as the uninterrupted run would (the random generator, the phase and
+its reference loss are part of the state).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from ..analysis.pareto import pareto_front
+from ..data.tasks import TaskData
+from ..errors import InputError
+from ..nets.dag import DagNet
+from ..nets.io import net_from_state, net_to_state
+from ..nets.normalization import standardize_for
+from ..train import Budget, evaluate, fit
+from .config import GrowConfig
+from .steps import addition_step, removal_step
+
+EventListener = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class FrontPoint:
+    """A network on (or once on) the Pareto front, with its losses in reported units."""
+
+    params: int
+    train_loss: float
+    val_loss: float
+    event: int
+    net: DagNet
+
+    def summary(self) -> dict[str, Any]:
+        return {"params": self.params, "train_loss": self.train_loss, "val_loss": self.val_loss, "event": self.event}
+
+
+@dataclass
+class SearchState:
+    """Everything needed to continue a search: saved in checkpoints."""
+
+    net: DagNet
+    phase: str  # "prune", "grow" or "done"
+    reference: float  # prune-phase reference training loss (raw MSE)
+    train_loss: float  # raw MSE of ``net`` on the training set
+    cycles: int = 0  # neurons added so far
+    phase_steps: int = 0  # removals accepted in the current prune phase
+    seconds: float = 0.0  # search time so far, across resumes
+    events: list[dict[str, Any]] = field(default_factory=list)
+    front: list[FrontPoint] = field(default_factory=list)
+    generator_state: torch.Tensor | None = None
+    stop_reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for ``torch.save`` (loadable with ``weights_only=True``)."""
+        return {
+            "net": net_to_state(self.net),
+            "phase": self.phase,
+            "reference": self.reference,
+            "train_loss": self.train_loss,
+            "cycles": self.cycles,
+            "phase_steps": self.phase_steps,
+            "seconds": self.seconds,
+            "events": self.events,
+            "front": [{**p.summary(), "net": net_to_state(p.net)} for p in self.front],
+            "generator_state": self.generator_state,
+            "stop_reason": self.stop_reason,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "SearchState":
+        front = [
+            FrontPoint(p["params"], p["train_loss"], p["val_loss"], p["event"], net_from_state(p["net"]))
+            for p in data["front"]
+        ]
+        return cls(
+            net=net_from_state(data["net"]),
+            phase=data["phase"],
+            reference=data["reference"],
+            train_loss=data["train_loss"],
+            cycles=data["cycles"],
+            phase_steps=data["phase_steps"],
+            seconds=data["seconds"],
+            events=list(data["events"]),
+            front=front,
+            generator_state=data["generator_state"],
+            stop_reason=data["stop_reason"],
+        )
+
+
+@dataclass
+class GrowResult:
+    """Outcome of a search: the final network, the Pareto front and the event history."""
+
+    net: DagNet
+    front: list[FrontPoint]
+    events: list[dict[str, Any]]
+    seconds: float
+    stop_reason: str
+
+    def best(self) -> FrontPoint:
+        """The front network with the lowest validation loss."""
+        return min(self.front, key=lambda p: p.val_loss)
+
+
+def start_network(data: TaskData, config: GrowConfig) -> DagNet:
+    """The untrained starting MLP, standardised on the training data, seeded by ``config.seed``."""
+    generator = torch.Generator().manual_seed(config.seed)
+    net = DagNet.mlp([data.n_in, *config.hidden, data.n_out], config.activation, generator=generator)
+    return standardize_for(net, data.x_train, data.y_train)
+
+
+def grow(
+    data: TaskData,
+    config: GrowConfig,
+    initial: DagNet | None = None,
+    state: SearchState | None = None,
+    on_event: EventListener | None = None,
+    checkpoint: Callable[[SearchState], None] | None = None,
+) -> GrowResult:
+    """Run (or, given ``state``, continue) the grow-and-prune search on ``data``.
+
+    Args:
+        data: the task's train/validation split; the search trains on ``x_train`` only.
+        config: search settings (``GrowConfig``).
+        initial: an already trained population-1 starting network; by default the config's
+            dense MLP is built and trained for ``start_epochs``.
+        state: a state from a checkpoint to continue from (``initial`` is then ignored).
+        on_event: called with each new event dict (also recorded in ``state.events``).
+        checkpoint: called with the state after every event.
+    """
+    search = _Search(data, config, on_event, checkpoint)
+    state = search.begin(initial) if state is None else search.resume(state)
+    while state.phase != "done":
+        search.advance(state)
+    return GrowResult(
+        net=state.net,
+        front=sorted(state.front, key=lambda p: p.params),
+        events=state.events,
+        seconds=state.seconds,
+        stop_reason=state.stop_reason or "done",
+    )
+
+
+class _Search:
+    """One search's fixed context: data, config, the attempt sample and the callbacks."""
+
+    def __init__(self, data, config: GrowConfig, on_event, checkpoint) -> None:
+        self.data = data
+        self.config = config
+        self.on_event = on_event
+        self.checkpoint = checkpoint
+        self.scale = data.loss_scale
+        sample = torch.Generator().manual_seed(config.seed + 7919)
+        n = data.x_train.shape[0]
+        index = torch.randperm(n, generator=sample)[: min(config.attempt_samples, n)]
+        self.x_attempt, self.y_attempt = data.x_train[index], data.y_train[index]
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.clock = time.perf_counter()
+        self.seconds_at_resume = 0.0
+
+    # -------------------------------------------------------------- lifecycle
+    def begin(self, initial: DagNet | None) -> SearchState:
+        config = self.config
+        if initial is None:
+            net = start_network(self.data, config)
+            train_loss = float(fit(net, self.data.x_train, self.data.y_train, Budget(epochs=config.start_epochs), config.trainer, seed=config.seed).loss[0])
+        else:
+            if initial.population_size != 1 or initial.n_in != self.data.n_in or initial.n_out != self.data.n_out:
+                raise InputError("the initial network must have population 1 and match the task's inputs and outputs")
+            net = initial.clone()
+            train_loss = float(evaluate(net, self.data.x_train, self.data.y_train, config.trainer.loss)[0])
+        net = net.compact()
+        state = SearchState(net=net, phase="prune", reference=train_loss, train_loss=train_loss)
+        self.emit(state, "start", hidden=list(config.hidden))
+        return state
+
+    def resume(self, state: SearchState) -> SearchState:
+        if state.generator_state is not None:
+            self.generator.set_state(state.generator_state)
+        self.seconds_at_resume = state.seconds
+        return state
+
+    def advance(self, state: SearchState) -> None:
+        """Do one unit of work: a removal step, the end of a prune phase, or a neuron addition."""
+        if state.phase == "prune":
+            self.prune(state)
+        elif state.phase == "grow":
+            self.add_neuron(state)
+
+    # -------------------------------------------------------------- moves
+    def prune(self, state: SearchState) -> None:
+        config = self.config
+        result = None
+        if state.phase_steps < config.max_prune_steps:
+            result = removal_step(
+                state.net, self.data.x_train, self.data.y_train,
+                config.n_candidates, config.n_trials, config.trial_epochs, config.trainer, seed=self.next_seed(),
+            )
+        if result is not None and result.train_loss <= (1.0 + config.eps) * state.reference:
+            synapse = [state.net.roles[result.synapse[0]], result.synapse[0], state.net.roles[result.synapse[1]], result.synapse[1]]
+            state.net = result.net.compact()
+            state.train_loss = result.train_loss
+            state.phase_steps += 1
+            if config.reference == "previous":
+                state.reference = result.train_loss
+            self.emit(
+                state, "prune",
+                synapse=synapse,
+                trial_losses=[round(v * self.scale, 6) for v in result.trial_losses],
+            )
+            return
+        # the phase ends: the best candidate would cost more than eps
+        params = int(state.net.num_params()[0])
+        reason = None
+        if params >= config.max_params:
+            reason = "max_params"
+        elif config.max_cycles is not None and state.cycles >= config.max_cycles:
+            reason = "max_cycles"
+        elif result is None:
+            reason = "no_synapses"
+        if reason is not None:
+            self.stop(state, reason)
+        else:
+            state.phase = "grow"
+
+    def add_neuron(self, state: SearchState) -> None:
+        config = self.config
+        added = addition_step(
+            state.net, self.x_attempt, self.y_attempt, config.n_attempts, config.activation,
+            self.generator, config.init_range, config.init_range_out, config.feed_added, config.trainer.loss,
+        )
+        net = added.net
+        if config.grow_epochs > 0:
+            loss = fit(net, self.data.x_train, self.data.y_train, Budget(epochs=config.grow_epochs), config.trainer, seed=self.next_seed()).loss
+        else:
+            loss = evaluate(net, self.data.x_train, self.data.y_train, config.trainer.loss)
+        state.net = net.compact()
+        state.train_loss = state.reference = float(loss[0])
+        state.cycles += 1
+        state.phase = "prune"
+        state.phase_steps = 0
+        self.emit(state, "grow", attempt_loss=round(added.attempt_loss * self.scale, 6))
+
+    def stop(self, state: SearchState, reason: str) -> None:
+        state.phase = "done"
+        state.stop_reason = reason
+        self.emit(state, "stop", reason=reason)
+
+    # -------------------------------------------------------------- bookkeeping
+    def next_seed(self) -> int:
+        return int(torch.randint(0, 2**31 - 1, (1,), generator=self.generator))
+
+    def emit(self, state: SearchState, kind: str, **details: Any) -> None:
+        """Record an event, update the front, check budgets, then checkpoint."""
+        state.seconds = self.seconds_at_resume + (time.perf_counter() - self.clock)
+        val_loss = float(evaluate(state.net, self.data.x_val, self.data.y_val, self.config.trainer.loss)[0])
+        params = int(state.net.num_params()[0])
+        event = {
+            "event": kind,
+            "index": len(state.events),
+            "params": params,
+            "train_loss": state.train_loss * self.scale,
+            "val_loss": val_loss * self.scale,
+            "seconds": round(state.seconds, 3),
+            "cycle": state.cycles,
+            "n_hidden": state.net.n_hidden,
+            **details,
+        }
+        state.events.append(event)
+        if kind != "stop":
+            self.update_front(state, event)
+        if self.on_event is not None:
+            self.on_event(event)
+        reason = self.budget_exhausted(state, event) if kind != "stop" else None
+        if reason is not None:
+            self.stop(state, reason)  # emits the stop event and checkpoints
+            return
+        state.generator_state = self.generator.get_state()
+        if self.checkpoint is not None:
+            self.checkpoint(state)
+
+    def budget_exhausted(self, state: SearchState, event: dict[str, Any]) -> str | None:
+        config = self.config
+        if config.target_loss is not None and event["val_loss"] <= config.target_loss:
+            return "target_loss"
+        if config.max_seconds is not None and state.seconds >= config.max_seconds:
+            return "max_seconds"
+        return None
+
+    def update_front(self, state: SearchState, event: dict[str, Any]) -> None:
+        point = FrontPoint(event["params"], event["train_loss"], event["val_loss"], event["index"], state.net.clone())
+        points = state.front + [point]
+        kept = {p["event"] for p in pareto_front([p.summary() for p in points])}
+        state.front = [p for p in points if p.event in kept]

@@ -1,0 +1,143 @@
+"""The two moves of paper 000: removing one synapse and adding one neuron, each batched.
+
+Synapse removal: score every live synapse i -> j by |w_ij| / max_k |w_kj|, evaluate the loss
+without each of the N1 lowest (one forward pass over a population of N1 masks), retrain the N2
+best briefly (one training of a population of N2), and return the best retrained candidate.
+
+Neuron addition: a neuron "in layer 1/2" reads every network input and feeds every neuron of the
+starting network; N3 random weight sets from U[-1, 1] are scored in one forward pass over a
+population of N3 and the best one is kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..nets.dag import DagNet
+from ..train import Budget, TrainerConfig, evaluate, fit
+
+
+@dataclass
+class RemovalResult:
+    """The best retrained candidate of one removal step, and what the step looked at."""
+
+    net: DagNet  # population 1, retrained, not compacted
+    train_loss: float  # after trial retraining
+    synapse: tuple[int, int]  # (source, target) node indices in the step's input network
+    candidate_losses: list[float]  # loss right after each of the N1 removals (no retraining)
+    trial_losses: list[float]  # loss of each of the N2 candidates after retraining
+
+
+def removal_scores(net: DagNet) -> torch.Tensor:
+    """``(N, N)`` normalised magnitudes |w_ij| / max_k |w_kj| of variant 0; +inf where not live."""
+    weight = (net.weight.detach()[0] * net.mask[0]).abs()
+    column_max = weight.amax(dim=0, keepdim=True).clamp_min(torch.finfo(weight.dtype).tiny)
+    scores = weight / column_max
+    return torch.where(net.mask[0], scores, torch.full_like(scores, float("inf")))
+
+
+def lowest_synapses(net: DagNet, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sources and targets of the ``count`` live synapses with the lowest removal score.
+
+    Ties are broken by node order, so the choice is deterministic.
+    """
+    scores = removal_scores(net).flatten()
+    n_live = int(net.mask[0].sum())
+    count = min(count, n_live)
+    order = torch.sort(scores, stable=True).indices[:count]
+    n = net.n_nodes
+    return order // n, order % n
+
+
+def removal_step(
+    net: DagNet,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    n_candidates: int,
+    n_trials: int,
+    trial_epochs: int,
+    trainer: TrainerConfig,
+    seed: int = 0,
+) -> RemovalResult | None:
+    """One batched synapse-removal step on a population-1 network; None if nothing is left."""
+    sources, targets = lowest_synapses(net, n_candidates)
+    if sources.numel() == 0:
+        return None
+    candidates = net.expand(sources.numel()).remove_synapses_(sources, targets)
+    candidate_losses = evaluate(candidates, x, y, trainer.loss)  # N1 removals in one pass
+    keep = torch.argsort(candidate_losses, stable=True)[: min(n_trials, sources.numel())]
+    trials = candidates.select(keep)
+    if trial_epochs > 0:
+        trial_losses = fit(trials, x, y, Budget(epochs=trial_epochs), trainer, seed=seed).loss
+    else:
+        trial_losses = candidate_losses[keep]
+    best = int(torch.argmin(trial_losses))
+    chosen = int(keep[best])
+    return RemovalResult(
+        net=trials.select(best),
+        train_loss=float(trial_losses[best]),
+        synapse=(int(sources[chosen]), int(targets[chosen])),
+        candidate_losses=candidate_losses.tolist(),
+        trial_losses=trial_losses.tolist(),
+    )
+
+
+@dataclass
+class AdditionResult:
+    """The network with its new neuron (best of N3 random initialisations, not yet trained)."""
+
+    net: DagNet
+    position: int  # index of the new neuron
+    attempt_loss: float  # loss of the best attempt on the scoring sample
+    attempt_losses: list[float]
+
+
+def neuron_targets(net: DagNet, feed_added: bool = False) -> list[int]:
+    """Nodes a new "layer 1/2" neuron feeds: the starting network's neurons (and added ones if asked)."""
+    roles = ("hidden", "output", "added") if feed_added else ("hidden", "output")
+    return [j for j, role in enumerate(net.roles) if role in roles]
+
+
+def addition_step(
+    net: DagNet,
+    x_sample: torch.Tensor,
+    y_sample: torch.Tensor,
+    n_attempts: int,
+    activation: str,
+    generator: torch.Generator,
+    init_range: float = 1.0,
+    init_range_out: float = 1.0,
+    feed_added: bool = False,
+    loss: str = "mse",
+) -> AdditionResult:
+    """Add one neuron after the inputs; try ``n_attempts`` random weight sets in one pass.
+
+    Input weights and bias are drawn from U[-init_range, init_range], output weights from
+    U[-init_range_out, init_range_out] (the paper draws all from U[-1, 1] in its raw units; on
+    standardised units a smaller output range keeps an attempt from wiping out what the network
+    has learned).
+    """
+    position = net.n_in
+    targets = neuron_targets(net, feed_added)
+    grown = net.insert_neuron(position, range(net.n_in), targets, activation)
+    attempts = grown.expand(n_attempts)
+    new_targets = [t + 1 for t in targets]  # indices after the insertion
+    with torch.no_grad():
+        shape_in = (n_attempts, net.n_in)
+        shape_out = (n_attempts, len(new_targets))
+        def uniform(scale: float, *shape: int) -> torch.Tensor:
+            return ((torch.rand(*shape, generator=generator) * 2 - 1) * scale).to(attempts.weight)
+
+        attempts.weight[:, : net.n_in, position] = uniform(init_range, *shape_in)
+        attempts.bias[:, position] = uniform(init_range, n_attempts)
+        attempts.weight[:, position, new_targets] = uniform(init_range_out, *shape_out)
+    losses = evaluate(attempts, x_sample, y_sample, loss)  # N3 attempts in one pass
+    best = int(torch.argmin(losses))
+    return AdditionResult(
+        net=attempts.select(best),
+        position=position,
+        attempt_loss=float(losses[best]),
+        attempt_losses=losses.tolist(),
+    )
