@@ -73,7 +73,7 @@ class SearchState:
             "cycles": self.cycles,
             "phase_steps": self.phase_steps,
             "seconds": self.seconds,
-            "events": self.events,
+            "events": [dict(e) for e in self.events],
             "front": [{**p.summary(), "net": net_to_state(p.net)} for p in self.front],
             "generator_state": self.generator_state,
             "stop_reason": self.stop_reason,

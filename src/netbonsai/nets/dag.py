@@ -248,12 +248,39 @@ class DagNet(nn.Module):
         values[:, plan.perm] = rows
         return values.transpose(1, 2)
 
-    def _run(self, x: torch.Tensor) -> tuple[list[torch.Tensor], ForwardPlan]:
+    def sensitivities(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per-sample quantities for Gauss-Newton training, all in node order.
+
+        Returns node activations ``(K, N, B)`` (inputs standardised), the sensitivities
+        ``d output_o / d pre-activation_j`` ``(K, n_out, N, B)`` (outputs de-standardised),
+        and the outputs ``(K, B, n_out)``. The Jacobian of output o with respect to the weight
+        of synapse i -> j is ``activations[:, i] * sensitivities[:, o, j]``.
+        """
+        k, n = self.population_size, self.n_nodes
+        batch = x.shape[-2]
+        probe = torch.zeros(k, n, batch, dtype=self.weight.dtype, device=self.weight.device, requires_grad=True)
+        with torch.enable_grad():
+            blocks, plan = self._run(x.detach(), probe)
+            rows = torch.cat(blocks, dim=1)
+            out = rows[:, plan.out_pos] * self.out_scale[None, :, None] + self.out_shift[None, :, None]
+            deltas = [
+                torch.autograd.grad(out[:, o].sum(), probe, retain_graph=o + 1 < self.n_out)[0]
+                for o in range(self.n_out)
+            ]
+        activations = torch.empty_like(rows)
+        activations[:, plan.perm] = rows.detach()
+        sens = torch.empty(k, self.n_out, n, batch, dtype=rows.dtype, device=rows.device)
+        sens[:, :, plan.perm] = torch.stack(deltas, dim=1)
+        return activations, sens, out.detach().transpose(1, 2)
+
+    def _run(self, x: torch.Tensor, probe: torch.Tensor | None = None) -> tuple[list[torch.Tensor], ForwardPlan]:
         """Level-by-level evaluation, feature-major: one ``(K, n_level, B)`` block per level.
 
         Activations are rows per node (contiguous over samples). A level's pre-activation is
         its bias plus one batched matmul per earlier level, so no level is ever copied into a
         concatenated buffer, and each elementwise op runs on contiguous memory.
+        ``probe`` (``(K, N, B)`` zeros in plan order) is added to the pre-activations so that
+        its gradient is the per-sample sensitivity of a scalar to every node's pre-activation.
         """
         k = self.population_size
         if x.dim() == 2:
@@ -275,6 +302,8 @@ class DagNet(nn.Module):
             pre = bias[:, start:end, None]
             for (src_start, src_end), block in zip(plan.bounds, blocks):
                 pre = torch.baddbmm(pre, weight_t[:, start:end, src_start:src_end], block)
+            if probe is not None:
+                pre = pre + probe[:, start:end]
             if len(groups) == 1:
                 level = apply_activation(groups[0][0], pre)
             else:

@@ -16,14 +16,15 @@ from torch import nn
 
 from ..errors import InputError
 from .lbfgs import lbfgs
+from .lm import levenberg_marquardt
 from .losses import evaluate, get_loss, population_outputs
 
-METHODS = ("lbfgs", "adam")
+METHODS = ("lbfgs", "adam", "lm")
 
 
 @dataclass(frozen=True)
 class Budget:
-    """How long to train: ``epochs`` (L-BFGS iterations for ``lbfgs``) and/or ``seconds``."""
+    """How long to train: ``epochs`` (iterations for the full-batch ``lbfgs`` and ``lm``) and/or ``seconds``."""
 
     epochs: int | None = None
     seconds: float | None = None
@@ -111,6 +112,11 @@ def fit(
         )
         final = result.loss
         epochs = result.iterations
+    elif trainer.method == "lm":
+        if not hasattr(model, "sensitivities") or trainer.loss != "mse":
+            raise InputError("Levenberg-Marquardt ('lm') trains DagNet models with the mse loss")
+        result = levenberg_marquardt(model, x, y, max_iter=max_epochs, max_seconds=budget.seconds, on_iteration=record)
+        final, epochs = result.loss, result.iterations
     else:
         final, epochs = _adam(model, params, x, y, loss_fn, trainer, seed, max_epochs, budget, started, record)
     if apply_mask is not None:

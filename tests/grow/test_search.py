@@ -1,0 +1,189 @@
+"""The grow-and-prune loop on a tiny brightness task: events, front, determinism, resume."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from netbonsai.data import load_task
+from netbonsai.data.tasks import TaskData
+from netbonsai.errors import InputError
+from netbonsai.grow import GrowConfig, SearchState, grow
+from netbonsai.nets import DagNet
+from netbonsai.train import evaluate
+
+CONFIG = GrowConfig(
+    hidden=(4, 4),  # a 4-4-4-1 start: 45 parameters
+    start_epochs=30,
+    trial_epochs=5,
+    grow_epochs=10,
+    n_attempts=10,
+    attempt_samples=500,
+    eps=0.01,
+    max_params=60,
+    max_cycles=2,
+    seed=3,
+)
+
+
+@pytest.fixture(scope="module")
+def task(tmp_path_factory: pytest.TempPathFactory) -> TaskData:
+    """Brightness prediction on a 40x40 smooth pattern with noise."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:40, 0:40]
+    image = 128 + 60 * np.sin(xx / 5.0) * np.cos(yy / 7.0) + rng.normal(0, 8, (40, 40))
+    path = tmp_path_factory.mktemp("img") / "pattern.png"
+    Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(path)
+    return load_task("brightness", path, max_train=1500)
+
+
+def without_time(events: list[dict]) -> list[dict]:
+    return [{k: v for k, v in e.items() if k != "seconds"} for e in events]
+
+
+@pytest.fixture(scope="module")
+def run(task: TaskData):
+    """One uninterrupted run, with every checkpoint serialised the moment it is handed over."""
+    checkpoints: list[bytes] = []
+    seen: list[dict] = []
+
+    def checkpoint(state: SearchState) -> None:
+        buffer = io.BytesIO()
+        torch.save(state.to_dict(), buffer)
+        checkpoints.append(buffer.getvalue())
+
+    result = grow(task, CONFIG, on_event=seen.append, checkpoint=checkpoint)
+    return result, checkpoints, seen
+
+
+def test_events_are_consistent(run, task: TaskData) -> None:
+    result, checkpoints, seen = run
+    events = result.events
+    assert seen == events
+    assert events[0]["event"] == "start" and events[-1]["event"] == "stop"
+    assert {e["event"] for e in events[1:-1]} <= {"prune", "grow"}
+    assert [e["index"] for e in events] == list(range(len(events)))
+    assert sum(e["event"] == "grow" for e in events) == 2  # max_cycles
+    assert result.stop_reason == events[-1]["reason"] == "max_cycles"
+    assert len(checkpoints) == len(events)
+    assert events[0]["params"] == 45
+    for before, after in zip(events, events[1:]):
+        if after["event"] == "prune":
+            assert after["params"] < before["params"]
+            assert after["cycle"] == before["cycle"]
+        elif after["event"] == "grow":
+            assert after["params"] > before["params"]
+            assert after["cycle"] == before["cycle"] + 1
+            assert after["n_hidden"] == before["n_hidden"] + 1
+    # the stop event describes the final network
+    final = result.net
+    assert events[-1]["params"] == int(final.num_params()[0])
+    assert events[-1]["n_hidden"] == final.n_hidden
+    val = float(evaluate(final, task.x_val, task.y_val)[0]) * task.loss_scale
+    assert events[-1]["val_loss"] == pytest.approx(val, rel=1e-6)
+    train = float(evaluate(final, task.x_train, task.y_train)[0]) * task.loss_scale
+    assert events[-1]["train_loss"] == pytest.approx(train, rel=1e-4)
+    assert final.roles.count("added") <= 2
+    # a prune phase ends when the best retrained candidate costs more than eps
+    for e in events:
+        if e["event"] == "prune":
+            assert len(e["trial_losses"]) == CONFIG.n_trials
+
+
+def test_front_is_non_dominated(run, task: TaskData) -> None:
+    result, _, _ = run
+    front = result.front
+    assert front
+    params = [p.params for p in front]
+    losses = [p.val_loss for p in front]
+    assert params == sorted(params) and len(set(params)) == len(params)
+    assert all(b < a for a, b in zip(losses, losses[1:]))
+    by_index = {e["index"]: e for e in result.events}
+    for point in front:
+        event = by_index[point.event]
+        assert (event["params"], event["val_loss"]) == (point.params, point.val_loss)
+        assert int(point.net.num_params()[0]) == point.params
+        val = float(evaluate(point.net, task.x_val, task.y_val)[0]) * task.loss_scale
+        assert val == pytest.approx(point.val_loss, rel=1e-6)
+    # no event dominates a front point
+    for point in front:
+        for e in result.events:
+            assert not (e["params"] <= point.params and e["val_loss"] < point.val_loss)
+    assert result.best().val_loss == min(losses)
+
+
+def test_same_seed_gives_identical_events(run, task: TaskData) -> None:
+    result, _, _ = run
+    again = grow(task, CONFIG)
+    assert without_time(again.events) == without_time(result.events)
+    assert torch.equal(again.net.weight, result.net.weight)
+    other = grow(task, CONFIG.with_overrides(seed=4, max_cycles=0))
+    assert other.events[0]["train_loss"] != result.events[0]["train_loss"]
+
+
+@pytest.mark.parametrize("which", ["prune", "grow"])
+def test_resume_from_a_checkpoint_continues_exactly(run, task: TaskData, which: str) -> None:
+    result, checkpoints, _ = run
+    # the checkpoint written right after the first event of this kind (mid-run, not the last)
+    index = next(e["index"] for e in result.events if e["event"] == which)
+    assert index < len(result.events) - 2
+    saved = torch.load(io.BytesIO(checkpoints[index]), weights_only=True)
+    state = SearchState.from_dict(saved)
+    assert len(state.events) == index + 1 and state.phase == "prune"
+    resumed = grow(task, CONFIG, state=state)
+    assert len(resumed.events) == len(result.events)
+    assert without_time(resumed.events) == without_time(result.events)
+    assert [(p.params, p.val_loss, p.event) for p in resumed.front] == [
+        (p.params, p.val_loss, p.event) for p in result.front
+    ]
+    assert torch.equal(resumed.net.weight, result.net.weight)
+    assert resumed.stop_reason == result.stop_reason
+
+
+def test_resume_a_finished_run_does_nothing(run, task: TaskData) -> None:
+    result, checkpoints, _ = run
+    state = SearchState.from_dict(torch.load(io.BytesIO(checkpoints[-1]), weights_only=True))
+    assert state.phase == "done"
+    calls: list[dict] = []
+    again = grow(task, CONFIG, state=state, on_event=calls.append)
+    assert calls == []
+    assert without_time(again.events) == without_time(result.events)
+
+
+def test_stop_reasons(task: TaskData) -> None:
+    # the start network is already above the limit: one prune phase, then max_params
+    small = CONFIG.with_overrides(max_params=10, max_cycles=5)
+    result = grow(task, small)
+    assert result.stop_reason == "max_params"
+    assert sum(e["event"] == "grow" for e in result.events) == 0
+    # a loss target met by the start network stops right after it
+    easy = CONFIG.with_overrides(target_loss=1e9)
+    result = grow(task, easy)
+    assert [e["event"] for e in result.events] == ["start", "stop"]
+    assert result.stop_reason == "target_loss"
+
+
+def test_initial_network_must_match(task: TaskData) -> None:
+    with pytest.raises(InputError):
+        grow(task, CONFIG, initial=DagNet.mlp([3, 2, 1]))
+    with pytest.raises(InputError):
+        grow(task, CONFIG, initial=DagNet.mlp([4, 2, 1], population=2))
+
+
+def test_config_validation() -> None:
+    with pytest.raises(InputError):
+        GrowConfig(n_trials=9, n_candidates=8)
+    with pytest.raises(InputError):
+        GrowConfig(eps=1.5)
+    with pytest.raises(InputError):
+        GrowConfig(reference="nope")
+    with pytest.raises(InputError):
+        GrowConfig(hidden=())
+    with pytest.raises(InputError):
+        GrowConfig.from_dict({"bogus": 1})
+    assert GrowConfig.from_dict(CONFIG.to_dict()) == CONFIG

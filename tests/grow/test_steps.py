@@ -1,0 +1,198 @@
+"""The two moves of the search: batched synapse removal and batched neuron addition."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from netbonsai.nets import DagNet
+from netbonsai.nets.normalization import standardize_for
+from netbonsai.grow import addition_step, lowest_synapses, removal_scores, removal_step
+from netbonsai.grow.steps import neuron_targets
+from netbonsai.train import Budget, TrainerConfig, evaluate, fit
+
+
+def data(n: int = 600, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, 4, generator=g) * 2 - 1
+    y = torch.tanh(x[:, :1] - 0.5 * x[:, 1:2]) + 0.3 * x[:, 2:3] * x[:, 3:4]
+    return x, y
+
+
+def trained(seed: int = 0, hidden=(4, 3), epochs: int = 40) -> DagNet:
+    x, y = data()
+    net = DagNet.mlp([4, *hidden, 1], generator=torch.Generator().manual_seed(seed))
+    standardize_for(net, x, y)
+    fit(net, x, y, Budget(epochs=epochs), TrainerConfig(method="lbfgs"))
+    return net
+
+
+# ---------------------------------------------------------------------- removal scores
+def known_net() -> DagNet:
+    """A 2-2-1 MLP with hand-set weights: inputs 0, 1; hidden 2, 3; output 4."""
+    net = DagNet.mlp([2, 2, 1])
+    with torch.no_grad():
+        w = net.weight[0]
+        w[0, 2], w[1, 2] = 1.0, 0.125  # column 2: scores 1, 0.125
+        w[0, 3], w[1, 3] = -0.5, 2.0  # column 3: scores 0.25, 1
+        w[2, 4], w[3, 4] = 3.0, -0.375  # column 4: scores 1, 0.125
+    return net
+
+
+def test_removal_scores_are_normalised_magnitudes() -> None:
+    scores = removal_scores(known_net())
+    assert scores[0, 2] == 1.0 and scores[1, 2] == 0.125
+    assert scores[0, 3] == 0.25 and scores[1, 3] == 1.0
+    assert scores[2, 4] == 1.0 and scores[3, 4] == 0.125
+    assert torch.isinf(scores[0, 1]) and torch.isinf(scores[4, 0]) and torch.isinf(scores[0, 4])
+
+
+def test_lowest_synapses_picks_the_smallest_scores() -> None:
+    net = known_net()
+    sources, targets = lowest_synapses(net, 3)
+    # the 0.125 tie is broken by node order: (1 -> 2) before (3 -> 4)
+    assert list(zip(sources.tolist(), targets.tolist())) == [(1, 2), (3, 4), (0, 3)]
+    sources, targets = lowest_synapses(net, 1)
+    assert (sources.tolist(), targets.tolist()) == ([1], [2])
+    # more than there are: all six live synapses, never a dead one
+    sources, targets = lowest_synapses(net, 100)
+    assert len(sources) == 6
+    assert all(bool(net.mask[0, s, t]) for s, t in zip(sources.tolist(), targets.tolist()))
+    # a removed synapse (even with a zero weight) is no candidate; its column renormalises
+    net.remove_synapses_(torch.tensor([1]), torch.tensor([2]))
+    sources, targets = lowest_synapses(net, 2)
+    assert list(zip(sources.tolist(), targets.tolist())) == [(3, 4), (0, 3)]
+
+
+# ---------------------------------------------------------------------- removal step
+TRAINER = TrainerConfig(method="lbfgs")
+
+
+def test_removal_step_removes_exactly_one_synapse() -> None:
+    net = trained()
+    x, y = data()
+    before = int(net.num_params()[0])
+    result = removal_step(net, x, y, n_candidates=6, n_trials=3, trial_epochs=5, trainer=TRAINER, seed=11)
+    assert result is not None
+    source, target = result.synapse
+    assert bool(net.mask[0, source, target])  # the input network is not modified
+    assert not bool(result.net.mask[0, source, target])
+    assert float(result.net.weight.detach()[0, source, target]) == 0.0
+    assert int(result.net.mask.sum()) == int(net.mask.sum()) - 1
+    assert int(result.net.num_params()[0]) <= before - 1
+    assert result.net.population_size == 1 and result.net.n_nodes == net.n_nodes
+    assert len(result.candidate_losses) == 6 and len(result.trial_losses) == 3
+    assert result.train_loss == min(result.trial_losses)
+    assert result.train_loss == pytest.approx(float(evaluate(result.net, x, y)[0]), rel=1e-5)
+    # the removed synapse stays removed through further training
+    fit(result.net, x, y, Budget(epochs=5), TRAINER)
+    assert float(result.net.weight.detach()[0, source, target]) == 0.0
+
+
+def test_removal_step_equals_one_candidate_at_a_time() -> None:
+    net = trained(seed=2)
+    x, y = data()
+    n1, n2, epochs, seed = 6, 3, 5, 23
+    result = removal_step(net, x, y, n1, n2, epochs, TRAINER, seed=seed)
+
+    # the same work, one copy at a time
+    sources, targets = lowest_synapses(net, n1)
+    candidates = []
+    for s, t in zip(sources.tolist(), targets.tolist()):
+        copy = net.clone()
+        copy.remove_synapses_(torch.tensor([s]), torch.tensor([t]))
+        candidates.append((float(evaluate(copy, x, y)[0]), s, t, copy))
+    torch.testing.assert_close(
+        torch.tensor(result.candidate_losses), torch.tensor([c[0] for c in candidates]), rtol=1e-5, atol=0
+    )
+    best = sorted(range(n1), key=lambda i: candidates[i][0])[:n2]
+    trials = []
+    for i in best:
+        loss, s, t, copy = candidates[i]
+        trial_loss = float(fit(copy, x, y, Budget(epochs=epochs), TRAINER, seed=seed).loss[0])
+        trials.append((trial_loss, s, t, copy))
+    torch.testing.assert_close(
+        torch.tensor(result.trial_losses), torch.tensor([t[0] for t in trials]), rtol=1e-4, atol=0
+    )
+    chosen = min(trials, key=lambda t: t[0])
+    assert result.synapse == (chosen[1], chosen[2])
+    assert result.train_loss == pytest.approx(chosen[0], rel=1e-4)
+    torch.testing.assert_close(result.net.weight.detach(), chosen[3].weight.detach(), atol=1e-4, rtol=0)
+
+
+def test_removal_step_without_retraining_and_on_an_empty_network() -> None:
+    net = trained()
+    x, y = data()
+    result = removal_step(net, x, y, 5, 2, 0, TRAINER)
+    assert result.train_loss == min(result.candidate_losses)
+    assert torch.equal(result.net.weight.detach()[net.mask & result.net.mask], net.weight.detach()[net.mask & result.net.mask])
+    empty = DagNet.mlp([4, 1])
+    empty.remove_synapses_(torch.tensor([0]), torch.tensor([4]))
+    for i in range(1, 4):
+        empty.remove_synapses_(torch.tensor([i]), torch.tensor([4]))
+    assert removal_step(empty, x, y, 5, 2, 3, TRAINER) is None
+
+
+# ---------------------------------------------------------------------- addition step
+def test_addition_step_adds_one_neuron_after_the_inputs() -> None:
+    net = trained(hidden=(3, 2))  # inputs 0-3, hidden 4-6 and 7-8, output 9
+    x, y = data()
+    result = addition_step(net, x, y, 10, "tanh", torch.Generator().manual_seed(0), init_range_out=0.1)
+    grown = result.net
+    assert result.position == net.n_in == 4
+    assert grown.n_nodes == net.n_nodes + 1 and grown.population_size == 1
+    assert grown.roles[4] == "added" and grown.activations[4] == "tanh"
+    assert grown.roles.count("added") == 1
+    assert grown.mask[0, :4, 4].all()
+    assert torch.nonzero(grown.mask[0, :, 4]).squeeze(1).tolist() == [0, 1, 2, 3]
+    # it feeds every hidden and output neuron of the network
+    assert torch.nonzero(grown.mask[0, 4]).squeeze(1).tolist() == list(range(5, 11))
+    # the rest of the network is untouched
+    old = [0, 1, 2, 3, *range(5, 11)]
+    assert torch.equal(grown.mask[0][old][:, old], net.mask[0])
+    assert torch.equal(grown.weight.detach()[0][old][:, old], net.weight.detach()[0])
+    assert int(grown.num_params()[0]) == int(net.num_params()[0]) + 4 + 1 + 6
+    assert len(result.attempt_losses) == 10
+    assert result.attempt_loss == min(result.attempt_losses)
+    assert result.attempt_loss == pytest.approx(float(evaluate(grown, x, y)[0]), rel=1e-5)
+
+    # a second neuron: the first one (now at index 5) is fed only with feed_added=True
+    again = addition_step(grown, x, y, 4, "tanh", torch.Generator().manual_seed(1))
+    assert again.net.roles[4:6] == ("added", "added")
+    assert not bool(again.net.mask[0, 4, 5])
+    assert torch.nonzero(again.net.mask[0, 4]).squeeze(1).tolist() == list(range(6, 12))
+    fed = addition_step(grown, x, y, 4, "tanh", torch.Generator().manual_seed(1), feed_added=True)
+    assert bool(fed.net.mask[0, 4, 5])
+    assert torch.nonzero(fed.net.mask[0, 4]).squeeze(1).tolist() == list(range(5, 12))
+    assert neuron_targets(grown) == list(range(5, 11))
+    assert neuron_targets(grown, feed_added=True) == list(range(4, 11))
+
+
+def test_addition_step_picks_the_best_attempt() -> None:
+    net = trained(hidden=(3, 2))
+    x, y = data(n=300, seed=5)
+    n_attempts, r_in, r_out = 12, 1.0, 0.5
+    result = addition_step(net, x, y, n_attempts, "tanh", torch.Generator().manual_seed(9), r_in, r_out)
+
+    # rebuild each attempt alone from the same random stream and evaluate it separately
+    g = torch.Generator().manual_seed(9)
+    targets = neuron_targets(net)
+    w_in = (torch.rand(n_attempts, net.n_in, generator=g) * 2 - 1) * r_in
+    bias = (torch.rand(n_attempts, generator=g) * 2 - 1) * r_in
+    w_out = (torch.rand(n_attempts, len(targets), generator=g) * 2 - 1) * r_out
+    losses, nets = [], []
+    for k in range(n_attempts):
+        alone = net.insert_neuron(4, range(4), targets, "tanh")
+        with torch.no_grad():
+            alone.weight[0, :4, 4] = w_in[k]
+            alone.bias[0, 4] = bias[k]
+            alone.weight[0, 4, [t + 1 for t in targets]] = w_out[k]
+        losses.append(float(evaluate(alone, x, y)[0]))
+        nets.append(alone)
+    torch.testing.assert_close(torch.tensor(result.attempt_losses), torch.tensor(losses), rtol=1e-5, atol=0)
+    best = min(range(n_attempts), key=lambda k: losses[k])
+    assert result.attempt_loss == pytest.approx(losses[best], rel=1e-5)
+    torch.testing.assert_close(result.net.weight.detach(), nets[best].weight.detach(), atol=1e-6, rtol=0)
+    torch.testing.assert_close(result.net.bias.detach(), nets[best].bias.detach(), atol=1e-6, rtol=0)
+    # the attempts really differ
+    assert max(losses) > 1.05 * min(losses)

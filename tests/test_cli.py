@@ -1,0 +1,230 @@
+"""The ``netbonsai`` command, in-process: exit codes, one-line errors, and a tiny end-to-end run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import netbonsai
+from netbonsai.cli import main
+from netbonsai.experiments import image_runs, presets
+from netbonsai.experiments.presets import DataSettings, TaskSettings
+from netbonsai.grow import GrowConfig
+from netbonsai.runs import read_history
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def write_image(path: Path, size: int = 32, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size]
+    image = 128 + 60 * np.sin(xx / 4.0) * np.cos(yy / 6.0) + rng.normal(0, 6, (size, size))
+    Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(path)
+    return path
+
+
+def run_cli(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def assert_usage_error(code: int, err: str) -> str:
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    assert lines[0].startswith("netbonsai: error: ")
+    return lines[0]
+
+
+# ---------------------------------------------------------------------- bad input: exit 2
+@pytest.fixture
+def bad_inputs(tmp_path: Path) -> dict[str, Path]:
+    noise = tmp_path / "noise.png"
+    noise.write_bytes(np.random.default_rng(1).integers(0, 256, 400).astype(np.uint8).tobytes())
+    tiny = tmp_path / "tiny.png"
+    Image.fromarray(np.full((3, 3), 90, np.uint8)).save(tiny)
+    return {"missing": tmp_path / "missing.png", "noise": noise, "tiny": tiny, "good": write_image(tmp_path / "good.png")}
+
+
+@pytest.mark.parametrize(
+    "case,expect",
+    [
+        ("missing", "missing.png"),
+        ("noise", "noise.png"),
+        ("tiny", "3x3"),
+        ("max_params", "--max-params"),
+        ("max_seconds", "--max-seconds"),
+        ("task", "segmentation"),
+        ("preset", "huge"),
+        ("seed", "--seed"),
+    ],
+)
+@pytest.mark.parametrize("command", ["grow", "compare"])
+def test_bad_input_exits_2_with_one_line(
+    capsys: pytest.CaptureFixture, tmp_path: Path, bad_inputs: dict[str, Path], command: str, case: str, expect: str
+) -> None:
+    out = tmp_path / "run"
+    image = bad_inputs.get(case, bad_inputs["good"])
+    args = [command, "brightness", "--image", image, "--out", out, "--executor", "inline", "--quiet"]
+    extra = {
+        "max_params": ["--max-params", "-5"],
+        "max_seconds": ["--max-seconds", "0"],
+        "preset": ["--preset", "huge"],
+        "seed": ["--seed", "-1"],
+    }
+    args += extra.get(case, [])
+    if case == "task":
+        args[1] = "segmentation"
+    code, _, err = run_cli(capsys, *args)
+    line = assert_usage_error(code, err)
+    assert expect in line
+    assert not out.exists()
+
+
+def test_draw_of_a_corrupt_model(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    model.write_bytes(np.random.default_rng(2).integers(0, 256, 300).astype(np.uint8).tobytes())
+    code, _, err = run_cli(capsys, "draw", model, "-o", tmp_path / "x.png")
+    assert_usage_error(code, err)
+    assert not (tmp_path / "x.png").exists()
+    code, _, err = run_cli(capsys, "draw", tmp_path / "absent", "-o", tmp_path / "x.png")
+    assert_usage_error(code, err)
+
+
+def test_draw_needs_a_png_output(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    netbonsai.save(netbonsai.DagNet.mlp([4, 3, 1]), model)
+    code, _, err = run_cli(capsys, "draw", model, "-o", tmp_path / "x.jpg")
+    assert ".png" in assert_usage_error(code, err)
+    code, _, err = run_cli(capsys, "draw", model, "-o", tmp_path / "nowhere" / "x.png")
+    assert_usage_error(code, err)
+    code, out, err = run_cli(capsys, "draw", model, "-o", tmp_path / "x.png")
+    assert code == 0, err
+    assert (tmp_path / "x.png").read_bytes()[:8] == PNG_SIGNATURE
+    assert "19 parameters" in out
+
+
+def test_show_of_a_missing_dir(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    code, _, err = run_cli(capsys, "show", tmp_path / "nothing")
+    assert_usage_error(code, err)
+    code, _, err = run_cli(capsys, "show", tmp_path)  # exists, but holds no run
+    assert_usage_error(code, err)
+
+
+def test_unknown_command_and_help(capsys: pytest.CaptureFixture) -> None:
+    code, _, err = run_cli(capsys, "frobnicate")
+    assert_usage_error(code, err)
+    code, out, _ = run_cli(capsys, "--help")
+    assert code == 0 and "compare" in out
+
+
+# ---------------------------------------------------------------------- end to end
+def tiny_settings(task: str, preset: str = "quick") -> TaskSettings:
+    presets_ok = presets.PRESETS
+    assert preset in presets_ok
+    grow = GrowConfig(
+        hidden=(4, 4), start_epochs=20, trial_epochs=3, grow_epochs=5, n_attempts=8, attempt_samples=500,
+        max_params=60, max_cycles=1,
+    )
+    return TaskSettings(
+        task=task, preset=preset, data=DataSettings(max_train=1000), grow=grow,
+        dense_grid=((2, 2), (3, 3)), dense_epochs=20,
+    )
+
+
+@pytest.fixture
+def tiny(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(presets, "task_settings", tiny_settings)
+    monkeypatch.setattr(image_runs, "task_settings", tiny_settings)
+
+
+@pytest.mark.fast
+def test_compare_end_to_end(capsys: pytest.CaptureFixture, tmp_path: Path, tiny: None) -> None:
+    image = write_image(tmp_path / "img.png")
+    out = tmp_path / "run"
+    args = ["compare", "brightness", "--image", image, "--out", out, "--executor", "inline", "--quiet"]
+    code, stdout, err = run_cli(capsys, *args)
+    assert code == 0, err
+    assert "Run directory" in stdout
+
+    config = json.loads((out / "config.json").read_text())
+    assert config["command"] == "compare" and config["image"] == str(image)
+    assert config["grow"]["n_attempts"] == 8 and config["dense"]["grid"] == [[2, 2], [3, 3]]
+
+    events = list(read_history(out / "history.jsonl"))
+    assert events[0]["event"] == "start" and events[-1]["event"] == "stop"
+    assert [e["index"] for e in events] == list(range(len(events)))
+    assert events[0]["params"] == 45
+
+    comparison = json.loads((out / "comparison.json").read_text())
+    for key in ("task", "image", "preset", "dense", "grown", "ratios", "median_ratio", "min_ratio", "wall_seconds"):
+        assert key in comparison
+    assert comparison["task"] == "brightness" and comparison["image"] == str(image)
+    assert comparison["preset"] == "quick"
+    assert [d["hidden"] for d in comparison["dense"]] == [[2, 2], [3, 3]]
+    for item in comparison["dense"]:
+        assert set(item) >= {"hidden", "params", "train_loss", "val_loss"}
+    assert [d["params"] for d in comparison["dense"]] == [4 * 2 + 2 + 2 * 2 + 2 + 2 + 1, 4 * 3 + 3 + 9 + 3 + 3 + 1]
+    assert comparison["grown"] and all(set(g) == {"params", "train_loss", "val_loss"} for g in comparison["grown"])
+    assert comparison["wall_seconds"] > 0
+
+    model = netbonsai.load(out / "model")
+    best = min(comparison["grown"], key=lambda g: g["val_loss"])
+    assert int(model.num_params()[0]) == best["params"]
+    assert (out / "report.md").read_text().startswith("# netbonsai compare")
+    for name in ("pareto.png", "network.png", "history.png"):
+        assert (out / name).read_bytes()[:8] == PNG_SIGNATURE
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+    code, stdout, err = run_cli(capsys, "show", out)
+    assert code == 0, err
+    assert f"now {events[-1]['params']} parameters" in stdout
+    assert "Dense MLPs" in stdout
+
+    drawing = tmp_path / "x.png"
+    code, stdout, err = run_cli(capsys, "draw", out / "model", "-o", drawing)
+    assert code == 0, err
+    assert drawing.read_bytes()[:8] == PNG_SIGNATURE
+    assert f"{best['params']} parameters" in stdout
+
+    # the same folder again: refused without --resume, finished from the checkpoint with it
+    code, _, err = run_cli(capsys, *args)
+    assert "--resume" in assert_usage_error(code, err)
+    code, _, err = run_cli(capsys, *args, "--resume")
+    assert code == 0, err
+    again = json.loads((out / "comparison.json").read_text())
+    assert again["grown"] == comparison["grown"] and again["dense"] == comparison["dense"]
+    assert list(read_history(out / "history.jsonl")) == events
+    # a different configuration cannot resume this run
+    code, _, err = run_cli(capsys, *args, "--resume", "--seed", "5")
+    assert "differs" in assert_usage_error(code, err)
+
+
+@pytest.mark.fast
+def test_grow_end_to_end(capsys: pytest.CaptureFixture, tmp_path: Path, tiny: None) -> None:
+    image = write_image(tmp_path / "img.png", seed=1)
+    out = tmp_path / "grown"
+    code, stdout, err = run_cli(
+        capsys, "grow", "brightness", "--image", image, "--out", out, "--executor", "inline", "--quiet",
+        "--seed", "2", "--max-params", "50",
+    )
+    assert code == 0, err
+    config = json.loads((out / "config.json").read_text())
+    assert config["command"] == "grow" and config["seed"] == 2 and config["grow"]["max_params"] == 50
+    result = json.loads((out / "result.json").read_text())
+    events = list(read_history(out / "history.jsonl"))
+    assert events[-1]["event"] == "stop" and result["stop_reason"] == events[-1]["reason"]
+    model = netbonsai.load(out / "model")
+    assert int(model.num_params()[0]) == result["final_params"] == events[-1]["params"]
+    for point in result["front"]:
+        assert int(netbonsai.load(out / point["file"]).num_params()[0]) == point["params"]
+    assert not (out / "comparison.json").exists() and not (out / "dense.json").exists()
+    code, stdout, err = run_cli(capsys, "show", out)
+    assert code == 0, err
+    assert "search finished" in stdout
