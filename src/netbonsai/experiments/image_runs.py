@@ -6,6 +6,7 @@ checkpoints after every search event, and resumes from the last checkpoint when 
 
 from __future__ import annotations
 
+import os
 import platform
 import time
 from concurrent.futures import Future
@@ -21,11 +22,13 @@ from ..analysis.pareto import pareto_front
 from ..analysis.report import comparison_table, front_table
 from ..data.tasks import TaskData, load_task
 from ..executor import make_executor
-from ..grow.search import GrowResult, SearchState, grow
+from ..grow.search import FrontPoint, GrowResult, SearchState, grow
 from ..nets.dag import DagNet
 from ..nets.io import load, save
 from ..runs import MODEL, REPORT, RunDir
+from ..train import Budget, evaluate
 from ..train.sweep import train_dense
+from ..train.together import fit_together
 from .presets import TaskSettings, task_settings
 
 LOSS_UNITS = {"brightness": "MSE in 8-bit units (MSE * 255^2)", "approx": "MSE of brightness in [0, 1]"}
@@ -101,7 +104,13 @@ def _dense_job(data: TaskData, hidden: tuple[int, ...], settings: TaskSettings) 
     result = train_dense(
         data, hidden, settings.grow.activation, settings.dense_epochs, settings.grow.trainer, settings.grow.seed
     )
-    return {**result.summary(), "net": net_to_state(result.net)}
+    summary = result.summary()
+    net = result.net
+    if settings.polish_epochs > 0:
+        (point,) = polish([FrontPoint(summary["params"], summary["train_loss"], summary["val_loss"], -1, net)], data, settings)
+        net = point.net
+        summary.update(train_loss=point.train_loss, val_loss=point.val_loss)
+    return {**summary, "net": net_to_state(net)}
 
 
 def submit_dense(executor, data: TaskData, settings: TaskSettings, reporter: Reporter) -> list[Future]:
@@ -178,11 +187,46 @@ def _model_info(data: TaskData, settings: TaskSettings, extra: dict[str, Any]) -
     }
 
 
-def save_front(result: GrowResult, run: RunDir, data: TaskData, settings: TaskSettings) -> list[dict[str, Any]]:
+def polish(points: list[FrontPoint], data: TaskData, settings: TaskSettings) -> list[FrontPoint]:
+    """Give every reported network the same final training (``polish_epochs``), in one population.
+
+    Dense baselines get exactly this treatment too, so front networks and dense networks are
+    both compared after the same final budget rather than at whatever point of training the
+    search happened to leave them.
+    """
+    if settings.polish_epochs <= 0 or not points:
+        return points
+    trainer = settings.grow.trainer
+    trained, _ = fit_together(
+        [p.net for p in points], data.x_train, data.y_train, Budget(epochs=settings.polish_epochs), trainer,
+        seed=settings.grow.seed,
+    )
+    polished = []
+    for point, net in zip(points, trained):
+        train_loss = float(evaluate(net, data.x_train, data.y_train, trainer.loss)[0]) * data.loss_scale
+        val_loss = float(evaluate(net, data.x_val, data.y_val, trainer.loss)[0]) * data.loss_scale
+        polished.append(FrontPoint(int(net.num_params()[0]), train_loss, val_loss, point.event, net))
+    return polished
+
+
+def final_front(result: GrowResult, data: TaskData, settings: TaskSettings) -> list[FrontPoint]:
+    """The reported front: up to ``polish_points`` search-front networks (evenly spread over
+    the parameter range), polished, then reduced to their own Pareto front."""
+    points = sorted(result.front, key=lambda p: p.params)
+    limit = settings.polish_points
+    if settings.polish_epochs > 0 and len(points) > limit:
+        chosen = sorted({round(i * (len(points) - 1) / (limit - 1)) for i in range(limit)})
+        points = [points[i] for i in chosen]
+    points = polish(points, data, settings)
+    kept = {p["event"] for p in pareto_front([p.summary() for p in points])}
+    return [p for p in points if p.event in kept]
+
+
+def save_front(front: list[FrontPoint], run: RunDir, data: TaskData, settings: TaskSettings) -> list[dict[str, Any]]:
     """Save every front network under front/ and return the front as plain records."""
     (run.path / "front").mkdir(exist_ok=True)
     records = []
-    for point in result.front:
+    for point in front:
         name = f"params_{point.params:05d}"
         save(point.net, run.path / "front" / name, info=_model_info(data, settings, point.summary()))
         records.append({**point.summary(), "file": f"front/{name}"})
@@ -206,11 +250,12 @@ def run_grow(options: RunOptions, out: str | Path, resume: bool = False, reporte
     started = time.perf_counter()
     settings, data, run = prepare(options, out, resume)
     result = run_search(data, settings, run, reporter)
-    front = save_front(result, run, data, settings)
+    reporter.message("polishing the front networks")
+    front = save_front(final_front(result, data, settings), run, data, settings)
     final = result.net
     save(final, run.file(MODEL), info=_model_info(data, settings, {"params": int(final.num_params()[0])}))
     wall = time.perf_counter() - started
-    _plots(run, data, result, dense=None)
+    _plots(run, data, result, None, front, best_net=final)
     scale_note = LOSS_UNITS[data.task]
     text = (
         f"# netbonsai grow: {data.task} on {data.image}\n\n"
@@ -264,14 +309,17 @@ def run_compare(options: RunOptions, out: str | Path, resume: bool = False, repo
     with make_executor(options.executor, workers=_workers(options.executor)) as executor:
         futures = submit_dense(executor, data, settings, reporter) if dense is None else []
         result = run_search(data, settings, run, reporter)
+        reporter.message("polishing the front networks")
+        polished = final_front(result, data, settings)
         if dense is None:
             dense = collect_dense(futures, run, data)
-    front = save_front(result, run, data, settings)
+    front = save_front(polished, run, data, settings)
     grown = [{k: p[k] for k in ("params", "train_loss", "val_loss")} for p in front]
     ratios = param_ratios(grown, dense)
     summary = ratio_summary(ratios)
-    best = result.best()
+    best = min(polished, key=lambda p: p.val_loss)
     save(best.net, run.file(MODEL), info=_model_info(data, settings, best.summary()))
+    beyond = _beyond_dense(grown, dense)
     wall = time.perf_counter() - started
     comparison = {
         "task": data.task,
@@ -287,12 +335,13 @@ def run_compare(options: RunOptions, out: str | Path, resume: bool = False, repo
         "max_ratio": summary["max_ratio"],
         "n_ratios": summary["n"],
         "n_outside_dense_range": len(pareto_front(grown)) - len(ratios),
+        "beyond_dense": beyond,
         "search_seconds": result.seconds,
         "stop_reason": result.stop_reason,
         "wall_seconds": wall,
     }
     run.write_json("comparison.json", comparison)
-    _plots(run, data, result, dense)
+    _plots(run, data, result, dense, front, best_net=best.net)
     table = comparison_table(ratios, loss_format="{:.6g}")
     headline = _headline(summary, comparison)
     from ..atomic import write_text
@@ -322,20 +371,39 @@ def _headline(summary: dict[str, Any], comparison: dict[str, Any]) -> str:
 
 
 def _workers(kind: str) -> int:
-    return 1  # the search itself keeps the other core busy
+    """Worker processes for independent trainings: one per core (at least one).
+
+    The search runs in the main process meanwhile; with one torch thread per process a briefly
+    oversubscribed core only time-slices, and the workers keep every core busy once it ends.
+    """
+    return max(1, os.cpu_count() or 1)
 
 
-def _plots(run: RunDir, data: TaskData, result: GrowResult, dense: list[dict[str, Any]] | None) -> None:
+def _beyond_dense(grown: list[dict[str, Any]], dense: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Grown networks better than every dense network: their ratio is only bounded from below."""
+    best = min(dense, key=lambda d: d["val_loss"])
+    return [
+        {"val_loss": g["val_loss"], "grown_params": g["params"], "dense_params_at_least": best["params"],
+         "ratio_at_least": best["params"] / g["params"]}
+        for g in pareto_front(grown) if g["val_loss"] < best["val_loss"]
+    ]
+
+
+def _plots(
+    run: RunDir, data: TaskData, result: GrowResult, dense: list[dict[str, Any]] | None,
+    front: list[dict[str, Any]], best_net: DagNet,
+) -> None:
     from ..analysis.draw import draw_network
     from ..analysis.plots import history_plot, pareto_plot
 
     series: dict[str, Any] = {}
     if dense is not None:
         series["dense MLP"] = dense
-    series["netbonsai"] = [p.summary() for p in result.front]
+    series["netbonsai (search)"] = [p.summary() for p in result.front]
+    series["netbonsai"] = front
     pareto_plot(series, run.file("pareto.png"), title=f"{data.task} on {data.image}")
     history_plot(result.events, run.file("history.png"), x="seconds", title="grow-and-prune history")
-    draw_network(result.best().net if dense is not None else result.net, run.file("network.png"))
+    draw_network(best_net, run.file("network.png"))
 
 
 def load_model(path: str | Path) -> DagNet:

@@ -22,6 +22,8 @@ BRIGHTNESS_GRID = (
 )
 # Paper 000, Example 2: 4 <= N1, N2 <= 40; square networks spanning that range.
 APPROX_GRID = tuple((w, w) for w in (4, 5, 6, 7, 8, 10, 12, 14, 16, 20, 24, 28, 32, 40))
+# The quick preset thins the approximation grid (the large networks dominate its cost).
+APPROX_GRID_QUICK = tuple((w, w) for w in (4, 5, 6, 7, 8, 10, 12, 16, 20, 28, 40))
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,8 @@ class TaskSettings:
     grow: GrowConfig
     dense_grid: tuple[tuple[int, ...], ...]
     dense_epochs: int  # the same budget as the search's starting network
+    polish_epochs: int = 0  # final training of every reported network, dense and grown alike
+    polish_points: int = 12  # at most this many front networks are polished and reported
     extras: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -53,6 +57,7 @@ class TaskSettings:
             "data": asdict(self.data),
             "grow": self.grow.to_dict(),
             "dense": {"grid": [list(h) for h in self.dense_grid], "epochs": self.dense_epochs},
+            "polish": {"epochs": self.polish_epochs, "points": self.polish_points},
         }
 
 
@@ -67,15 +72,18 @@ def task_settings(task: str, preset: str = "quick") -> TaskSettings:
     else:
         raise InputError(f"unknown task {task!r}; choose brightness or approx")
     if preset == "quick":
+        grid = APPROX_GRID_QUICK if task == "approx" else grid
         data = DataSettings(max_train=60_000)
         grow = GrowConfig(
-            hidden=hidden, start_epochs=1500, trial_epochs=20, grow_epochs=150, max_params=300,
+            hidden=hidden, start_epochs=1000, trial_epochs=20, grow_epochs=150, max_params=300, max_cycles=10,
         )
-        epochs = 1500
+        epochs, polish = 1000, 300
     else:
         data = DataSettings()
         grow = GrowConfig(
-            hidden=hidden, start_epochs=5000, trial_epochs=50, grow_epochs=500, max_params=400,
+            hidden=hidden, start_epochs=4000, trial_epochs=50, grow_epochs=400, max_params=400, max_cycles=30,
         )
-        epochs = 5000
-    return TaskSettings(task=task, preset=preset, data=data, grow=grow, dense_grid=grid, dense_epochs=epochs)
+        epochs, polish = 4000, 1000
+    return TaskSettings(
+        task=task, preset=preset, data=data, grow=grow, dense_grid=grid, dense_epochs=epochs, polish_epochs=polish
+    )
