@@ -103,11 +103,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--warm-epochs", type=int, default=300, help="training of the start network")
+    parser.add_argument("--train-samples", type=int, default=None, help="override the preset's training size")
+    parser.add_argument("--attempt-samples", type=int, default=None, help="override the preset's N3 sample")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     settings = task_settings("brightness", args.preset)
-    d, g = settings.data, settings.grow
-    data = load_task("brightness", None, d.val_fraction, d.split_seed, d.max_train, d.max_val)
+    d, g = settings.data, settings.grow.with_overrides(attempt_samples=args.attempt_samples)
+    data = load_task("brightness", None, d.val_fraction, d.split_seed, args.train_samples or d.max_train, d.max_val)
     net = start_network(data, g)
     fit(net, data.x_train, data.y_train, Budget(epochs=args.warm_epochs), g.trainer)
     x, y = data.x_train, data.y_train

@@ -25,6 +25,7 @@ class _RichReporter:
     """Live progress on stderr: dense trainings done, and the search's latest event."""
 
     def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
         self.enabled = not quiet and sys.stderr.isatty()
         self.progress = None
         self.dense_task = None
@@ -65,7 +66,7 @@ class _RichReporter:
     def message(self, text: str) -> None:
         if self.progress is not None:
             self.progress.console.print(text)
-        else:
+        elif not self.quiet:
             click.echo(text, err=True)
 
 
@@ -95,6 +96,9 @@ def _run_options(func):
         click.option("--seed", type=int, default=None, help="Random seed (default 0)."),
         click.option("--max-params", type=int, default=None, help="Stop growing at this complexity."),
         click.option("--max-seconds", type=float, default=None, help="Time budget of the search."),
+        click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                     help="Override a search setting, e.g. --set n_attempts=50 --set feed_added=true "
+                          "--set trainer.method=lm (repeatable; see GrowConfig)."),
         click.option("--executor", type=click.Choice(["process", "inline"]), default="process", show_default=True,
                      help="Where independent trainings run (a local process pool or this process)."),
         click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True, help="Torch threads per process."),
@@ -107,7 +111,21 @@ def _run_options(func):
     return func
 
 
-def _execute(kind: str, task, image, preset, seed, max_params, max_seconds, executor, threads, out, resume, quiet):
+def _parse_overrides(items: tuple[str, ...]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs; values are read as JSON when they parse (numbers, true, lists), else text."""
+    overrides: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            overrides[key.strip()] = json.loads(text)
+        except json.JSONDecodeError:
+            overrides[key.strip()] = text
+    return overrides
+
+
+def _execute(kind: str, task, image, preset, seed, max_params, max_seconds, overrides, executor, threads, out, resume, quiet):
     from .experiments import image_runs
 
     if max_params is not None and max_params < 1:
@@ -119,7 +137,7 @@ def _execute(kind: str, task, image, preset, seed, max_params, max_seconds, exec
     _set_threads(threads)
     options = image_runs.RunOptions(
         task=task, image=image, preset=preset, seed=seed, max_params=max_params,
-        max_seconds=max_seconds, executor=executor,
+        max_seconds=max_seconds, executor=executor, overrides=_parse_overrides(overrides),
     )
     runner = {"grow": image_runs.run_grow, "baseline": image_runs.run_baseline, "compare": image_runs.run_compare}[kind]
     reporter = _reporter(quiet)

@@ -21,7 +21,9 @@ from ..analysis.compare import param_ratios, ratio_summary
 from ..analysis.pareto import pareto_front
 from ..analysis.report import comparison_table, front_table
 from ..data.tasks import TaskData, load_task
+from ..errors import InputError
 from ..executor import make_executor
+from ..grow.config import GrowConfig
 from ..grow.search import FrontPoint, GrowResult, SearchState, grow
 from ..nets.dag import DagNet
 from ..nets.io import load, save
@@ -46,14 +48,22 @@ class RunOptions:
     max_seconds: float | None = None
     executor: str = "process"
     command: str = "compare"
-    extra: dict[str, Any] = field(default_factory=dict)
+    overrides: dict[str, Any] = field(default_factory=dict)  # GrowConfig fields, "trainer.x" for the trainer
 
     def settings(self) -> TaskSettings:
         """The preset's settings with the command-line overrides applied (validated)."""
         settings = task_settings(self.task, self.preset)
-        grow_config = settings.grow.with_overrides(
-            seed=self.seed, max_params=self.max_params, max_seconds=self.max_seconds
-        )
+        config = settings.grow.to_dict()
+        for key, value in self.overrides.items():
+            if key.startswith("trainer."):
+                config["trainer"] = {**config["trainer"], key.split(".", 1)[1]: value}
+            else:
+                config[key] = value
+        try:
+            grow_config = GrowConfig.from_dict(config)
+        except TypeError as exc:
+            raise InputError(f"invalid --set value: {exc}") from None
+        grow_config = grow_config.with_overrides(seed=self.seed, max_params=self.max_params, max_seconds=self.max_seconds)
         return replace(settings, grow=grow_config)
 
 

@@ -10,6 +10,25 @@ from ..nets.activations import check_activation
 from ..train import TrainerConfig
 
 REFERENCES = ("phase", "previous")
+_TYPES = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}
+
+
+def check_field_types(cls: type, data: dict[str, Any]) -> None:
+    """Raise :class:`InputError` when a value does not match its dataclass field's annotation."""
+    annotations = {f.name: str(f.type) for f in fields(cls)}
+    for name, value in data.items():
+        if name not in annotations:
+            raise InputError(f"unknown {cls.__name__} key {name!r}")
+        parts = [p.strip() for p in annotations[name].split("|")]
+        if value is None and "None" in parts:
+            continue
+        allowed = tuple(t for p in parts for t in _TYPES.get(p, ()))
+        if not allowed:
+            continue
+        if isinstance(value, bool) and bool not in allowed:
+            raise InputError(f"{name} must be {annotations[name]}, got {value!r}")
+        if not isinstance(value, allowed):
+            raise InputError(f"{name} must be {annotations[name]}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -83,9 +102,14 @@ class GrowConfig:
             raise InputError(f"unknown grow config keys: {', '.join(sorted(unknown))}")
         data = dict(data)
         if "hidden" in data:
-            data["hidden"] = tuple(int(h) for h in data["hidden"])
+            hidden = data["hidden"]
+            if not isinstance(hidden, (list, tuple)) or not all(isinstance(h, int) and not isinstance(h, bool) for h in hidden):
+                raise InputError(f"hidden must be a list of integers, got {hidden!r}")
+            data["hidden"] = tuple(hidden)
         if isinstance(data.get("trainer"), dict):
+            check_field_types(TrainerConfig, data["trainer"])
             data["trainer"] = TrainerConfig(**data["trainer"])
+        check_field_types(cls, {k: v for k, v in data.items() if k not in ("hidden", "trainer")})
         return cls(**data)
 
     def with_overrides(self, **changes: Any) -> "GrowConfig":
