@@ -228,3 +228,40 @@ def test_grow_end_to_end(capsys: pytest.CaptureFixture, tmp_path: Path, tiny: No
     code, stdout, err = run_cli(capsys, "show", out)
     assert code == 0, err
     assert "search finished" in stdout
+
+
+@pytest.mark.fast
+def test_compare_polishes_every_reported_network(
+    capsys: pytest.CaptureFixture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def polished_settings(task: str, preset: str = "quick") -> TaskSettings:
+        settings = tiny_settings(task, preset)
+        return TaskSettings(**{**settings.__dict__, "polish_epochs": 10, "polish_points": 3})
+
+    monkeypatch.setattr(image_runs, "task_settings", polished_settings)
+    image = write_image(tmp_path / "img.png", seed=2)
+    out = tmp_path / "run"
+    code, _, err = run_cli(
+        capsys, "compare", "brightness", "--image", image, "--out", out, "--executor", "inline", "--quiet",
+        "--set", "n_attempts=4", "--set", "trainer.history_size=5",
+    )
+    assert code == 0, err
+    config = json.loads((out / "config.json").read_text())
+    assert config["polish"] == {"epochs": 10, "points": 3}
+    assert config["grow"]["n_attempts"] == 4 and config["grow"]["trainer"]["history_size"] == 5
+    comparison = json.loads((out / "comparison.json").read_text())
+    assert 1 <= len(comparison["grown"]) <= 3
+    losses = [g["val_loss"] for g in comparison["grown"]]
+    assert losses == sorted(losses, reverse=True)  # a Pareto front: more parameters, lower loss
+    for point in comparison["grown"]:  # the reported losses are those of the saved (polished) networks
+        match = [f for f in (out / "front").iterdir() if f.name == f"params_{point['params']:05d}"]
+        assert len(match) == 1
+        net = netbonsai.load(match[0])
+        assert net.info["val_loss"] == pytest.approx(point["val_loss"])
+
+
+@pytest.mark.parametrize("setting,expect", [("n_attempts=abc", "must be int"), ("bogus=1", "unknown"), ("x", "KEY=VALUE")])
+def test_bad_set_values_exit_2(capsys: pytest.CaptureFixture, tmp_path: Path, setting: str, expect: str) -> None:
+    code, _, err = run_cli(capsys, "grow", "brightness", "--out", tmp_path / "o", "--set", setting, "--quiet")
+    assert expect in assert_usage_error(code, err)
+    assert not (tmp_path / "o").exists()
