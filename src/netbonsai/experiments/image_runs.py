@@ -12,7 +12,7 @@ import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -26,7 +26,7 @@ from ..executor import make_executor
 from ..grow.config import GrowConfig
 from ..grow.search import FrontPoint, GrowResult, SearchState, grow
 from ..nets.dag import DagNet
-from ..nets.io import load, save
+from ..nets.io import load, net_from_state, net_to_state, save
 from ..runs import MODEL, REPORT, RunDir
 from ..train import Budget, evaluate
 from ..train.sweep import train_dense
@@ -90,7 +90,14 @@ def _config(options: RunOptions, settings: TaskSettings, data: TaskData) -> dict
 
 
 def _environment() -> dict[str, Any]:
-    return {"python": platform.python_version(), "torch": torch.__version__, "threads": torch.get_num_threads()}
+    """Where the figures were measured (recorded next to them, not in config.json)."""
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "machine": platform.machine(),
+    }
 
 
 def prepare(options: RunOptions, out: str | Path, resume: bool) -> tuple[TaskSettings, TaskData, RunDir]:
@@ -109,8 +116,6 @@ def prepare(options: RunOptions, out: str | Path, resume: bool) -> tuple[TaskSet
 # ---------------------------------------------------------------------- dense baseline
 def _dense_job(data: TaskData, hidden: tuple[int, ...], settings: TaskSettings) -> dict[str, Any]:
     """One dense training, in whatever process the executor picks (returns plain data)."""
-    from ..nets.io import net_to_state
-
     result = train_dense(
         data, hidden, settings.grow.activation, settings.dense_epochs, settings.grow.trainer, settings.grow.seed
     )
@@ -136,8 +141,6 @@ def submit_dense(executor, data: TaskData, settings: TaskSettings, reporter: Rep
 
 def collect_dense(futures: list[Future], run: RunDir, data: TaskData) -> list[dict[str, Any]]:
     """Wait for the dense jobs, save their networks under dense/, write dense.json."""
-    from ..nets.io import net_from_state
-
     (run.path / "dense").mkdir(exist_ok=True)
     results = []
     for future in futures:
@@ -280,7 +283,8 @@ def run_grow(options: RunOptions, out: str | Path, resume: bool = False, reporte
     write_text(run.file(REPORT), text)
     run.write_json("result.json", {"task": data.task, "image": data.image, "preset": settings.preset,
                                    "front": front, "stop_reason": result.stop_reason,
-                                   "final_params": int(final.num_params()[0]), "wall_seconds": wall})
+                                   "final_params": int(final.num_params()[0]), "wall_seconds": wall,
+                                   "environment": _environment()})
     return RunSummary(run.path, front_table(front), {"front": front, "wall_seconds": wall})
 
 
@@ -349,6 +353,7 @@ def run_compare(options: RunOptions, out: str | Path, resume: bool = False, repo
         "search_seconds": result.seconds,
         "stop_reason": result.stop_reason,
         "wall_seconds": wall,
+        "environment": _environment(),
     }
     run.write_json("comparison.json", comparison)
     _plots(run, data, result, dense, front, best_net=best.net)
