@@ -196,3 +196,14 @@ def test_addition_step_picks_the_best_attempt() -> None:
     torch.testing.assert_close(result.net.bias.detach(), nets[best].bias.detach(), atol=1e-6, rtol=0)
     # the attempts really differ
     assert max(losses) > 1.05 * min(losses)
+
+
+def test_trial_retraining_on_a_subsample_compares_candidates_on_all_data() -> None:
+    net = trained()
+    x, y = data()
+    result = removal_step(net, x, y, 6, 3, 5, TrainerConfig(method="lbfgs"), trial_data=(x[:150], y[:150]))
+    assert result is not None
+    assert int(result.net.num_params()[0]) == int(net.num_params()[0]) - 1
+    # the reported losses are full-data losses of the retrained candidates
+    assert result.train_loss == pytest.approx(float(evaluate(result.net, x, y)[0]), rel=1e-5)
+    assert result.train_loss == pytest.approx(min(result.trial_losses))

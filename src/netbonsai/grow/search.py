@@ -167,6 +167,11 @@ class _Search:
         n = data.x_train.shape[0]
         index = torch.randperm(n, generator=sample)[: min(config.attempt_samples, n)]
         self.x_attempt, self.y_attempt = data.x_train[index], data.y_train[index]
+        self.trial_data = None
+        if config.trial_samples is not None and config.trial_samples < n:
+            trial = torch.randperm(n, generator=torch.Generator().manual_seed(config.seed + 104729))
+            trial = trial[: config.trial_samples]
+            self.trial_data = (data.x_train[trial], data.y_train[trial])
         self.generator = torch.Generator().manual_seed(config.seed)
         self.clock = time.perf_counter()
         self.seconds_at_resume = 0.0
@@ -208,6 +213,7 @@ class _Search:
             result = removal_step(
                 state.net, self.data.x_train, self.data.y_train,
                 config.n_candidates, config.n_trials, config.trial_epochs, config.trainer, seed=self.next_seed(),
+                trial_data=self.trial_data,
             )
         if result is not None and result.train_loss <= (1.0 + config.eps) * state.reference:
             synapse = [state.net.roles[result.synapse[0]], result.synapse[0], state.net.roles[result.synapse[1]], result.synapse[1]]

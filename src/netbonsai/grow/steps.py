@@ -60,8 +60,13 @@ def removal_step(
     trial_epochs: int,
     trainer: TrainerConfig,
     seed: int = 0,
+    trial_data: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> RemovalResult | None:
-    """One batched synapse-removal step on a population-1 network; None if nothing is left."""
+    """One batched synapse-removal step on a population-1 network; None if nothing is left.
+
+    ``trial_data`` (a subsample of the training set) makes the brief trial retraining cheaper;
+    the retrained candidates are then compared on the full ``(x, y)`` in one batched pass.
+    """
     sources, targets = lowest_synapses(net, n_candidates)
     if sources.numel() == 0:
         return None
@@ -69,7 +74,10 @@ def removal_step(
     candidate_losses = evaluate(candidates, x, y, trainer.loss)  # N1 removals in one pass
     keep = torch.argsort(candidate_losses, stable=True)[: min(n_trials, sources.numel())]
     trials = candidates.select(keep)
-    if trial_epochs > 0:
+    if trial_epochs > 0 and trial_data is not None:
+        fit(trials, trial_data[0], trial_data[1], Budget(epochs=trial_epochs), trainer, seed=seed)
+        trial_losses = evaluate(trials, x, y, trainer.loss)
+    elif trial_epochs > 0:
         trial_losses = fit(trials, x, y, Budget(epochs=trial_epochs), trainer, seed=seed).loss
     else:
         trial_losses = candidate_losses[keep]
