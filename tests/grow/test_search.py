@@ -186,3 +186,15 @@ def test_config_validation() -> None:
     with pytest.raises(InputError):
         GrowConfig.from_dict({"bogus": 1})
     assert GrowConfig.from_dict(CONFIG.to_dict()) == CONFIG
+
+
+def test_decisions_on_held_out_training_data(task: TaskData) -> None:
+    config = GrowConfig(**{**CONFIG.__dict__, "selection_fraction": 0.25, "trial_samples": 400})
+    result = grow(task, config)
+    assert result.events[0]["event"] == "start" and result.events[-1]["event"] == "stop"
+    for event in result.events:
+        assert "selection_loss" in event  # the loss the decisions used, next to the full training loss
+    final_train = float(evaluate(result.net, task.x_train, task.y_train)[0]) * task.loss_scale
+    assert result.events[-1]["train_loss"] == pytest.approx(final_train, rel=1e-5)
+    with pytest.raises(InputError):
+        GrowConfig(selection_fraction=1.0)

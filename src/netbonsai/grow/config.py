@@ -51,6 +51,7 @@ class GrowConfig:
     grow_epochs: int = 200  # training after a neuron is added
     attempt_samples: int = 8192  # training samples used to score the N3 attempts
     trial_samples: int | None = None  # training samples for trial retraining (None: all)
+    selection_fraction: float = 0.0  # share of the training split held out for the search's decisions
     init_range: float = 1.0  # new-neuron input weights and bias ~ U[-init_range, init_range]
     init_range_out: float = 0.1  # new-neuron output weights ~ U[-init_range_out, init_range_out]
     feed_added: bool = False  # a new neuron also feeds earlier added neurons
@@ -83,6 +84,8 @@ class GrowConfig:
             raise InputError(f"reference must be one of {', '.join(REFERENCES)}, got {self.reference!r}")
         if self.init_range <= 0 or self.init_range_out <= 0:
             raise InputError("init_range and init_range_out must be positive")
+        if not 0.0 <= self.selection_fraction < 1.0:
+            raise InputError(f"selection_fraction must be in [0, 1), got {self.selection_fraction}")
         if self.trial_samples is not None and self.trial_samples < 1:
             raise InputError(f"trial_samples must be at least 1, got {self.trial_samples}")
         if self.max_cycles is not None and self.max_cycles < 0:

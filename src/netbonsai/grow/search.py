@@ -163,15 +163,28 @@ class _Search:
         self.on_event = on_event
         self.checkpoint = checkpoint
         self.scale = data.loss_scale
-        sample = torch.Generator().manual_seed(config.seed + 7919)
+        # Gradient training uses the "fit" data; decisions (which removal, which attempt, whether
+        # a removal stays within eps) use the "selection" data. By default both are the whole
+        # training split, as in the paper; selection_fraction holds part of it out for decisions.
         n = data.x_train.shape[0]
-        index = torch.randperm(n, generator=sample)[: min(config.attempt_samples, n)]
-        self.x_attempt, self.y_attempt = data.x_train[index], data.y_train[index]
-        self.trial_data = None
-        if config.trial_samples is not None and config.trial_samples < n:
-            trial = torch.randperm(n, generator=torch.Generator().manual_seed(config.seed + 104729))
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(config.seed + 15485863))
+        n_sel = int(round(n * config.selection_fraction))
+        if n_sel > 0:
+            sel, fit_rows = order[:n_sel].sort().values, order[n_sel:].sort().values
+            self.x_fit, self.y_fit = data.x_train[fit_rows], data.y_train[fit_rows]
+            self.x_sel, self.y_sel = data.x_train[sel], data.y_train[sel]
+        else:
+            self.x_fit, self.y_fit = self.x_sel, self.y_sel = data.x_train, data.y_train
+        sample = torch.Generator().manual_seed(config.seed + 7919)
+        n_decide = self.x_sel.shape[0]
+        index = torch.randperm(n_decide, generator=sample)[: min(config.attempt_samples, n_decide)]
+        self.x_attempt, self.y_attempt = self.x_sel[index], self.y_sel[index]
+        n_fit = self.x_fit.shape[0]
+        self.trial_data = (self.x_fit, self.y_fit) if n_sel > 0 else None
+        if config.trial_samples is not None and config.trial_samples < n_fit:
+            trial = torch.randperm(n_fit, generator=torch.Generator().manual_seed(config.seed + 104729))
             trial = trial[: config.trial_samples]
-            self.trial_data = (data.x_train[trial], data.y_train[trial])
+            self.trial_data = (self.x_fit[trial], self.y_fit[trial])
         self.generator = torch.Generator().manual_seed(config.seed)
         self.clock = time.perf_counter()
         self.seconds_at_resume = 0.0
@@ -181,13 +194,13 @@ class _Search:
         config = self.config
         if initial is None:
             net = start_network(self.data, config)
-            train_loss = float(fit(net, self.data.x_train, self.data.y_train, Budget(epochs=config.start_epochs), config.trainer, seed=config.seed).loss[0])
+            fit(net, self.x_fit, self.y_fit, Budget(epochs=config.start_epochs), config.trainer, seed=config.seed)
         else:
             if initial.population_size != 1 or initial.n_in != self.data.n_in or initial.n_out != self.data.n_out:
                 raise InputError("the initial network must have population 1 and match the task's inputs and outputs")
             net = initial.clone()
-            train_loss = float(evaluate(net, self.data.x_train, self.data.y_train, config.trainer.loss)[0])
         net = net.compact()
+        train_loss = self.decision_loss(net)
         state = SearchState(net=net, phase="prune", reference=train_loss, train_loss=train_loss)
         self.emit(state, "start", hidden=list(config.hidden))
         return state
@@ -211,7 +224,7 @@ class _Search:
         result = None
         if state.phase_steps < config.max_prune_steps:
             result = removal_step(
-                state.net, self.data.x_train, self.data.y_train,
+                state.net, self.x_sel, self.y_sel,
                 config.n_candidates, config.n_trials, config.trial_epochs, config.trainer, seed=self.next_seed(),
                 trial_data=self.trial_data,
             )
@@ -250,11 +263,9 @@ class _Search:
         )
         net = added.net
         if config.grow_epochs > 0:
-            loss = fit(net, self.data.x_train, self.data.y_train, Budget(epochs=config.grow_epochs), config.trainer, seed=self.next_seed()).loss
-        else:
-            loss = evaluate(net, self.data.x_train, self.data.y_train, config.trainer.loss)
+            fit(net, self.x_fit, self.y_fit, Budget(epochs=config.grow_epochs), config.trainer, seed=self.next_seed())
         state.net = net.compact()
-        state.train_loss = state.reference = float(loss[0])
+        state.train_loss = state.reference = self.decision_loss(state.net)
         state.cycles += 1
         state.phase = "prune"
         state.phase_steps = 0
@@ -266,20 +277,31 @@ class _Search:
         self.emit(state, "stop", reason=reason)
 
     # -------------------------------------------------------------- bookkeeping
+    def decision_loss(self, net: DagNet) -> float:
+        """The loss the search's decisions use (raw MSE on the selection data)."""
+        return float(evaluate(net, self.x_sel, self.y_sel, self.config.trainer.loss)[0])
+
     def next_seed(self) -> int:
         return int(torch.randint(0, 2**31 - 1, (1,), generator=self.generator))
 
     def emit(self, state: SearchState, kind: str, **details: Any) -> None:
         """Record an event, update the front, check budgets, then checkpoint."""
         state.seconds = self.seconds_at_resume + (time.perf_counter() - self.clock)
-        val_loss = float(evaluate(state.net, self.data.x_val, self.data.y_val, self.config.trainer.loss)[0])
+        loss = self.config.trainer.loss
+        val_loss = float(evaluate(state.net, self.data.x_val, self.data.y_val, loss)[0])
         params = int(state.net.num_params()[0])
+        selection = {}
+        train_loss = state.train_loss
+        if self.x_sel is not self.data.x_train:  # decisions use held-out training data
+            selection = {"selection_loss": state.train_loss * self.scale}
+            train_loss = float(evaluate(state.net, self.data.x_train, self.data.y_train, loss)[0])
         event = {
             "event": kind,
             "index": len(state.events),
             "params": params,
-            "train_loss": state.train_loss * self.scale,
+            "train_loss": train_loss * self.scale,
             "val_loss": val_loss * self.scale,
+            **selection,
             "seconds": round(state.seconds, 3),
             "cycle": state.cycles,
             "n_hidden": state.net.n_hidden,
