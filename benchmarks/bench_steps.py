@@ -105,19 +105,24 @@ def main() -> None:
     parser.add_argument("--warm-epochs", type=int, default=300, help="training of the start network")
     parser.add_argument("--train-samples", type=int, default=None, help="override the preset's training size")
     parser.add_argument("--attempt-samples", type=int, default=None, help="override the preset's N3 sample")
+    parser.add_argument("--trial-samples", type=int, default=None,
+                        help="override the preset's trial-retraining sample (0: the whole training split)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     settings = task_settings("brightness", args.preset)
     d, g = settings.data, settings.grow.with_overrides(attempt_samples=args.attempt_samples)
+    if args.trial_samples is not None:
+        g = g.with_overrides(trial_samples=args.trial_samples or None)
     data = load_task("brightness", None, d.val_fraction, d.split_seed, args.train_samples or d.max_train, d.max_val)
     net = start_network(data, g)
     fit(net, data.x_train, data.y_train, Budget(epochs=args.warm_epochs), g.trainer)
     x, y = data.x_train, data.y_train
     sample = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(1))[: g.attempt_samples]
+    trial = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(2))[: g.trial_samples or x.shape[0]]
     cases = [
         (f"N1 = {g.n_candidates} removal evaluations", removal_evaluations(net, x, y, g.n_candidates)),
-        (f"N2 = {g.n_trials} trial retrainings ({g.trial_epochs} {g.trainer.method} iterations)",
-         trial_retrainings(net, x, y, g.n_candidates, g.n_trials, g.trial_epochs, g.trainer)),
+        (f"N2 = {g.n_trials} trial retrainings ({g.trial_epochs} {g.trainer.method} iterations, {len(trial)} samples)",
+         trial_retrainings(net, x[trial], y[trial], g.n_candidates, g.n_trials, g.trial_epochs, g.trainer)),
         (f"N3 = {g.n_attempts} neuron attempts ({len(sample)} samples)",
          neuron_attempts(net, x[sample], y[sample], g.n_attempts, g.activation)),
     ]
