@@ -118,10 +118,12 @@ def main() -> None:
     fit(net, data.x_train, data.y_train, Budget(epochs=args.warm_epochs), g.trainer)
     x, y = data.x_train, data.y_train
     sample = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(1))[: g.attempt_samples]
-    trial = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(2))[: g.trial_samples or x.shape[0]]
+    trial = slice(None)  # the whole training split, as the search retrains by default
+    if g.trial_samples is not None and g.trial_samples < x.shape[0]:
+        trial = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(2))[: g.trial_samples]
     cases = [
         (f"N1 = {g.n_candidates} removal evaluations", removal_evaluations(net, x, y, g.n_candidates)),
-        (f"N2 = {g.n_trials} trial retrainings ({g.trial_epochs} {g.trainer.method} iterations, {len(trial)} samples)",
+        (f"N2 = {g.n_trials} trial retrainings ({g.trial_epochs} {g.trainer.method} iterations, {x[trial].shape[0]} samples)",
          trial_retrainings(net, x[trial], y[trial], g.n_candidates, g.n_trials, g.trial_epochs, g.trainer)),
         (f"N3 = {g.n_attempts} neuron attempts ({len(sample)} samples)",
          neuron_attempts(net, x[sample], y[sample], g.n_attempts, g.activation)),
