@@ -7,13 +7,20 @@ not speed up with intra-op threads, and oversubscribed cores slow them down badl
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
+import os
+import signal
+import sys
+import threading
+import time
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from typing import Any, Callable
 
 from .errors import InputError
 
 EXECUTORS = ("inline", "process")
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 class InlineExecutor(Executor):
@@ -28,10 +35,36 @@ class InlineExecutor(Executor):
         return future
 
 
-def _init_worker(threads: int) -> None:
+def _init_worker(threads: int, parent_pid: int) -> None:
+    """Set the worker's torch threads and make it exit when the parent process dies."""
     import torch
 
     torch.set_num_threads(threads)
+    _exit_with_parent(parent_pid)
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """A killed parent (SIGKILL, SIGTERM) must not leave workers computing for nobody.
+
+    On Linux the kernel signals the worker (PR_SET_PDEATHSIG); elsewhere a daemon thread
+    notices that the worker was re-parented and exits.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) == 0:
+                if os.getppid() != parent_pid:  # the parent died before prctl took effect
+                    os._exit(1)
+                return
+        except (OSError, AttributeError):
+            pass
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="netbonsai-parent-watch", daemon=True).start()
 
 
 def make_executor(kind: str = "inline", workers: int = 1, threads_per_worker: int = 1) -> Executor:
@@ -46,5 +79,5 @@ def make_executor(kind: str = "inline", workers: int = 1, threads_per_worker: in
         max_workers=workers,
         mp_context=multiprocessing.get_context("spawn"),
         initializer=_init_worker,
-        initargs=(threads_per_worker,),
+        initargs=(threads_per_worker, os.getpid()),
     )
