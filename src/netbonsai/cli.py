@@ -178,6 +178,93 @@ def baseline(**kwargs) -> None:
 
 
 @cli.command()
+@click.argument("dataset", type=click.Choice(["mnist"]))
+@click.option("--data", "data_dir", type=str, default=None,
+              help="Folder of MNIST-format IDX files (MNIST, Fashion-MNIST, KMNIST); default $NETBONSAI_DATA.")
+@click.option("--arch", type=str, default="784-300-100-10", show_default=True, help="Layer widths joined by '-'.")
+@click.option("--activation", type=click.Choice(["relu", "tanh", "sigmoid"]), default="relu", show_default=True)
+@click.option("--method", type=str, default="magnitude-blinded", show_default=True,
+              help="random, magnitude-blinded, magnitude-uniform, magnitude-distributed or obd.")
+@click.option("--schedule", type=str, default="relative:0.2", show_default=True,
+              help="oneshot:FRACTION, fixed:COUNT, relative:FRACTION or bucket:SALIENCY.")
+@click.option("--target-sparsity", type=float, default=0.9, show_default=True, help="Stop at this fraction of weights removed.")
+@click.option("--max-accuracy-drop", type=float, default=None,
+              help="Stop (and roll back one round) when validation accuracy falls this much below the dense net's.")
+@click.option("--dense-epochs", type=int, default=10, show_default=True, help="Adam epochs of the dense network.")
+@click.option("--retrain-epochs", type=int, default=1, show_default=True, help="Adam epochs after every round (0: none).")
+@click.option("--lr", type=float, default=1e-3, show_default=True)
+@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--max-rounds", type=int, default=200, show_default=True)
+@click.option("--val-size", type=int, default=5000, show_default=True,
+              help="Training images held out for decisions (the accuracy-drop tolerance).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True, help="Torch threads.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Run directory.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run in --out from its last checkpoint.")
+@click.option("--quiet", is_flag=True, help="No progress lines.")
+def prune(dataset: str, data_dir, arch, activation, method, schedule, target_sparsity, max_accuracy_drop, dense_epochs,
+          retrain_epochs, lr, batch_size, max_rounds, val_size, seed, threads, out, resume, quiet) -> None:
+    """Train a dense MLP on MNIST-style data and prune it on a schedule (paper 001's methods)."""
+    from .experiments.mnist_pruning import PruneOptions, run_prune_mnist
+
+    options = PruneOptions(
+        data=data_dir, arch=arch, activation=activation, method=method, schedule=schedule,
+        target_sparsity=target_sparsity, max_accuracy_drop=max_accuracy_drop, dense_epochs=dense_epochs,
+        retrain_epochs=retrain_epochs, lr=lr, batch_size=batch_size, max_rounds=max_rounds, val_size=val_size, seed=seed,
+    )
+    options.validate()
+    _set_threads(threads)
+
+    def on_round(record: dict[str, Any]) -> None:
+        if not quiet:
+            click.echo(f"round {record['round']:>3}: sparsity {record['sparsity']:.4f}, {record['params']} params, "
+                       f"test accuracy {record['test_accuracy']:.4f} ({record['test_errors']} errors), "
+                       f"{record['seconds']:.1f} s", err=True)
+
+    summary = run_prune_mnist(options, out, resume=resume, on_round=on_round)
+    click.echo(f"{summary['method']} {summary['schedule']}: sparsity {summary['sparsity']:.4f}, "
+               f"{summary['params']} live parameters ({summary['compacted_params']} after compaction), "
+               f"test errors {summary['dense_test_errors']} dense -> {summary['test_errors']} ({summary['stopped']})")
+    click.echo(f"Run directory: {out} (report.md, accuracy.png, model)")
+
+
+@cli.command()
+@click.argument("experiment", required=False)
+@click.option("--preset", type=click.Choice(["quick", "paper"]), default="quick", show_default=True)
+@click.option("--data", "data_dir", type=str, default=None, help="Dataset folder (MNIST experiments); default $NETBONSAI_DATA.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True, help="Torch threads.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None, help="Run directory.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run in --out from its last checkpoint.")
+@click.option("--quiet", is_flag=True, help="No progress lines.")
+def reproduce(experiment: str | None, preset, data_dir, seed, threads, out, resume, quiet) -> None:
+    """Reproduce a paper's table or figure (lists the experiments when EXPERIMENT is omitted)."""
+    from .experiments.registry import EXPERIMENTS, get_experiment
+
+    if experiment is None:
+        from .analysis.report import markdown_table
+
+        click.echo(markdown_table(["experiment", "paper", "what it reproduces"],
+                                  [[e.name, e.paper, e.summary] for e in EXPERIMENTS.values()]))
+        return
+    chosen = get_experiment(experiment)
+    if out is None:
+        raise InputError("reproduce needs --out DIR for its run directory")
+    if seed < 0:
+        raise InputError(f"--seed must be >= 0, got {seed}")
+    _set_threads(threads)
+
+    def progress(text: str) -> None:
+        if not quiet:
+            click.echo(f"{chosen.name}: {text}", err=True)
+
+    result = chosen.runner(out, preset, data_dir, seed, resume, progress)
+    headline = {k: v for k, v in result.items() if not isinstance(v, (dict, list))}
+    click.echo(json.dumps(headline, indent=2))
+    click.echo(f"Run directory: {out} (result.json, report.md, plots)")
+
+
+@cli.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
 def show(run_dir: Path) -> None:
     """Summary table of a run directory (also of a run still in progress)."""

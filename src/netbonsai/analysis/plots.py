@@ -97,4 +97,44 @@ def history_plot(
     return save_png(fig, path)
 
 
-__all__ = ["pareto_plot", "history_plot"]
+def curve_plot(
+    panels: Mapping[str, Mapping[str, Sequence[Mapping[str, Any]]]],
+    path: str | os.PathLike,
+    x: str,
+    ys: Mapping[str, str],
+    title: str = "",
+    xlabel: str | None = None,
+    ylabel: str | None = None,
+    ylim: tuple[float, float] | None = None,
+) -> Path:
+    """Line plots, one panel per key of ``panels``, one colour per series, one line style per y key.
+
+    ``panels[panel][series]`` is a list of points; ``ys`` maps a point field to its legend label
+    (e.g. ``{"accuracy_retrained": "retrained", "accuracy_no_retrain": "no retraining"}``: solid,
+    dashed, dotted, ... in that order). Points lacking a value leave a gap.
+    """
+    styles = ("-", "--", ":", "-.")
+    fig = new_figure(6.0 * max(1, len(panels)), 4.6)
+    axes = fig.subplots(1, max(1, len(panels)), squeeze=False)[0]
+    for ax, (panel, series) in zip(axes, panels.items()):
+        for i, (name, points) in enumerate(series.items()):
+            xs = _values(points, x)
+            for j, (key, label) in enumerate(ys.items()):
+                values = _values(points, key)
+                if np.isfinite(values).any():
+                    ax.plot(xs, values, linestyle=styles[j % len(styles)], marker="o", markersize=3,
+                            color=f"C{i % 10}", label=f"{name}, {label}" if len(ys) > 1 else name)
+        ax.set_title(panel)
+        ax.set_xlabel(xlabel or x)
+        ax.set_ylabel(ylabel or ", ".join(ys.values()))
+        if ylim is not None:
+            ax.set_ylim(*ylim)
+        ax.grid(True, alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="best", fontsize="x-small")
+    if title:
+        fig.suptitle(title)
+    return save_png(fig, path)
+
+
+__all__ = ["pareto_plot", "history_plot", "curve_plot"]

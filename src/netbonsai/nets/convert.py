@@ -20,6 +20,7 @@ from torch import nn
 from ..errors import InputError
 from .activations import MODULE_TO_NAME, NAME_TO_MODULE, check_activation
 from .dag import ROLES, DagNet, _levels
+from .masked import MaskedLinear
 
 # Default arguments of the activation modules whose functional form DagNet applies; a module
 # configured otherwise (``nn.ELU(alpha=0.5)``) computes a different function.
@@ -51,14 +52,15 @@ def from_sequential(model: nn.Sequential) -> DagNet:
     ``activations.MODULE_TO_NAME``); it becomes the activation of that layer's nodes (identity
     when absent). Node order is inputs, hidden layer 1, hidden layer 2, ..., outputs, and every
     ``Linear`` becomes a dense block of live synapses: ``weight[0, i, j] = linear.weight[j, i]``
-    in layer-local indices. Anything else raises :class:`InputError`.
+    in layer-local indices; a pruned ``MaskedLinear`` brings its mask along, so removed weights
+    are removed synapses. Anything else raises :class:`InputError`.
     """
     if not isinstance(model, nn.Sequential):
         raise InputError(f"from_sequential() needs an nn.Sequential, got {type(model).__name__}")
     layers: list[nn.Linear] = []
     layer_activations: list[str] = []
     for position, module in enumerate(model):
-        if type(module) is nn.Linear:  # subclasses (LazyLinear, ...) may compute otherwise
+        if type(module) is nn.Linear or isinstance(module, MaskedLinear):  # other subclasses may compute otherwise
             if layers and module.in_features != layers[-1].out_features:
                 raise InputError(
                     f"module {position} (Linear) takes {module.in_features} features but the "
@@ -98,7 +100,9 @@ def from_sequential(model: nn.Sequential) -> DagNet:
             src = slice(offsets[layer_index], offsets[layer_index + 1])
             dst = slice(offsets[layer_index + 1], offsets[layer_index + 2])
             weight[0, src, dst] = layer.weight.detach().to("cpu", dtype).T
-            mask[0, src, dst] = True
+            layer_mask = getattr(layer, "mask", None)
+            mask[0, src, dst] = True if layer_mask is None else layer_mask.detach().to("cpu").T
+            weight[0, src, dst] *= mask[0, src, dst]
             if layer.bias is not None:
                 bias[0, dst] = layer.bias.detach().to("cpu", dtype)
             activations += [act or "identity"] * layer.out_features

@@ -1,8 +1,8 @@
 """``fit()``: train any model (a DagNet population or a plain module) with Adam or L-BFGS.
 
 Budgets are in epochs (L-BFGS: iterations, each one full-batch pass or more) and/or seconds.
-Masked weights stay exactly zero: DagNet's forward multiplies by the mask, so their gradient is
-zero, and the mask is re-applied after every optimiser step.
+Masked weights stay exactly zero: DagNet's and the masked layers' forward multiplies by the mask,
+so their gradient is zero, and the mask is re-applied after every optimiser step.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError
+from ..nets.masked import mask_applier
 from .lbfgs import lbfgs
 from .lm import levenberg_marquardt
 from .losses import evaluate, get_loss, population_outputs
@@ -90,7 +91,7 @@ def fit(
     if not params:
         raise InputError("the model has no trainable parameters")
     population = getattr(model, "population_size", 1)
-    apply_mask = getattr(model, "apply_mask_", None)
+    apply_mask = mask_applier(model)
     curve: list[list[float]] = []
 
     def record(epoch: int, losses: torch.Tensor) -> None:
@@ -128,7 +129,7 @@ def _adam(model, params, x, y, loss_fn, trainer, seed, max_epochs, budget, start
     """Minibatch Adam; every variant sees the same batches, so variants stay independent."""
     optimizer = torch.optim.Adam(params, lr=trainer.lr)
     generator = torch.Generator().manual_seed(seed)
-    apply_mask = getattr(model, "apply_mask_", None)
+    apply_mask = mask_applier(model)
     n = x.shape[0]
     epoch = 0
     for epoch in range(1, max_epochs + 1):

@@ -1,0 +1,102 @@
+"""Classifier plumbing shared by the MNIST experiments: architectures, Adam training, test errors.
+
+The experiments decide on held-out *training* data (the validation split made here) and only
+report test figures, so no choice is tuned on the test set.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from ..data.idx import MnistData
+from ..errors import InputError
+from ..train import Budget, TrainerConfig, fit
+
+ACTIVATION_MODULES = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
+
+
+def parse_arch(text: str | Sequence[int]) -> list[int]:
+    """``"784-300-100-10"`` -> ``[784, 300, 100, 10]`` (at least an input and an output width)."""
+    if not isinstance(text, str):
+        widths = [int(w) for w in text]
+    else:
+        if not re.fullmatch(r"\s*\d+(\s*-\s*\d+)+\s*", text):
+            raise InputError(f"--arch must look like 784-300-100-10 (widths joined by '-'), got {text!r}")
+        widths = [int(w) for w in text.split("-")]
+    if len(widths) < 2 or any(w < 1 for w in widths):
+        raise InputError(f"an architecture needs at least two positive widths, got {widths}")
+    return widths
+
+
+def build_mlp(widths: Sequence[int], activations: str | Sequence[str] = "relu", seed: int = 0) -> nn.Sequential:
+    """A dense MLP ``widths[0] -> ... -> widths[-1]`` with PyTorch's default init, seeded.
+
+    ``activations`` is one name for every hidden layer or one name per hidden layer; the output
+    layer is linear (the softmax lives in the cross-entropy loss).
+    """
+    hidden = len(widths) - 2
+    names = [activations] * hidden if isinstance(activations, str) else list(activations)
+    if len(names) != hidden:
+        raise InputError(f"{hidden} hidden layers need {hidden} activations, got {len(names)}")
+    for name in names:
+        if name not in ACTIVATION_MODULES:
+            raise InputError(f"unknown activation {name!r}; choose one of {', '.join(ACTIVATION_MODULES)}")
+    state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        layers: list[nn.Module] = []
+        for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+            layers.append(nn.Linear(a, b))
+            if i < hidden:
+                layers.append(ACTIVATION_MODULES[names[i]]())
+        return nn.Sequential(*layers)
+    finally:
+        torch.random.set_rng_state(state)
+
+
+@dataclass
+class ClassificationData:
+    """MNIST-style data with a seeded validation split carved from the training set."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+
+    @classmethod
+    def from_mnist(cls, data: MnistData, val_size: int = 5000, seed: int = 0, max_train: int | None = None) -> "ClassificationData":
+        """Hold out ``val_size`` training images (seeded) for decisions; optionally subsample the rest."""
+        n = data.x_train.shape[0]
+        if not 0 <= val_size < n:
+            raise InputError(f"validation size must be in [0, {n}), got {val_size}")
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+        val, train = order[:val_size].sort().values, order[val_size:]
+        if max_train is not None:
+            train = train[:max_train]
+        train = train.sort().values
+        return cls(data.x_train[train], data.y_train[train], data.x_train[val], data.y_train[val], data.x_test, data.y_test)
+
+    def describe(self) -> dict[str, int]:
+        return {"n_train": int(self.x_train.shape[0]), "n_val": int(self.x_val.shape[0]), "n_test": int(self.x_test.shape[0])}
+
+
+def adam_trainer(lr: float = 1e-3, batch_size: int = 64) -> TrainerConfig:
+    """Minibatch Adam on softmax cross-entropy (the MNIST experiments' trainer)."""
+    return TrainerConfig(method="adam", loss="cross_entropy", lr=lr, batch_size=batch_size)
+
+
+def train_classifier(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, trainer: TrainerConfig, seed: int = 0
+) -> float:
+    """Train in place for ``epochs`` (masked weights stay zero); returns the final training loss."""
+    if epochs <= 0:
+        return float("nan")
+    result = fit(model, x, y, Budget(epochs=epochs), trainer, seed=seed)
+    return float(result.loss[0])

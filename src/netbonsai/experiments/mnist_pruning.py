@@ -1,0 +1,215 @@
+"""``netbonsai prune mnist``: train a dense MLP on an MNIST-style folder, prune it on a schedule.
+
+The run directory holds config.json, history.jsonl (one object per round: sparsity, params,
+validation and test accuracy, test errors, training loss), checkpoint.pt (after the dense
+training and after every round, so ``--resume`` continues a killed run), the compacted final
+model (``model``, loadable with ``netbonsai.load``), report.md and accuracy.png.
+
+Decisions (the accuracy-drop tolerance) use a validation split held out from the training
+images; the test set is only reported.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from .. import __version__
+from ..data.idx import load_mnist, resolve_data_root
+from ..errors import InputError
+from ..nets.compact import compact_mlp, compacted_params
+from ..nets.convert import from_sequential
+from ..nets.io import save
+from ..nets.masked import make_prunable
+from ..prune import METHODS, classification_evaluator, parse_schedule, retrainer, run_schedule
+from ..prune.schedules import ScheduleResult
+from ..runs import MODEL, REPORT, RunDir
+from .classification import ClassificationData, adam_trainer, build_mlp, parse_arch, train_classifier
+
+PRUNE_METHODS = tuple(m for m in METHODS) + ("loss-aware",)
+
+
+@dataclass
+class PruneOptions:
+    """Everything ``netbonsai prune mnist`` needs (plain values: written to config.json)."""
+
+    data: str | None = None
+    arch: str = "784-300-100-10"
+    activation: str = "relu"
+    method: str = "magnitude-blinded"
+    schedule: str = "relative:0.2"
+    target_sparsity: float | None = 0.9
+    max_accuracy_drop: float | None = None  # on the validation split, absolute (0.01 = one point)
+    dense_epochs: int = 10
+    retrain_epochs: int = 1
+    lr: float = 1e-3
+    batch_size: int = 64
+    val_size: int = 5000
+    max_train: int | None = None
+    obd_samples: int = 2048  # training samples the OBD curvature estimate uses
+    max_rounds: int = 200
+    seed: int = 0
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        """Raise InputError on any out-of-range value (before anything is written)."""
+        if self.method not in PRUNE_METHODS:
+            raise InputError(f"unknown pruning method {self.method!r}; choose one of {', '.join(PRUNE_METHODS)}")
+        parse_schedule(self.schedule)
+        parse_arch(self.arch)
+        if self.target_sparsity is not None and not 0.0 < self.target_sparsity <= 1.0:
+            raise InputError(f"--target-sparsity must be in (0, 1], got {self.target_sparsity}")
+        if self.max_accuracy_drop is not None and not 0.0 <= self.max_accuracy_drop <= 1.0:
+            raise InputError(f"--max-accuracy-drop must be in [0, 1], got {self.max_accuracy_drop}")
+        for name in ("dense_epochs", "retrain_epochs"):
+            if getattr(self, name) < 0:
+                raise InputError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+        if self.lr <= 0 or self.batch_size < 1 or self.obd_samples < 1 or self.max_rounds < 1:
+            raise InputError("lr, batch size, obd samples and max rounds must be positive")
+        if self.seed < 0:
+            raise InputError(f"--seed must be >= 0, got {self.seed}")
+        if self.max_train is not None and self.max_train < 1:
+            raise InputError(f"max_train must be at least 1, got {self.max_train}")
+
+
+def load_classification(options: PruneOptions) -> ClassificationData:
+    """The data folder's images with a seeded validation split, checked against the architecture."""
+    mnist = load_mnist(options.data)
+    data = ClassificationData.from_mnist(mnist, val_size=options.val_size, seed=options.seed, max_train=options.max_train)
+    widths = parse_arch(options.arch)
+    n_in, n_classes = data.x_train.shape[1], int(mnist.y_train.max()) + 1
+    if widths[0] != n_in:
+        raise InputError(f"--arch starts with {widths[0]} inputs but the images have {n_in} pixels")
+    if widths[-1] < n_classes:
+        raise InputError(f"--arch ends with {widths[-1]} outputs but the labels have {n_classes} classes")
+    return data
+
+
+def _evaluator(data: ClassificationData) -> Callable[[nn.Module], dict]:
+    """Validation accuracy (decisions), test accuracy and errors (report), training loss."""
+    on_val = classification_evaluator(data.x_val, data.y_val)
+    on_test = classification_evaluator(data.x_test, data.y_test)
+    on_train = classification_evaluator(data.x_train, data.y_train)
+
+    def evaluate(model: nn.Module) -> dict:
+        val, test, train = on_val(model), on_test(model), on_train(model)
+        n_test = data.x_test.shape[0]
+        return {
+            "val_accuracy": val["accuracy"],
+            "test_accuracy": test["accuracy"],
+            "test_errors": int(round((1.0 - test["accuracy"]) * n_test)),
+            "train_loss": train["loss"],
+            "train_accuracy": train["accuracy"],
+        }
+
+    return evaluate
+
+
+def run_prune_mnist(
+    options: PruneOptions, out: str | Path, resume: bool = False, on_round: Callable[[dict], None] | None = None
+) -> dict[str, Any]:
+    """Train, prune and compact; returns the summary written to result.json."""
+    options.validate()
+    if options.method == "loss-aware":
+        raise InputError("--method loss-aware runs through `netbonsai reproduce mnist-7-7` for now")
+    started = time.perf_counter()
+    data = load_classification(options)
+    run = RunDir(out, resume=resume)
+    config = {"command": "prune", "task": "mnist", "netbonsai_version": __version__, **asdict(options),
+              "data": str(resolve_data_root(options.data)), "split": data.describe()}
+    run.write_config(config)
+    torch.manual_seed(options.seed)
+    model = make_prunable(build_mlp(parse_arch(options.arch), options.activation, seed=options.seed))
+    trainer = adam_trainer(options.lr, options.batch_size)
+    checkpoint = run.load_checkpoint() if resume else None
+    previous = None
+    if checkpoint is not None:
+        model.load_state_dict(checkpoint["model"])
+        previous = ScheduleResult(records=list(checkpoint["records"]), final_round=checkpoint["final_round"])
+        run.write_history(previous.records)
+    else:
+        train_classifier(model, data.x_train, data.y_train, options.dense_epochs, trainer, seed=options.seed)
+    elapsed = 0.0 if checkpoint is None else float(checkpoint["seconds"])
+    clock = time.perf_counter()
+
+    def round_done(record: dict) -> None:
+        record["seconds"] = round(elapsed + time.perf_counter() - clock, 3)
+        record["event"] = "round"
+        run.append_event(record)
+        if on_round is not None:
+            on_round(record)
+
+    def checkpoint_round(result: ScheduleResult) -> None:
+        run.save_checkpoint({"model": model.state_dict(), "records": result.records, "final_round": result.final_round,
+                             "generator": generator.get_state(), "seconds": elapsed + time.perf_counter() - clock})
+
+    obd_data = (data.x_train[: options.obd_samples], data.y_train[: options.obd_samples])
+    generator = torch.Generator().manual_seed(options.seed)
+    if checkpoint is not None:
+        generator.set_state(checkpoint["generator"])
+    done_rounds = 0 if previous is None else previous.final_round
+    # round r retrains with seed + r, so a resumed run sees the minibatch orders of an uninterrupted one
+    retrain = retrainer(data.x_train, data.y_train, epochs=options.retrain_epochs, lr=options.lr,
+                        batch_size=options.batch_size, seed=options.seed + 1 + done_rounds)
+    result = run_schedule(
+        model, options.method, options.schedule,
+        evaluate=_evaluator(data), retrain=retrain if options.retrain_epochs else None,
+        data=obd_data, target_sparsity=options.target_sparsity, max_accuracy_drop=options.max_accuracy_drop,
+        metric="val_accuracy", on_round=round_done, max_rounds=options.max_rounds,
+        generator=generator, resume_from=previous, on_checkpoint=checkpoint_round,
+    )
+    compact = compact_mlp(model)
+    net = from_sequential(model).compact()  # the masks come along: the file stores live synapses only
+    final = result.final
+    summary = {
+        "method": options.method,
+        "schedule": options.schedule,
+        "arch": options.arch,
+        "stopped": result.stopped,
+        "dense_params": result.records[0]["params"],
+        "dense_test_errors": result.records[0]["test_errors"],
+        "dense_test_accuracy": result.records[0]["test_accuracy"],
+        "final_round": result.final_round,
+        "sparsity": final["sparsity"],
+        "params": final["params"],
+        "compacted_params": compacted_params(compact),
+        "model_params": int(net.num_params()[0]),
+        "compacted_shape": [compact[0].in_features] + [m.out_features for m in compact if isinstance(m, nn.Linear)],
+        "test_accuracy": final["test_accuracy"],
+        "test_errors": final["test_errors"],
+        "wall_seconds": time.perf_counter() - started,
+    }
+    save(net, run.file(MODEL), info={"task": "mnist", "arch": options.arch, "method": options.method,
+                                     "test_accuracy": final["test_accuracy"]})
+    run.write_json("result.json", summary)
+    _report(run, options, result, summary)
+    return summary
+
+
+def _report(run: RunDir, options: PruneOptions, result: ScheduleResult, summary: dict[str, Any]) -> None:
+    from ..analysis.plots import curve_plot
+    from ..analysis.report import markdown_table
+    from ..atomic import write_text
+
+    rows = [[r["round"], f"{r['sparsity']:.4f}", r["params"], f"{r['val_accuracy']:.4f}", f"{r['test_accuracy']:.4f}",
+             r["test_errors"], f"{r['train_loss']:.4f}", "rolled back" if r.get("rolled_back") else ""]
+            for r in result.records]
+    kept = [r for r in result.records if not r.get("rolled_back")]
+    curve_plot({f"{options.arch}: {options.method}, {options.schedule}": {options.method: kept}}, run.file("accuracy.png"),
+               x="sparsity", ys={"test_accuracy": "test", "val_accuracy": "validation"}, ylabel="accuracy")
+    write_text(
+        run.file(REPORT),
+        f"# netbonsai prune mnist: {options.arch}, {options.method}, {options.schedule}\n\n"
+        f"Dense: {summary['dense_params']} parameters, {summary['dense_test_errors']} test errors. "
+        f"Final (round {summary['final_round']}, stopped: {summary['stopped']}): sparsity {summary['sparsity']:.4f}, "
+        f"{summary['params']} live parameters; the saved DagNet holds {summary['model_params']}; as dense layers "
+        f"the compacted shape {'-'.join(map(str, summary['compacted_shape']))} stores {summary['compacted_params']}), {summary['test_errors']} test errors. "
+        f"Wall time {summary['wall_seconds']:.1f} s.\n\n"
+        + markdown_table(["round", "sparsity", "params", "val acc", "test acc", "test errors", "train loss", ""], rows)
+        + "\n![accuracy](accuracy.png)\n",
+    )

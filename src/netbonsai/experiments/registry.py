@@ -1,0 +1,62 @@
+"""The experiments ``netbonsai reproduce`` knows: name -> what it reproduces and how to run it.
+
+Every runner takes ``(out, preset, data_root, seed, resume, progress)`` and returns the dict it
+wrote to ``out/result.json``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from ..errors import InputError
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One reproducible table or figure."""
+
+    name: str
+    paper: str
+    summary: str
+    runner: Callable[..., dict[str, Any]]
+
+
+def _mnist_7_7(out: Path, preset: str, data_root: str | None, seed: int, resume: bool, progress: Progress) -> dict:
+    from .mnist import reproduce_mnist_7_7
+
+    def on_event(event: dict[str, Any]) -> None:
+        if event.get("event") != "start":
+            progress(f"{event.get('event')}: {event.get('params')} params, removed {event.get('removed', 0)}")
+
+    return reproduce_mnist_7_7(out, preset=preset, data_root=data_root, seed=seed, resume=resume, on_event=on_event)
+
+
+def _mnist_methods(out: Path, preset: str, data_root: str | None, seed: int, resume: bool, progress: Progress) -> dict:
+    from .mnist_methods import reproduce_mnist_pruning_methods
+
+    return reproduce_mnist_pruning_methods(out, preset=preset, data_root=data_root, seed=seed, resume=resume,
+                                           on_progress=progress)
+
+
+EXPERIMENTS: dict[str, Experiment] = {
+    e.name: e
+    for e in (
+        Experiment("mnist-7-7", "000 (Example 3)",
+                   "784-7-7-10 on MNIST: loss-aware synapse removal keeps test errors while removing most weights",
+                   _mnist_7_7),
+        Experiment("mnist-pruning-methods", "001 (Fig. 2a)",
+                   "five pruning methods on 784-100-10 and 784-300-100-10: test accuracy against compression",
+                   _mnist_methods),
+    )
+}
+
+
+def get_experiment(name: str) -> Experiment:
+    """The experiment called ``name`` (InputError listing the known ones otherwise)."""
+    if name not in EXPERIMENTS:
+        raise InputError(f"unknown experiment {name!r}; choose one of {', '.join(EXPERIMENTS)}")
+    return EXPERIMENTS[name]
