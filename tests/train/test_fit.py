@@ -222,3 +222,18 @@ def test_chunked_evaluate_equals_unchunked() -> None:
     # and it is the mean of the per-variant squared errors
     expected = (net.population(x).detach() - y).pow(2).mean(dim=(1, 2))
     torch.testing.assert_close(full, expected, rtol=1e-6, atol=0)
+
+
+def test_weight_decay_shrinks_weights_and_keeps_removed_ones_zero() -> None:
+    with pytest.raises(InputError, match="weight_decay"):
+        TrainerConfig(method="adam", weight_decay=-1.0)
+    torch.manual_seed(0)
+    x, y = torch.randn(256, 3), torch.randn(256, 1)
+    norms = []
+    for decay in (0.0, 0.5):
+        net = DagNet.mlp([3, 8, 1], "tanh", generator=torch.Generator().manual_seed(1))
+        net.remove_synapses_(torch.tensor([0]), torch.tensor([3]))
+        fit(net, x, y, Budget(epochs=20), TrainerConfig(method="adam", lr=1e-2, weight_decay=decay))
+        assert net.weight[0, 0, 3].item() == 0.0
+        norms.append(float(net.weight.detach().norm()))
+    assert norms[1] < 0.8 * norms[0]

@@ -87,9 +87,9 @@ class ClassificationData:
         return {"n_train": int(self.x_train.shape[0]), "n_val": int(self.x_val.shape[0]), "n_test": int(self.x_test.shape[0])}
 
 
-def adam_trainer(lr: float = 1e-3, batch_size: int = 64) -> TrainerConfig:
-    """Minibatch Adam on softmax cross-entropy (the MNIST experiments' trainer)."""
-    return TrainerConfig(method="adam", loss="cross_entropy", lr=lr, batch_size=batch_size)
+def adam_trainer(lr: float = 1e-3, batch_size: int = 64, weight_decay: float = 0.0) -> TrainerConfig:
+    """Minibatch Adam on softmax cross-entropy (the MNIST experiments' trainer), optional L2."""
+    return TrainerConfig(method="adam", loss="cross_entropy", lr=lr, batch_size=batch_size, weight_decay=weight_decay)
 
 
 def train_classifier(

@@ -49,6 +49,7 @@ class PruneOptions:
     retrain_epochs: int = 1
     lr: float = 1e-3
     batch_size: int = 64
+    weight_decay: float = 0.0  # Adam's L2 penalty, dense training and retraining
     val_size: int = 5000
     max_train: int | None = None
     obd_samples: int = 2048  # training samples the OBD curvature estimate uses
@@ -69,6 +70,8 @@ class PruneOptions:
         for name in ("dense_epochs", "retrain_epochs"):
             if getattr(self, name) < 0:
                 raise InputError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+        if not self.weight_decay >= 0:
+            raise InputError(f"--weight-decay must be >= 0, got {self.weight_decay}")
         if self.lr <= 0 or self.batch_size < 1 or self.obd_samples < 1 or self.max_rounds < 1:
             raise InputError("lr, batch size, obd samples and max rounds must be positive")
         if self.seed < 0:
@@ -125,7 +128,7 @@ def run_prune_mnist(
     run.write_config(config)
     torch.manual_seed(options.seed)
     model = make_prunable(build_mlp(parse_arch(options.arch), options.activation, seed=options.seed))
-    trainer = adam_trainer(options.lr, options.batch_size)
+    trainer = adam_trainer(options.lr, options.batch_size, options.weight_decay)
     checkpoint = run.load_checkpoint() if resume else None
     previous = None
     if checkpoint is not None:
@@ -155,7 +158,8 @@ def run_prune_mnist(
     done_rounds = 0 if previous is None else previous.final_round
     # round r retrains with seed + r, so a resumed run sees the minibatch orders of an uninterrupted one
     retrain = retrainer(data.x_train, data.y_train, epochs=options.retrain_epochs, lr=options.lr,
-                        batch_size=options.batch_size, seed=options.seed + 1 + done_rounds)
+                        batch_size=options.batch_size, weight_decay=options.weight_decay,
+                        seed=options.seed + 1 + done_rounds)
     result = run_schedule(
         model, options.method, options.schedule,
         evaluate=_evaluator(data), retrain=retrain if options.retrain_epochs else None,

@@ -248,13 +248,14 @@ def retrainer(
     loss: str = "cross_entropy",
     lr: float = 1e-3,
     batch_size: int = 256,
+    weight_decay: float = 0.0,
     seed: int = 0,
 ) -> Callable[[nn.Module], None]:
     """A ``retrain`` callable for :func:`run_schedule`: ``netbonsai.train.fit`` on ``(x, y)`` with
     the given budget (removed weights stay zero). Each call uses the next seed, so rounds see
     different minibatch orders, deterministically."""
     budget = Budget(epochs=epochs, seconds=seconds)
-    trainer = TrainerConfig(method=method, loss=loss, lr=lr, batch_size=batch_size)
+    trainer = TrainerConfig(method=method, loss=loss, lr=lr, batch_size=batch_size, weight_decay=weight_decay)
     seeds = itertools.count(seed)
 
     def retrain(model: nn.Module) -> None:

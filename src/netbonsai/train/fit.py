@@ -48,6 +48,7 @@ class TrainerConfig:
     lr: float = 1e-3  # Adam learning rate
     batch_size: int = 256  # Adam minibatch size
     history_size: int = 10  # L-BFGS memory
+    weight_decay: float = 0.0  # Adam's L2 penalty (coupled, as torch.optim.Adam applies it)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -55,6 +56,8 @@ class TrainerConfig:
         get_loss(self.loss)
         if self.lr <= 0 or self.batch_size < 1 or self.history_size < 1:
             raise InputError("trainer lr, batch_size and history_size must be positive")
+        if not self.weight_decay >= 0:
+            raise InputError(f"trainer weight_decay must be >= 0, got {self.weight_decay}")
 
 
 @dataclass
@@ -127,7 +130,7 @@ def fit(
 
 def _adam(model, params, x, y, loss_fn, trainer, seed, max_epochs, budget, started, record):
     """Minibatch Adam; every variant sees the same batches, so variants stay independent."""
-    optimizer = torch.optim.Adam(params, lr=trainer.lr)
+    optimizer = torch.optim.Adam(params, lr=trainer.lr, weight_decay=trainer.weight_decay)
     generator = torch.Generator().manual_seed(seed)
     apply_mask = mask_applier(model)
     n = x.shape[0]
