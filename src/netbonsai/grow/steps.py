@@ -16,7 +16,13 @@ from dataclasses import dataclass
 import torch
 
 from ..nets.dag import DagNet
+from ..prune.loss_aware import lowest_synapses, removal_scores
 from ..train import Budget, TrainerConfig, evaluate, fit
+
+__all__ = [
+    "AdditionResult", "RemovalResult", "addition_step", "lowest_synapses", "neuron_targets",
+    "removal_scores", "removal_step",
+]
 
 
 @dataclass
@@ -28,27 +34,6 @@ class RemovalResult:
     synapse: tuple[int, int]  # (source, target) node indices in the step's input network
     candidate_losses: list[float]  # loss right after each of the N1 removals (no retraining)
     trial_losses: list[float]  # loss of each of the N2 candidates after retraining
-
-
-def removal_scores(net: DagNet) -> torch.Tensor:
-    """``(N, N)`` normalised magnitudes |w_ij| / max_k |w_kj| of variant 0; +inf where not live."""
-    weight = (net.weight.detach()[0] * net.mask[0]).abs()
-    column_max = weight.amax(dim=0, keepdim=True).clamp_min(torch.finfo(weight.dtype).tiny)
-    scores = weight / column_max
-    return torch.where(net.mask[0], scores, torch.full_like(scores, float("inf")))
-
-
-def lowest_synapses(net: DagNet, count: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sources and targets of the ``count`` live synapses with the lowest removal score.
-
-    Ties are broken by node order, so the choice is deterministic.
-    """
-    scores = removal_scores(net).flatten()
-    n_live = int(net.mask[0].sum())
-    count = min(count, n_live)
-    order = torch.sort(scores, stable=True).indices[:count]
-    n = net.n_nodes
-    return order // n, order % n
 
 
 def removal_step(
