@@ -1,0 +1,624 @@
+"""Loss-aware synapse removal (paper 000), generalised to remove a chunk of synapses per step.
+
+Paper 000 removes one synapse at a time: score every live synapse i -> j by its normalised
+magnitude |w_ij| / max_k |w_kj|, compute the loss without each of the N1 lowest, retrain the N2
+cheapest briefly and keep the best, while the loss stays within (1 + eps) of a reference. That is
+one retraining per synapse, far too slow to remove thousands of weights (MNIST 784-7-7-10 has
+5,607). :func:`loss_aware_prune` keeps the paper's ingredients and removes ``chunk`` synapses per
+step, shrinking the chunk when a step fails:
+
+1. **Candidates.** The N1 live synapses with the lowest normalised magnitude, where
+   ``N1 = max(n_candidates, ceil(candidate_factor * chunk) + n_trials - 1)``.
+2. **Exact cost of each removal.** :func:`single_removal_losses` gives the training loss of the
+   network without each candidate, all candidates in one batched population pass. Removing
+   i -> j only shifts node j's pre-activation by ``-w_ij * a_i``, so the nodes below j's level are
+   computed once and only the later levels are evaluated per candidate (for 784-7-7-10: 24 of 808
+   nodes), which is what makes thousands of candidates affordable. Candidates are then ordered by
+   this cost, cheapest first.
+3. **Trial variants, retrained together.** ``n_trials`` variants, each removing a window of the
+   cost-ordered candidates, are retrained as one population (one :func:`~netbonsai.train.fit`
+   call; variants never mix). ``variants="sizes"`` (the default) tries nested chunks of
+   decreasing size, the cheapest ``chunk``, ``chunk // 2``, ``chunk // 4``, ... candidates, so one
+   training tests several halvings at once; ``variants="shifts"`` tries the same size with the
+   window moved down the ranking (``[0, chunk)``, ``[1, chunk + 1)``, ...). When there are fewer
+   distinct sizes than trials (``chunk`` = 1, 2, ...) the remaining variants are shifted windows of
+   the full chunk; at ``chunk`` = 1 every variant removes one synapse, the v-th cheapest, which is
+   exactly paper 000's step (:func:`netbonsai.grow.steps.removal_step`).
+4. **Acceptance.** A variant passes when its *decision loss* is at most ``(1 + eps)`` times the
+   reference. The decision loss is measured on ``val_data`` when given (a held-out part of the
+   **training** set; never pass the test set) and on the full training data otherwise. Among the
+   passing variants the one removing the most synapses wins, ties going to the lower loss (so at
+   chunk 1 the lowest loss wins, as in the paper). The reference is the decision loss of the
+   starting network (``reference="phase"``) or of the last accepted network (``"previous"``).
+   With ``settle_epochs`` the starting network is first retrained with the trial trainer, so
+   that the reference comes from a network trained like the variants it is compared with (a
+   network trained with small noisy minibatches otherwise gives the first removals free slack:
+   retraining alone lowers its loss).
+5. **Halving.** When no variant passes, the chunk becomes half the smallest size just tried (at
+   least 1) and the step is retried; when even a step at chunk 1 fails (``n_trials`` single
+   removals, as in the paper) the removal has converged. After
+   an accepted step the chunk grows back to ``min(chunk, 2 * accepted size)`` (``regrow=True``).
+6. **Stopping.** Converged, a target number or fraction of removed synapses reached, a time
+   budget spent (no try is started that would end past ``max_seconds`` if it took as long as
+   the previous one), no synapse left, or ``max_steps`` accepted steps.
+
+Every random choice (training minibatch order, subsamples) is seeded from ``config.seed`` and the
+step number, so a run is deterministic given its seed. Removed synapses never come back: the
+mask entry is cleared and training keeps masked weights at zero.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from ..errors import InputError
+from ..nets.activations import apply_activation
+from ..nets.dag import DagNet
+from ..train import Budget, TrainerConfig, evaluate, fit
+from ..train.losses import get_loss
+
+VARIANTS = ("sizes", "shifts")
+REFERENCES = ("phase", "previous")
+
+# Evaluation chunk for small populations (K x samples x nodes held at once, in elements).
+_EVAL_ROWS = 1 << 24
+
+
+# ---------------------------------------------------------------------- scores and candidates
+def removal_scores(net: DagNet) -> torch.Tensor:
+    """``(N, N)`` normalised magnitudes |w_ij| / max_k |w_kj| of variant 0; +inf where not live."""
+    weight = (net.weight.detach()[0] * net.mask[0]).abs()
+    column_max = weight.amax(dim=0, keepdim=True).clamp_min(torch.finfo(weight.dtype).tiny)
+    scores = weight / column_max
+    return torch.where(net.mask[0], scores, torch.full_like(scores, float("inf")))
+
+
+def lowest_synapses(net: DagNet, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sources and targets of the ``count`` live synapses with the lowest removal score.
+
+    Ties are broken by node order, so the choice is deterministic.
+    """
+    scores = removal_scores(net).flatten()
+    n_live = int(net.mask[0].sum())
+    count = min(count, n_live)
+    order = torch.sort(scores, stable=True).indices[:count]
+    n = net.n_nodes
+    return order // n, order % n
+
+
+@torch.no_grad()
+def single_removal_losses(
+    net: DagNet,
+    sources: torch.Tensor,
+    targets: torch.Tensor,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    loss: str = "mse",
+    max_elements: int = 1 << 23,
+) -> torch.Tensor:
+    """Exact loss of ``net`` on ``(x, y)`` without each synapse ``sources[k] -> targets[k]``, ``(K,)``.
+
+    Equal (up to float rounding) to ``evaluate(net.expand(K).remove_synapses_(sources, targets),
+    x, y, loss)``, computed as one batched population pass that shares everything the removals do
+    not change: removing i -> j shifts node j's pre-activation by ``-w_ij * a_i`` and leaves every
+    node before j's level untouched, so those are computed once for all candidates and only the
+    levels from the earliest target on are evaluated per candidate. ``max_elements`` bounds
+    candidates x samples x recomputed nodes held at once (samples and, if needed, candidates are
+    chunked). ``net`` must have population size 1; its synapses must be live.
+    """
+    if net.population_size != 1:
+        raise InputError("single_removal_losses() needs a network with population size 1")
+    sources = torch.as_tensor(sources, dtype=torch.long, device=net.mask.device).reshape(-1)
+    targets = torch.as_tensor(targets, dtype=torch.long, device=net.mask.device).reshape(-1)
+    if sources.shape != targets.shape:
+        raise InputError("sources and targets must have the same length")
+    k = sources.numel()
+    if k == 0:
+        return torch.zeros(0, dtype=net.weight.dtype, device=net.weight.device)
+    if not bool(net.mask[0, sources, targets].all()):
+        raise InputError("single_removal_losses() was given a synapse that is not live")
+    if x.shape[0] == 0:
+        raise InputError("cannot evaluate on an empty dataset")
+    loss_fn = get_loss(loss)
+    plan = net.plan()
+    n = net.n_nodes
+    perm = plan.perm
+    inverse = torch.empty_like(perm)
+    inverse[perm] = torch.arange(n, device=perm.device)
+    weight = net.weight.detach()[0] * net.mask[0]
+    weight_t = weight[perm][:, perm].t().contiguous()  # weight_t[q, p]: synapse at position p -> q
+    bias = net.bias.detach()[0][perm]
+    removed_w = weight[sources, targets]
+    src_pos, dst_pos = inverse[sources], inverse[targets]
+    # Levels (in plan positions) from the one holding the earliest target on are recomputed.
+    first = int(dst_pos.min())
+    levels = [lv for lv in plan.levels if lv[1] > first]
+    s0 = levels[0][0]
+    late = n - s0  # nodes recomputed per candidate
+    out_pos = plan.out_pos
+    last_level_out = plan.out_slice is not None and plan.out_slice == plan.bounds[-1]
+    early_out = out_pos < s0
+    cand_chunk = max(1, min(k, max_elements // (late * 64)))
+    total = torch.zeros(k, dtype=weight.dtype, device=weight.device)
+    n_samples = x.shape[0]
+    step = max(1, max_elements // (cand_chunk * late))
+    for start in range(0, n_samples, step):
+        xb, yb = x[start : start + step], y[start : start + step]
+        b = xb.shape[0]
+        values = net.node_values(xb)[0].t()[perm]  # (N, B) in plan order, inputs standardised
+        shared_pre = [bias[s:e, None] + weight_t[s:e, :s0] @ values[:s0] for s, e, _ in levels]
+        for c0 in range(0, k, cand_chunk):
+            c1 = min(k, c0 + cand_chunk)
+            kc = c1 - c0
+            blocks: list[tuple[int, int, torch.Tensor]] = []  # recomputed levels: (start, end, (kc, n, B))
+            for (s, e, groups), shared in zip(levels, shared_pre):
+                pre = shared.expand(kc, -1, -1)
+                for bs, be, block in blocks:
+                    pre = pre + torch.matmul(weight_t[s:e, bs:be], block)
+                hit = torch.nonzero((dst_pos[c0:c1] >= s) & (dst_pos[c0:c1] < e)).squeeze(1)
+                if hit.numel():
+                    if not blocks:
+                        pre = pre.clone()
+                    cand = hit + c0
+                    pre[hit, dst_pos[cand] - s] -= removed_w[cand, None] * values[src_pos[cand]]
+                if len(groups) == 1:
+                    level = apply_activation(groups[0][0], pre)
+                else:
+                    level = torch.cat([apply_activation(a, pre[:, gs - s : ge - s]) for a, gs, ge in groups], dim=1)
+                blocks.append((s, e, level))
+            if last_level_out:
+                out = blocks[-1][2]
+            else:
+                late_rows = torch.cat([blk for _, _, blk in blocks], dim=1)  # positions s0..N-1
+                out = late_rows.new_empty(kc, net.n_out, b)
+                out[:, early_out] = values[out_pos[early_out]]
+                out[:, ~early_out] = late_rows[:, out_pos[~early_out] - s0]
+            out = out * net.out_scale[:, None] + net.out_shift[:, None]
+            total[c0:c1] += _summed_loss(loss, loss_fn, out, yb)
+    return total / n_samples
+
+
+def _summed_loss(name: str, loss_fn, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-variant loss summed over samples, for outputs laid out ``(K, n_out, B)``.
+
+    The two built-in losses are computed in that layout (a softmax over 10 strided rows is
+    several times faster this way than transposing to ``(K, B, n_out)``); others go through
+    the generic per-variant loss.
+    """
+    b = out.shape[-1]
+    if name == "cross_entropy":
+        top = out.amax(dim=1, keepdim=True)
+        lse = top.squeeze(1) + (out - top).exp().sum(dim=1).log()
+        picked = out[:, y.reshape(-1), torch.arange(b, device=out.device)]
+        return (lse - picked).sum(dim=1)
+    if name == "mse":
+        return (out - y.t().to(out.dtype)).pow(2).mean(dim=1).sum(dim=1)
+    return loss_fn(out.transpose(1, 2), y) * b
+
+
+# ---------------------------------------------------------------------- fast trial training
+class _TargetColumns(nn.Module):
+    """A trainable view of a DagNet population holding only the weights *into* non-input nodes.
+
+    A DagNet stores ``(K, N, N)`` weights, but no synapse ever enters an input node, so the first
+    ``n_in`` columns are structurally zero. For a wide input layer (MNIST: 784 of 808 nodes) they
+    are almost all of the tensor, and Adam would update ``K x N x N`` values per minibatch. This
+    module trains the ``(K, N, N - n_in)`` block instead (34x smaller for 784-7-7-10) and computes
+    exactly the function of :meth:`DagNet.population` (same plan, levels and activations), so
+    training it equals training the DagNet itself; :meth:`write_back` copies the result back.
+    """
+
+    def __init__(self, net: DagNet) -> None:
+        super().__init__()
+        self.net = [net]  # not a submodule: its parameters are not trained through this view
+        c0 = net.n_in
+        self.c0 = c0
+        self.population_size = net.population_size
+        self.weight = nn.Parameter(net.weight.detach()[:, :, c0:].clone())
+        self.bias = nn.Parameter(net.bias.detach()[:, c0:].clone())
+        self.register_buffer("mask", net.mask[:, :, c0:].clone())
+        self.plan = net.plan()
+
+    def population(self, x: torch.Tensor) -> torch.Tensor:
+        net, plan, c0 = self.net[0], self.plan, self.c0
+        k = self.population_size
+        weight = self.weight * self.mask
+        bias = self.bias
+        if not plan.identity:
+            cols = plan.perm[c0:] - c0  # inputs are exactly level 0, so they stay first
+            weight = weight[:, plan.perm][:, :, cols]
+            bias = bias[:, cols]
+        weight_t = weight.transpose(1, 2)  # weight_t[k, q, p]: synapse at position p -> c0 + q
+        if x.dim() == 2:
+            x = x.unsqueeze(0)
+        x = (x.to(weight.dtype) - net.in_shift) / net.in_scale
+        blocks = [x.transpose(1, 2).contiguous().expand(k, -1, -1)]
+        for start, end, groups in plan.levels:
+            pre = bias[:, start - c0 : end - c0, None]
+            for (src_start, src_end), block in zip(plan.bounds, blocks):
+                pre = torch.baddbmm(pre, weight_t[:, start - c0 : end - c0, src_start:src_end], block)
+            if len(groups) == 1:
+                level = apply_activation(groups[0][0], pre)
+            else:
+                level = torch.cat([apply_activation(a, pre[:, s - start : e - start]) for a, s, e in groups], dim=1)
+            blocks.append(level)
+        if plan.out_slice is not None and plan.out_slice == plan.bounds[-1]:
+            out = blocks[-1]
+        else:
+            out = torch.cat(blocks, dim=1)[:, plan.out_pos]
+        return out.transpose(1, 2) * net.out_scale + net.out_shift
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.population(x)
+
+    @torch.no_grad()
+    def apply_mask_(self) -> "_TargetColumns":
+        self.weight.mul_(self.mask)
+        return self
+
+    @torch.no_grad()
+    def write_back(self) -> DagNet:
+        net = self.net[0]
+        net.weight[:, :, self.c0 :] = self.weight * self.mask
+        net.bias[:, self.c0 :] = self.bias
+        return net.apply_mask_()
+
+
+def train_population(net: DagNet, x: torch.Tensor, y: torch.Tensor, budget: Budget, trainer: TrainerConfig, seed: int = 0):
+    """``fit(net, ...)`` for a DagNet population, faster when the input layer is wide.
+
+    Trains only the weights into non-input nodes (see :class:`_TargetColumns`), which is the
+    same computation as ``fit(net, x, y, budget, trainer, seed)``; ``net`` is updated in place and
+    the :class:`~netbonsai.train.FitResult` is returned.
+    """
+    view = _TargetColumns(net)
+    result = fit(view, x, y, budget, trainer, seed=seed)
+    view.write_back()
+    return result
+
+
+# ---------------------------------------------------------------------- configuration
+@dataclass(frozen=True)
+class LossAwareConfig:
+    """Settings of :func:`loss_aware_prune`. With ``chunk=1`` it is paper 000's removal phase.
+
+    Budgets are in trainer epochs (L-BFGS: iterations). ``max_fraction`` is a share of the live
+    synapses of the network the run started from.
+    """
+
+    chunk: int = 1  # synapses removed per step at the start (and the most ever tried)
+    n_candidates: int = 8  # N1 at chunk 1: lowest-scored synapses whose removal loss is computed
+    candidate_factor: float = 2.0  # N1 grows with the chunk: ceil(factor * chunk) + n_trials - 1
+    n_trials: int = 3  # N2: variants retrained together in one population
+    variants: str = "sizes"  # "sizes": chunk, chunk//2, ...; "shifts": the window moved down the ranking
+    trial_epochs: int = 1  # retraining of every variant
+    settle_epochs: int = 0  # retrain the starting network this long (trial trainer) before the reference is taken
+    trial_samples: int | None = None  # training samples for the retraining (None: all; a fresh seeded draw per step)
+    score_samples: int | None = None  # training samples for the candidates' exact losses (None: all)
+    eps: float = 0.002  # a variant passes while decision loss <= (1 + eps) * reference
+    reference: str = "phase"  # "phase": the starting network's loss; "previous": the last accepted one
+    regrow: bool = True  # after an accepted step the chunk grows back to min(chunk, 2 * accepted)
+    max_removed: int | None = None  # stop after removing this many synapses
+    max_fraction: float | None = None  # ... or this share of the starting live synapses
+    max_seconds: float | None = None  # stop starting new steps after this long
+    max_steps: int = 1_000_000  # safety bound on accepted steps
+    seed: int = 0
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+    def __post_init__(self) -> None:
+        for name in ("chunk", "n_candidates", "n_trials", "max_steps"):
+            if int(getattr(self, name)) < 1:
+                raise InputError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.candidate_factor < 1:
+            raise InputError(f"candidate_factor must be >= 1, got {self.candidate_factor}")
+        for name in ("trial_epochs", "settle_epochs"):
+            if int(getattr(self, name)) < 0:
+                raise InputError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("trial_samples", "score_samples", "max_removed"):
+            value = getattr(self, name)
+            if value is not None and int(value) < 1:
+                raise InputError(f"{name} must be at least 1 (or None), got {value}")
+        if self.eps < 0:
+            raise InputError(f"eps must be >= 0, got {self.eps}")
+        if self.variants not in VARIANTS:
+            raise InputError(f"unknown variants {self.variants!r}; choose one of {', '.join(VARIANTS)}")
+        if self.reference not in REFERENCES:
+            raise InputError(f"unknown reference {self.reference!r}; choose one of {', '.join(REFERENCES)}")
+        if self.max_fraction is not None and not 0 < self.max_fraction <= 1:
+            raise InputError(f"max_fraction must be in (0, 1], got {self.max_fraction}")
+        if self.max_seconds is not None and self.max_seconds <= 0:
+            raise InputError(f"max_seconds must be > 0, got {self.max_seconds}")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["trainer"] = asdict(self.trainer)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "LossAwareConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise InputError(f"unknown LossAwareConfig key {unknown[0]!r}")
+        values = dict(data)
+        if isinstance(values.get("trainer"), dict):
+            values["trainer"] = TrainerConfig(**values["trainer"])
+        return cls(**values)
+
+
+def variant_windows(chunk: int, n_trials: int, variants: str = "sizes") -> list[tuple[int, int]]:
+    """The ``(offset, size)`` windows of the cost-ordered candidates that the trial variants remove.
+
+    ``"sizes"``: ``(0, chunk), (0, chunk // 2), ...`` (distinct sizes >= 1), then shifted windows
+    ``(1, chunk), (2, chunk), ...`` to make up ``n_trials``; ``"shifts"``: ``(0, chunk), (1, chunk), ...``.
+    """
+    windows: list[tuple[int, int]] = []
+    if variants == "sizes":
+        size = chunk
+        while size >= 1 and len(windows) < n_trials:
+            windows.append((0, size))
+            size //= 2
+    shift = 1 if windows else 0
+    while len(windows) < n_trials:
+        windows.append((shift, chunk))
+        shift += 1
+    return windows
+
+
+# ---------------------------------------------------------------------- state and result
+@dataclass
+class LossAwareState:
+    """Everything needed to continue a removal run (see ``checkpoint`` in :func:`loss_aware_prune`)."""
+
+    net: DagNet
+    chunk: int
+    reference: float  # the current reference loss of the acceptance test
+    start_live: int
+    start_reference: float | None = None  # the starting network's decision loss (None: = reference)
+    start_net: DagNet | None = None  # the starting network after settling (None: not kept)
+    removed: int = 0
+    step: int = 0  # accepted steps so far
+    attempt: int = 0  # retrainings so far (accepted or not); seeds each one
+    seconds: float = 0.0  # time spent in earlier sessions
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    last_tries: list[dict[str, Any]] = field(default_factory=list)  # failed tries since the last accepted step
+    stop_reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain tensors and JSON-like values (``torch.save`` / ``weights_only`` loading)."""
+        from ..nets.io import net_to_state
+
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("net", "start_net")}
+        data["net"] = net_to_state(self.net)
+        data["start_net"] = None if self.start_net is None else net_to_state(self.start_net)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "LossAwareState":
+        from ..nets.io import net_from_state
+
+        values = dict(data)
+        values["net"] = net_from_state(values["net"])
+        if values.get("start_net") is not None:
+            values["start_net"] = net_from_state(values["start_net"])
+        return cls(**values)
+
+
+@dataclass
+class LossAwareResult:
+    """The pruned network (population 1, not compacted) and one record per accepted step."""
+
+    net: DagNet
+    steps: list[dict[str, Any]]
+    stop_reason: str
+    reference_loss: float
+    start_live: int  # live synapses of the starting network
+    removed: int  # synapses removed
+    seconds: float
+    last_tries: list[dict[str, Any]] = field(default_factory=list)  # failed tries after the last accepted step
+    start_net: DagNet | None = None  # the starting network after settling (the reference's network)
+
+    @property
+    def removed_fraction(self) -> float:
+        """Removed synapses over the starting network's live synapses."""
+        return self.removed / max(1, self.start_live)
+
+
+# ---------------------------------------------------------------------- the removal loop
+def _subsample(x: torch.Tensor, y: torch.Tensor, count: int | None, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    if count is None or count >= x.shape[0]:
+        return x, y
+    index = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed))[:count]
+    index = index.sort().values.to(x.device)
+    return x[index], y[index]
+
+
+def _live(net: DagNet) -> int:
+    return int(net.mask[0].sum())
+
+
+def _target_removed(config: LossAwareConfig, start_live: int) -> int:
+    target = start_live
+    if config.max_removed is not None:
+        target = min(target, int(config.max_removed))
+    if config.max_fraction is not None:
+        target = min(target, int(math.floor(config.max_fraction * start_live + 1e-9)))
+    return target
+
+
+@torch.no_grad()
+def _remove_windows(
+    net: DagNet, sources: torch.Tensor, targets: torch.Tensor, chosen: list[torch.Tensor]
+) -> DagNet:
+    """A population with one variant per entry of ``chosen`` (indices into sources/targets) removed."""
+    trials = net.expand(len(chosen))
+    rows = torch.cat([torch.full((len(c),), v, dtype=torch.long) for v, c in enumerate(chosen)]).to(net.mask.device)
+    index = torch.cat(chosen).to(net.mask.device)
+    trials.mask[rows, sources[index], targets[index]] = False
+    trials.weight[rows, sources[index], targets[index]] = 0.0
+    return trials
+
+
+def loss_aware_prune(
+    net: DagNet,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    config: LossAwareConfig = LossAwareConfig(),
+    val_data: tuple[torch.Tensor, torch.Tensor] | None = None,
+    on_step: Callable[[dict[str, Any], DagNet], dict[str, Any] | None] | None = None,
+    checkpoint: Callable[[LossAwareState], None] | None = None,
+    state: LossAwareState | None = None,
+) -> LossAwareResult:
+    """Remove synapses from a population-1 ``net`` while the loss stays within ``(1 + eps)``.
+
+    ``(x, y)`` is the training data: it scores the candidates and retrains the variants.
+    ``val_data`` (optional) is a held-out part of the *training* set on which the acceptance
+    test is decided; without it the full training loss decides. The input network is not
+    modified. ``on_step(record, net)`` is called after every accepted step with the step's
+    record (``step``, ``removed``, ``params``, ``live``, ``train_loss``, ``decision_loss``,
+    ``chunk``, ``tried``, ``failed``, ``seconds``) and the accepted network; a dict it returns is
+    merged into the record. ``checkpoint(state)`` is called after every accepted step, and once
+    more when the run stops, with the state to pass back as ``state`` to continue an
+    interrupted run exactly (a finished state returns at once).
+    """
+    if net.population_size != 1:
+        raise InputError("loss_aware_prune() needs a network with population size 1")
+    trainer = config.trainer
+    loss_name = trainer.loss
+    decision_x, decision_y = val_data if val_data is not None else (x, y)
+    started = time.perf_counter()
+    if state is None:
+        start = net.clone()
+        if config.settle_epochs > 0:
+            train_population(start, x, y, Budget(epochs=config.settle_epochs), trainer, seed=config.seed * 1_000_003 + 999_999)
+        reference = float(evaluate(start, decision_x, decision_y, loss_name, chunk_rows=_EVAL_ROWS)[0])
+        state = LossAwareState(
+            net=start, chunk=config.chunk, reference=reference, start_live=_live(start), start_reference=reference,
+            start_net=start,
+        )
+    if state.start_reference is None:
+        state.start_reference = state.reference
+    if state.stop_reason is not None:
+        return _result(state, started)
+    target = _target_removed(config, state.start_live)
+    tried = state.last_tries
+    last_try = 0.0  # duration of the latest try (scoring, retraining, decision)
+
+    def elapsed() -> float:
+        return state.seconds + time.perf_counter() - started
+
+    while True:
+        n_live = _live(state.net)
+        if n_live == 0:
+            state.stop_reason = "no_synapses"
+        elif state.removed >= target:
+            state.stop_reason = "target"
+        elif config.max_seconds is not None and elapsed() + last_try >= config.max_seconds:
+            state.stop_reason = "max_seconds"  # no try is started that would likely overrun the budget
+        elif state.step >= config.max_steps:
+            state.stop_reason = "max_steps"
+        if state.stop_reason is not None:
+            break
+        try_started = time.perf_counter()
+        chunk = max(1, min(state.chunk, target - state.removed, n_live))
+        windows = variant_windows(chunk, config.n_trials, config.variants)
+        need = max(o + s for o, s in windows)
+        n1 = min(n_live, max(config.n_candidates, need, math.ceil(config.candidate_factor * chunk) + config.n_trials - 1))
+        sources, targets = lowest_synapses(state.net, n1)
+        seed = config.seed * 1_000_003 + state.attempt
+        sx, sy = _subsample(x, y, config.score_samples, seed)
+        costs = single_removal_losses(state.net, sources, targets, sx, sy, loss_name)
+        order = torch.argsort(costs, stable=True)
+        chosen, sizes, seen = [], [], set()
+        for offset, size in windows:
+            window = order[offset : offset + size]
+            key = tuple(sorted(window.tolist()))
+            if window.numel() == 0 or key in seen:
+                continue
+            seen.add(key)
+            chosen.append(window)
+            sizes.append(int(window.numel()))
+        trials = _remove_windows(state.net, sources, targets, chosen)
+        tx, ty = _subsample(x, y, config.trial_samples, seed + 1)
+        if config.trial_epochs > 0:
+            fitted = train_population(trials, tx, ty, Budget(epochs=config.trial_epochs), trainer, seed=seed)
+            train_losses = fitted.loss if tx is x else None
+        else:
+            train_losses = None
+        if val_data is not None:
+            decision = evaluate(trials, decision_x, decision_y, loss_name, chunk_rows=_EVAL_ROWS)
+        else:
+            decision = train_losses if train_losses is not None else evaluate(trials, x, y, loss_name, chunk_rows=_EVAL_ROWS)
+        state.attempt += 1
+        last_try = time.perf_counter() - try_started
+        limit = (1.0 + config.eps) * state.reference
+        passing = [v for v in range(len(chosen)) if float(decision[v]) <= limit]
+        tried.append({"chunk": chunk, "sizes": sizes, "losses": [float(v) for v in decision]})
+        if not passing:
+            if chunk == 1:  # a full chunk-1 step (n_trials single removals) failed
+                state.stop_reason = "converged"
+                break
+            state.chunk = max(1, min(sizes) // 2)
+            continue
+        best = min(passing, key=lambda v: (-sizes[v], float(decision[v]), v))
+        accepted = trials.select(best)
+        if train_losses is not None and val_data is None:
+            train_loss = float(decision[best])
+        elif train_losses is not None:
+            train_loss = float(train_losses[best])
+        else:
+            train_loss = float(evaluate(accepted, x, y, loss_name, chunk_rows=_EVAL_ROWS)[0])
+        used_reference = state.reference
+        state.net = accepted
+        state.removed += sizes[best]
+        state.step += 1
+        if config.reference == "previous":
+            state.reference = float(decision[best])
+        state.chunk = min(config.chunk, 2 * sizes[best]) if config.regrow else sizes[best]
+        record: dict[str, Any] = {
+            "step": state.step,
+            "removed": state.removed,
+            "params": int(accepted.num_params()[0]),
+            "live": _live(accepted),
+            "train_loss": train_loss,
+            "decision_loss": float(decision[best]),
+            "reference": used_reference,
+            "chunk": sizes[best],
+            "tried": tried,
+            "failed": len(tried) - 1,
+            "seconds": elapsed(),
+        }
+        if on_step is not None:
+            extra = on_step(record, accepted)
+            if extra:
+                record.update(extra)
+        state.steps.append(record)
+        tried = state.last_tries = []
+        state.seconds, started = elapsed(), time.perf_counter()
+        if checkpoint is not None:
+            checkpoint(state)
+    if checkpoint is not None:  # the finished state: resuming it returns at once
+        state.seconds, started = elapsed(), time.perf_counter()
+        checkpoint(state)
+    return _result(state, started)
+
+
+def _result(state: LossAwareState, started: float) -> LossAwareResult:
+    seconds = state.seconds + time.perf_counter() - started
+    return LossAwareResult(
+        net=state.net,
+        steps=state.steps,
+        stop_reason=state.stop_reason or "unknown",
+        reference_loss=state.start_reference if state.start_reference is not None else state.reference,
+        last_tries=state.last_tries,
+        start_net=state.start_net,
+        start_live=state.start_live,
+        removed=state.removed,
+        seconds=seconds,
+    )
