@@ -184,7 +184,7 @@ def baseline(**kwargs) -> None:
 @click.option("--arch", type=str, default="784-300-100-10", show_default=True, help="Layer widths joined by '-'.")
 @click.option("--activation", type=click.Choice(["relu", "tanh", "sigmoid"]), default="relu", show_default=True)
 @click.option("--method", type=str, default="magnitude-blinded", show_default=True,
-              help="random, magnitude-blinded, magnitude-uniform, magnitude-distributed or obd.")
+              help="random, magnitude-blinded, magnitude-uniform, magnitude-distributed, obd or loss-aware.")
 @click.option("--schedule", type=str, default="relative:0.2", show_default=True,
               help="oneshot:FRACTION, fixed:COUNT, relative:FRACTION or bucket:SALIENCY.")
 @click.option("--target-sparsity", type=float, default=0.9, show_default=True, help="Stop at this fraction of weights removed.")
@@ -196,6 +196,8 @@ def baseline(**kwargs) -> None:
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--weight-decay", type=float, default=0.0, show_default=True, help="Adam's L2 penalty (Han et al. use L2).")
 @click.option("--max-rounds", type=int, default=200, show_default=True)
+@click.option("--eps", type=float, default=0.015, show_default=True,
+              help="loss-aware: a step is kept while the held-out loss stays within (1 + eps) of the start.")
 @click.option("--val-size", type=int, default=5000, show_default=True,
               help="Training images held out for decisions (the accuracy-drop tolerance).")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -204,14 +206,14 @@ def baseline(**kwargs) -> None:
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out from its last checkpoint.")
 @click.option("--quiet", is_flag=True, help="No progress lines.")
 def prune(dataset: str, data_dir, arch, activation, method, schedule, target_sparsity, max_accuracy_drop, dense_epochs,
-          retrain_epochs, lr, batch_size, weight_decay, max_rounds, val_size, seed, threads, out, resume, quiet) -> None:
+          retrain_epochs, lr, batch_size, weight_decay, max_rounds, eps, val_size, seed, threads, out, resume, quiet) -> None:
     """Train a dense MLP on MNIST-style data and prune it on a schedule (paper 001's methods)."""
     from .experiments.mnist_pruning import PruneOptions, run_prune_mnist
 
     options = PruneOptions(
         data=data_dir, arch=arch, activation=activation, method=method, schedule=schedule,
         target_sparsity=target_sparsity, max_accuracy_drop=max_accuracy_drop, dense_epochs=dense_epochs,
-        retrain_epochs=retrain_epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay, max_rounds=max_rounds, val_size=val_size, seed=seed,
+        retrain_epochs=retrain_epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay, max_rounds=max_rounds, eps=eps, val_size=val_size, seed=seed,
     )
     options.validate()
     _set_threads(threads)

@@ -114,3 +114,19 @@ def test_reproduce_lists_experiments(capsys) -> None:
 def test_options_validate() -> None:
     with pytest.raises(InputError, match="dense-epochs"):
         PruneOptions(dense_epochs=-1).validate()
+
+
+def test_loss_aware_method_through_the_cli(idx_folder: Path, tmp_path: Path, capsys) -> None:
+    code = main(["prune", "mnist", "--data", str(idx_folder), "--arch", "784-8-10", "--method", "loss-aware",
+                 "--schedule", "fixed:2000", "--target-sparsity", "0.5", "--dense-epochs", "3", "--eps", "0.05",
+                 "--retrain-epochs", "1", "--val-size", "200", "--threads", "1", "--quiet", "--out", str(tmp_path / "run")])
+    assert code == 0, capsys.readouterr().err
+    result = json.loads((tmp_path / "run" / "result.json").read_text())
+    events = list(read_history(tmp_path / "run" / "history.jsonl"))
+    assert result["method"] == "loss-aware" and len(events) >= 2
+    assert 0 < result["sparsity"] <= 0.5 + 1e-9
+    assert [e["round"] for e in events] == list(range(len(events)))
+    assert netbonsai.load(tmp_path / "run" / "model").num_params()[0] == result["model_params"]
+    code = main(["prune", "mnist", "--data", str(idx_folder), "--method", "loss-aware", "--schedule", "oneshot:0.5",
+                 "--out", str(tmp_path / "bad")])
+    assert code == 2 and not (tmp_path / "bad").exists()

@@ -16,6 +16,7 @@ from torch import nn
 from ..data.idx import MnistData
 from ..errors import InputError
 from ..train import Budget, TrainerConfig, fit
+from ..train.losses import population_outputs
 
 ACTIVATION_MODULES = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
 
@@ -71,8 +72,11 @@ class ClassificationData:
     y_test: torch.Tensor
 
     @classmethod
-    def from_mnist(cls, data: MnistData, val_size: int = 5000, seed: int = 0, max_train: int | None = None) -> "ClassificationData":
-        """Hold out ``val_size`` training images (seeded) for decisions; optionally subsample the rest."""
+    def from_mnist(
+        cls, data: MnistData, val_size: int = 5000, seed: int = 0, max_train: int | None = None, max_test: int | None = None
+    ) -> "ClassificationData":
+        """Hold out ``val_size`` training images (seeded) for decisions; optionally subsample the
+        rest (``max_train``) and take the first ``max_test`` test images (smoke runs)."""
         n = data.x_train.shape[0]
         if not 0 <= val_size < n:
             raise InputError(f"validation size must be in [0, {n}), got {val_size}")
@@ -81,7 +85,8 @@ class ClassificationData:
         if max_train is not None:
             train = train[:max_train]
         train = train.sort().values
-        return cls(data.x_train[train], data.y_train[train], data.x_train[val], data.y_train[val], data.x_test, data.y_test)
+        x_test, y_test = data.x_test[:max_test], data.y_test[:max_test]
+        return cls(data.x_train[train], data.y_train[train], data.x_train[val], data.y_train[val], x_test, y_test)
 
     def describe(self) -> dict[str, int]:
         return {"n_train": int(self.x_train.shape[0]), "n_val": int(self.x_val.shape[0]), "n_test": int(self.x_test.shape[0])}
@@ -100,3 +105,15 @@ def train_classifier(
         return float("nan")
     result = fit(model, x, y, Budget(epochs=epochs), trainer, seed=seed)
     return float(result.loss[0])
+
+
+@torch.no_grad()
+def classification_errors(model: nn.Module, x: torch.Tensor, y: torch.Tensor, chunk: int = 10000) -> tuple[int, float]:
+    """Misclassified samples and mean cross-entropy of (variant 0 of) ``model`` on ``(x, y)``."""
+    wrong, total = 0, 0.0
+    for start in range(0, x.shape[0], chunk):
+        logits = population_outputs(model, x[start : start + chunk])[0]
+        target = y[start : start + chunk]
+        wrong += int((logits.argmax(dim=1) != target).sum())
+        total += float(nn.functional.cross_entropy(logits, target, reduction="sum"))
+    return wrong, total / max(1, x.shape[0])

@@ -40,7 +40,7 @@ from ..nets.io import net_from_state, net_to_state, save
 from ..prune.loss_aware import LossAwareConfig, LossAwareState, loss_aware_prune
 from ..runs import MODEL, REPORT, RunDir
 from ..train import Budget, TrainerConfig, fit
-from ..train.losses import population_outputs
+from .classification import ClassificationData, classification_errors
 
 PRESETS = ("quick", "paper", "smoke")
 PAPER = {"dense_params": 5631, "dense_test_errors": 711, "removed_synapses": 2749, "pruned_test_errors": 721}
@@ -164,47 +164,12 @@ def keras_mlp(sizes: list[int], activations: tuple[str, ...], seed: int) -> nn.S
     return nn.Sequential(*layers)
 
 
-@torch.no_grad()
-def classification_errors(model: nn.Module, x: torch.Tensor, y: torch.Tensor, chunk: int = 10000) -> tuple[int, float]:
-    """Misclassified samples and mean cross-entropy of (variant 0 of) ``model`` on ``(x, y)``."""
-    wrong, total = 0, 0.0
-    for start in range(0, x.shape[0], chunk):
-        logits = population_outputs(model, x[start : start + chunk])[0]
-        target = y[start : start + chunk]
-        wrong += int((logits.argmax(dim=1) != target).sum())
-        total += float(nn.functional.cross_entropy(logits, target, reduction="sum"))
-    return wrong, total / max(1, x.shape[0])
-
-
-@dataclass
-class _Data:
-    x_train: torch.Tensor
-    y_train: torch.Tensor
-    x_val: torch.Tensor
-    y_val: torch.Tensor
-    x_test: torch.Tensor
-    y_test: torch.Tensor
-
-    def describe(self) -> dict[str, int]:
-        return {"n_train": int(self.x_train.shape[0]), "n_val": int(self.x_val.shape[0]),
-                "n_test": int(self.x_test.shape[0])}
-
-
-def _load(settings: MnistSettings, data_root: str | Path | None, seed: int) -> _Data:
+def _load(settings: MnistSettings, data_root: str | Path | None, seed: int) -> ClassificationData:
     """The images with a seeded held-out split of the training set (for decisions)."""
-    mnist = load_mnist(data_root)
-    n = mnist.x_train.shape[0]
-    if not 1 <= settings.val_size < n:
-        raise InputError(f"val_size must be in [1, {n}), got {settings.val_size}")
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    val, train = order[: settings.val_size], order[settings.val_size :]
-    if settings.max_train is not None:
-        train = train[: settings.max_train]
-    val, train = val.sort().values, train.sort().values
-    x_test, y_test = mnist.x_test, mnist.y_test
-    if settings.max_test is not None:
-        x_test, y_test = x_test[: settings.max_test], y_test[: settings.max_test]
-    return _Data(mnist.x_train[train], mnist.y_train[train], mnist.x_train[val], mnist.y_train[val], x_test, y_test)
+    if settings.val_size < 1:
+        raise InputError(f"val_size must be at least 1, got {settings.val_size}")
+    return ClassificationData.from_mnist(load_mnist(data_root), val_size=settings.val_size, seed=seed,
+                                         max_train=settings.max_train, max_test=settings.max_test)
 
 
 # ---------------------------------------------------------------------- the experiment

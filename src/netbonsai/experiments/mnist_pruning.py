@@ -24,7 +24,7 @@ from ..data.idx import load_mnist, resolve_data_root
 from ..errors import InputError
 from ..nets.compact import compact_mlp, compacted_params
 from ..nets.convert import from_sequential
-from ..nets.io import save
+from ..nets.io import net_from_state, net_to_state, save
 from ..nets.masked import make_prunable
 from ..prune import METHODS, classification_evaluator, parse_schedule, retrainer, run_schedule
 from ..prune.schedules import ScheduleResult
@@ -54,6 +54,7 @@ class PruneOptions:
     max_train: int | None = None
     obd_samples: int = 2048  # training samples the OBD curvature estimate uses
     max_rounds: int = 200
+    eps: float = 0.015  # loss-aware: accept a step while held-out loss <= (1 + eps) * the starting loss
     seed: int = 0
     extras: dict[str, Any] = field(default_factory=dict)
 
@@ -74,6 +75,10 @@ class PruneOptions:
             raise InputError(f"--weight-decay must be >= 0, got {self.weight_decay}")
         if self.lr <= 0 or self.batch_size < 1 or self.obd_samples < 1 or self.max_rounds < 1:
             raise InputError("lr, batch size, obd samples and max rounds must be positive")
+        if not 0.0 <= self.eps < 1.0:
+            raise InputError(f"--eps must be in [0, 1), got {self.eps}")
+        if self.method == "loss-aware" and parse_schedule(self.schedule).kind not in ("fixed", "relative"):
+            raise InputError("--method loss-aware takes a fixed:COUNT or relative:FRACTION schedule (the chunk size)")
         if self.seed < 0:
             raise InputError(f"--seed must be >= 0, got {self.seed}")
         if self.max_train is not None and self.max_train < 1:
@@ -119,7 +124,7 @@ def run_prune_mnist(
     """Train, prune and compact; returns the summary written to result.json."""
     options.validate()
     if options.method == "loss-aware":
-        raise InputError("--method loss-aware runs through `netbonsai reproduce mnist-7-7` for now")
+        return run_loss_aware_mnist(options, out, resume=resume, on_round=on_round)
     started = time.perf_counter()
     data = load_classification(options)
     run = RunDir(out, resume=resume)
@@ -217,3 +222,83 @@ def _report(run: RunDir, options: PruneOptions, result: ScheduleResult, summary:
         + markdown_table(["round", "sparsity", "params", "val acc", "test acc", "test errors", "train loss", ""], rows)
         + "\n![accuracy](accuracy.png)\n",
     )
+
+
+def run_loss_aware_mnist(
+    options: PruneOptions, out: str | Path, resume: bool = False, on_round: Callable[[dict], None] | None = None
+) -> dict[str, Any]:
+    """``--method loss-aware``: paper 000's synapse removal on the trained MLP (as a DagNet).
+
+    The schedule sets the chunk (``fixed:512`` removes up to 512 synapses a step, halving when a
+    step fails; ``relative:0.1`` starts at 10% of the live synapses); ``--retrain-epochs`` is
+    each trial retraining; ``--target-sparsity`` bounds the removal; ``--eps`` is the tolerance
+    on the held-out loss. Every accepted step is one history round.
+    """
+    from ..prune.loss_aware import LossAwareConfig, LossAwareState, loss_aware_prune
+
+    started = time.perf_counter()
+    data = load_classification(options)
+    run = RunDir(out, resume=resume)
+    run.write_config({"command": "prune", "task": "mnist", "netbonsai_version": __version__, **asdict(options),
+                      "data": str(resolve_data_root(options.data)), "split": data.describe()})
+    evaluate = _evaluator(data)
+    checkpoint = run.load_checkpoint() if resume else None
+    if checkpoint is None:
+        model = make_prunable(build_mlp(parse_arch(options.arch), options.activation, seed=options.seed))
+        train_classifier(model, data.x_train, data.y_train, options.dense_epochs,
+                         adam_trainer(options.lr, options.batch_size, options.weight_decay), seed=options.seed)
+        dense = from_sequential(model)
+        state = None
+    else:
+        dense = net_from_state(checkpoint["dense"])
+        state = LossAwareState.from_dict(checkpoint["prune"]) if checkpoint["prune"] is not None else None
+    total = int(dense.mask[0].sum())
+    plan = parse_schedule(options.schedule)
+    chunk = int(plan.value) if plan.kind == "fixed" else max(1, int(plan.value * total))
+    config = LossAwareConfig(
+        chunk=chunk, trial_epochs=max(1, options.retrain_epochs), eps=options.eps, seed=options.seed,
+        max_fraction=options.target_sparsity,
+        trainer=adam_trainer(options.lr, max(options.batch_size, 128), options.weight_decay),
+    )
+
+    def record(net, round_: int, removed: int, extra: dict | None = None) -> dict:
+        live = int(net.mask[0].sum())
+        entry = {"round": round_, "sparsity": 1.0 - live / total, "params": int(net.num_params()[0]),
+                 "live_weights": live, "removed": removed, **evaluate(net), **(extra or {}),
+                 "seconds": round(time.perf_counter() - started, 3), "event": "round"}
+        if on_round is not None:
+            on_round(entry)
+        return entry
+
+    records = [record(dense, 0, 0)] if checkpoint is None else list(checkpoint["records"])
+    run.write_history(records)
+
+    def on_step(step: dict, net) -> None:
+        previous = records[-1]["live_weights"]
+        entry = record(net, len(records), previous - int(net.mask[0].sum()), {"chunk": step["chunk"]})
+        records.append(entry)
+        run.append_event(entry)
+
+    def save_state(current: LossAwareState) -> None:
+        run.save_checkpoint({"dense": net_to_state(dense), "prune": current.to_dict(), "records": records})
+
+    if checkpoint is None:
+        run.save_checkpoint({"dense": net_to_state(dense), "prune": None, "records": records})
+    result = loss_aware_prune(dense, data.x_train, data.y_train, config, val_data=(data.x_val, data.y_val),
+                              on_step=on_step, checkpoint=save_state, state=state)
+    net = result.net.compact()
+    final = records[-1]
+    summary = {
+        "method": options.method, "schedule": options.schedule, "arch": options.arch, "stopped": result.stop_reason,
+        "dense_params": records[0]["params"], "dense_test_errors": records[0]["test_errors"],
+        "dense_test_accuracy": records[0]["test_accuracy"], "final_round": final["round"],
+        "sparsity": final["sparsity"], "params": final["params"], "compacted_params": int(net.num_params()[0]),
+        "model_params": int(net.num_params()[0]), "compacted_shape": [net.n_in, net.n_hidden, net.n_out],
+        "test_accuracy": final["test_accuracy"], "test_errors": final["test_errors"],
+        "wall_seconds": time.perf_counter() - started,
+    }
+    save(net, run.file(MODEL), info={"task": "mnist", "arch": options.arch, "method": options.method,
+                                     "test_accuracy": final["test_accuracy"]})
+    run.write_json("result.json", summary)
+    _report(run, options, ScheduleResult(records=records, stopped=result.stop_reason, final_round=final["round"]), summary)
+    return summary
