@@ -278,3 +278,25 @@ def test_unusual_layouts_score_and_train_like_the_dag() -> None:
     torch.testing.assert_close(b.weight.detach(), a.weight.detach(), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(b.bias.detach(), a.bias.detach(), rtol=1e-5, atol=1e-6)
     assert torch.equal(b.mask, a.mask) and float(b.weight.detach()[~b.mask].abs().max()) == 0.0
+
+
+def test_errors_decision_keeps_the_held_out_error_rate() -> None:
+    """With decision="errors" every accepted step keeps the held-out misclassification rate within eps."""
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(600, 4, generator=g)
+    labels = (x[:, 0] + 0.5 * x[:, 1] > 0).long() + (x[:, 2] > 0.8).long()
+    trainer = TrainerConfig(method="adam", loss="cross_entropy", lr=0.02, batch_size=64)
+    net = DagNet.mlp([4, 8, 3], generator=torch.Generator().manual_seed(0))
+    fit(net, x[:400], labels[:400], Budget(epochs=30), trainer)
+    val = (x[400:], labels[400:])
+
+    def error_rate(model: DagNet) -> float:
+        return float((model(val[0]).argmax(dim=1) != val[1]).float().mean())
+
+    start = error_rate(net)
+    result = loss_aware_prune(net, x[:400], labels[:400], LossAwareConfig(
+        chunk=4, n_trials=2, trial_epochs=2, eps=0.0, decision="errors", trainer=trainer, seed=1), val_data=val)
+    assert result.removed > 0
+    assert error_rate(result.net) <= start + 1e-9
+    with pytest.raises(InputError, match="decision"):
+        LossAwareConfig(decision="accuracy")

@@ -272,7 +272,8 @@ def _run(out_dir, settings: MnistSettings, data_root, seed: int, resume: bool, o
         prune_config = replace(prune_config, max_seconds=limit)
 
     def on_step(record: dict[str, Any], net: DagNet) -> dict[str, Any]:
-        extra: dict[str, Any] = {"event": "remove", "val_loss": record["decision_loss"]}
+        measure = "val_loss" if prune_config.decision == "loss" else "val_error_rate"
+        extra: dict[str, Any] = {"event": "remove", measure: record["decision_loss"]}
         if record["step"] % settings.test_every == 0:
             extra["test_errors"], extra["test_loss"] = classification_errors(net, data.x_test, data.y_test)
         emit(_remove_event({**record, **extra, "seconds": elapsed()}))
@@ -337,7 +338,7 @@ def _run(out_dir, settings: MnistSettings, data_root, seed: int, resume: bool, o
 
 def _remove_event(record: dict[str, Any]) -> dict[str, Any]:
     """A history line for one accepted removal step (the per-try details stay in the checkpoint)."""
-    keep = ("event", "step", "removed", "params", "live", "train_loss", "val_loss", "test_errors", "test_loss",
+    keep = ("event", "step", "removed", "params", "live", "train_loss", "val_loss", "val_error_rate", "test_errors", "test_loss",
             "chunk", "failed", "seconds")
     event = {k: record[k] for k in keep if k in record}
     event.setdefault("event", "remove")

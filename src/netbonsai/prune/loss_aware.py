@@ -64,6 +64,7 @@ from ..train import Budget, TrainerConfig, evaluate, fit
 from ..train.losses import get_loss
 
 VARIANTS = ("sizes", "shifts")
+DECISIONS = ("loss", "errors")
 REFERENCES = ("phase", "previous")
 
 # Evaluation chunk for small populations (K x samples x nodes held at once, in elements).
@@ -302,6 +303,7 @@ class LossAwareConfig:
     trial_samples: int | None = None  # training samples for the retraining (None: all; a fresh seeded draw per step)
     score_samples: int | None = None  # training samples for the candidates' exact losses (None: all)
     eps: float = 0.002  # a variant passes while decision loss <= (1 + eps) * reference
+    decision: str = "loss"  # what the acceptance test compares: "loss" (the trainer's) or "errors" (misclassification rate)
     reference: str = "phase"  # "phase": the starting network's loss; "previous": the last accepted one
     regrow: bool = True  # after an accepted step the chunk grows back to min(chunk, 2 * accepted)
     max_removed: int | None = None  # stop after removing this many synapses
@@ -326,6 +328,8 @@ class LossAwareConfig:
                 raise InputError(f"{name} must be at least 1 (or None), got {value}")
         if self.eps < 0:
             raise InputError(f"eps must be >= 0, got {self.eps}")
+        if self.decision not in DECISIONS:
+            raise InputError(f"unknown decision {self.decision!r}; choose one of {', '.join(DECISIONS)}")
         if self.variants not in VARIANTS:
             raise InputError(f"unknown variants {self.variants!r}; choose one of {', '.join(VARIANTS)}")
         if self.reference not in REFERENCES:
@@ -453,6 +457,19 @@ def _target_removed(config: LossAwareConfig, start_live: int) -> int:
 
 
 @torch.no_grad()
+def _decision_values(net: DagNet, x: torch.Tensor, y: torch.Tensor, config: "LossAwareConfig") -> torch.Tensor:
+    """Per-variant value the acceptance test compares: the trainer's loss, or the error rate."""
+    if config.decision == "loss":
+        return evaluate(net, x, y, config.trainer.loss, chunk_rows=_EVAL_ROWS)
+    wrong = torch.zeros(net.population_size, device=x.device)
+    step = max(1, _EVAL_ROWS // (net.population_size * max(1, net.n_nodes)))
+    for start in range(0, x.shape[0], step):
+        logits = net.population(x[start : start + step])
+        wrong += (logits.argmax(dim=-1) != y[start : start + step]).sum(dim=1)
+    return wrong / x.shape[0]
+
+
+@torch.no_grad()
 def _remove_windows(
     net: DagNet, sources: torch.Tensor, targets: torch.Tensor, chosen: list[torch.Tensor]
 ) -> DagNet:
@@ -497,7 +514,7 @@ def loss_aware_prune(
         start = net.clone()
         if config.settle_epochs > 0:
             train_population(start, x, y, Budget(epochs=config.settle_epochs), trainer, seed=config.seed * 1_000_003 + 999_999)
-        reference = float(evaluate(start, decision_x, decision_y, loss_name, chunk_rows=_EVAL_ROWS)[0])
+        reference = float(_decision_values(start, decision_x, decision_y, config)[0])
         state = LossAwareState(
             net=start, chunk=config.chunk, reference=reference, start_live=_live(start), start_reference=reference,
             start_net=start,
@@ -551,8 +568,8 @@ def loss_aware_prune(
             train_losses = fitted.loss if tx is x else None
         else:
             train_losses = None
-        if val_data is not None:
-            decision = evaluate(trials, decision_x, decision_y, loss_name, chunk_rows=_EVAL_ROWS)
+        if val_data is not None or config.decision == "errors":
+            decision = _decision_values(trials, decision_x, decision_y, config)
         else:
             decision = train_losses if train_losses is not None else evaluate(trials, x, y, loss_name, chunk_rows=_EVAL_ROWS)
         state.attempt += 1
