@@ -198,22 +198,23 @@ def baseline(**kwargs) -> None:
 @click.option("--max-rounds", type=int, default=200, show_default=True)
 @click.option("--eps", type=float, default=0.015, show_default=True,
               help="loss-aware: a step is kept while the held-out loss stays within (1 + eps) of the start.")
-@click.option("--val-size", type=int, default=5000, show_default=True,
+@click.option("--max-seconds", type=float, default=None, help="loss-aware: stop starting removal steps after this long.")
+@click.option("--val-size", type=click.IntRange(min=1), default=5000, show_default=True,
               help="Training images held out for decisions (the accuracy-drop tolerance).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True, help="Torch threads.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Run directory.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out from its last checkpoint.")
 @click.option("--quiet", is_flag=True, help="No progress lines.")
 def prune(dataset: str, data_dir, arch, activation, method, schedule, target_sparsity, max_accuracy_drop, dense_epochs,
-          retrain_epochs, lr, batch_size, weight_decay, max_rounds, eps, val_size, seed, threads, out, resume, quiet) -> None:
+          retrain_epochs, lr, batch_size, weight_decay, max_rounds, eps, max_seconds, val_size, seed, threads, out, resume, quiet) -> None:
     """Train a dense MLP on MNIST-style data and prune it on a schedule (paper 001's methods)."""
     from .experiments.mnist_pruning import PruneOptions, run_prune_mnist
 
     options = PruneOptions(
         data=data_dir, arch=arch, activation=activation, method=method, schedule=schedule,
         target_sparsity=target_sparsity, max_accuracy_drop=max_accuracy_drop, dense_epochs=dense_epochs,
-        retrain_epochs=retrain_epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay, max_rounds=max_rounds, eps=eps, val_size=val_size, seed=seed,
+        retrain_epochs=retrain_epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay, max_rounds=max_rounds, eps=eps, max_seconds=max_seconds, val_size=val_size, seed=seed,
     )
     options.validate()
     _set_threads(threads)
@@ -226,7 +227,7 @@ def prune(dataset: str, data_dir, arch, activation, method, schedule, target_spa
 
     summary = run_prune_mnist(options, out, resume=resume, on_round=on_round)
     click.echo(f"{summary['method']} {summary['schedule']}: sparsity {summary['sparsity']:.4f}, "
-               f"{summary['params']} live parameters ({summary['compacted_params']} after compaction), "
+               f"{summary['params']} live parameters ({summary['model_params']} in the saved model), "
                f"test errors {summary['dense_test_errors']} dense -> {summary['test_errors']} ({summary['stopped']})")
     click.echo(f"Run directory: {out} (report.md, accuracy.png, model)")
 
@@ -235,7 +236,7 @@ def prune(dataset: str, data_dir, arch, activation, method, schedule, target_spa
 @click.argument("experiment", required=False)
 @click.option("--preset", type=click.Choice(["quick", "paper"]), default="quick", show_default=True)
 @click.option("--data", "data_dir", type=str, default=None, help="Dataset folder (MNIST experiments); default $NETBONSAI_DATA.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True, help="Torch threads.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None, help="Run directory.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out from its last checkpoint.")
@@ -263,6 +264,7 @@ def reproduce(experiment: str | None, preset, data_dir, seed, threads, out, resu
 
     result = chosen.runner(out, preset, data_dir, seed, resume, progress)
     headline = {k: v for k, v in result.items() if not isinstance(v, (dict, list))}
+    headline.update(result.get("headline", {}))
     click.echo(json.dumps(headline, indent=2))
     click.echo(f"Run directory: {out} (result.json, report.md, plots)")
 

@@ -7,11 +7,8 @@ not speed up with intra-op threads, and oversubscribed cores slow them down badl
 
 from __future__ import annotations
 
-import ctypes
 import multiprocessing
 import os
-import signal
-import sys
 import threading
 import time
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
@@ -20,7 +17,6 @@ from typing import Any, Callable
 from .errors import InputError
 
 EXECUTORS = ("inline", "process")
-_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 class InlineExecutor(Executor):
@@ -43,25 +39,17 @@ def _init_worker(threads: int, parent_pid: int) -> None:
     _exit_with_parent(parent_pid)
 
 
-def _exit_with_parent(parent_pid: int) -> None:
+def _exit_with_parent(parent_pid: int, interval: float = 0.5) -> None:
     """A killed parent (SIGKILL, SIGTERM) must not leave workers computing for nobody.
 
-    On Linux the kernel signals the worker (PR_SET_PDEATHSIG); elsewhere a daemon thread
-    notices that the worker was re-parented and exits.
+    A daemon thread notices that the worker was re-parented and exits. (Linux's
+    PR_SET_PDEATHSIG would be immediate, but it fires when the *thread* that spawned the worker
+    ends, and the pool spawns workers lazily from whichever thread submits.)
     """
-    if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) == 0:
-                if os.getppid() != parent_pid:  # the parent died before prctl took effect
-                    os._exit(1)
-                return
-        except (OSError, AttributeError):
-            pass
 
     def watch() -> None:
         while os.getppid() == parent_pid:
-            time.sleep(1.0)
+            time.sleep(interval)
         os._exit(1)
 
     threading.Thread(target=watch, name="netbonsai-parent-watch", daemon=True).start()

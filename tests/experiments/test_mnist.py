@@ -58,7 +58,7 @@ def test_smoke_run_writes_the_run_directory(tmp_path: Path) -> None:
 def test_settings_and_overrides() -> None:
     quick = mnist_settings("quick")
     assert quick.hidden == (7, 7) and quick.activations == ("relu", "tanh")
-    assert quick.batch_size == 32 and quick.lr == 1e-3 and quick.threads == 2
+    assert quick.batch_size == 32 and quick.lr == 1e-3 and quick.threads is None
     assert quick.time_budget is not None and quick.time_budget <= 15 * 60
     paper = mnist_settings("paper")
     assert (paper.prune.chunk, paper.prune.n_candidates, paper.prune.n_trials, paper.prune.eps) == (1, 8, 3, 0.002)

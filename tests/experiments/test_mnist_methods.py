@@ -38,7 +38,7 @@ def test_curves_for_every_method(idx_folder: Path, tmp_path: Path) -> None:
     assert curves["magnitude-blinded"][1]["accuracy_no_retrain"] > curves["random"][1]["accuracy_no_retrain"] + 0.2
     assert result["wall_seconds"] > 0
     assert (tmp_path / "run" / "pruning_methods.png").exists()
-    assert len(list(read_history(tmp_path / "run" / "history.jsonl"))) == len(TINY.methods)
+    assert len(list(read_history(tmp_path / "run" / "history.jsonl"))) == len(TINY.methods) + len(TINY.archs)
 
 
 def test_resume_skips_finished_curves(idx_folder: Path, tmp_path: Path) -> None:
@@ -46,4 +46,5 @@ def test_resume_skips_finished_curves(idx_folder: Path, tmp_path: Path) -> None:
     again = reproduce_mnist_pruning_methods(tmp_path / "run", data_root=str(idx_folder), executor="inline",
                                             settings=TINY, resume=True)
     assert again["curves"] == first["curves"]
-    assert len(list(read_history(tmp_path / "run" / "history.jsonl"))) == len(TINY.methods)  # nothing redone
+    events = list(read_history(tmp_path / "run" / "history.jsonl"))
+    assert len(events) == len(TINY.methods) + len(TINY.archs)  # nothing redone, nothing duplicated

@@ -49,15 +49,16 @@ class Crash(Exception):
     pass
 
 
-def test_resume_after_a_crash_equals_an_uninterrupted_run(idx_folder: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("crash_round", [1, 2])
+def test_resume_after_a_crash_equals_an_uninterrupted_run(idx_folder: Path, tmp_path: Path, crash_round: int) -> None:
     whole = run_prune_mnist(options(idx_folder), tmp_path / "whole")
 
-    def crash_after_round_two(record: dict) -> None:
-        if record["round"] == 2:
+    def crash(record: dict) -> None:
+        if record["round"] == crash_round:
             raise Crash()
 
     with pytest.raises(Crash):
-        run_prune_mnist(options(idx_folder), tmp_path / "split", on_round=crash_after_round_two)
+        run_prune_mnist(options(idx_folder), tmp_path / "split", on_round=crash)
     resumed = run_prune_mnist(options(idx_folder), tmp_path / "split", resume=True)
     for key in ("sparsity", "params", "test_errors", "final_round"):
         assert resumed[key] == whole[key]
@@ -76,6 +77,9 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(idx_folder: Path, tmp_
         (["--arch", "784-x-10"], "--arch"),
         (["--arch", "100-10"], "pixels"),
         (["--target-sparsity", "1.5"], "--target-sparsity"),
+        (["--val-size", "0"], "--val-size"),
+        (["--seed", "-1"], "--seed"),
+        (["--method", "loss-aware", "--max-accuracy-drop", "0.01"], "--max-accuracy-drop"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(idx_folder: Path, tmp_path: Path, capsys, args, message) -> None:

@@ -227,6 +227,8 @@ def test_chunked_evaluate_equals_unchunked() -> None:
 def test_weight_decay_shrinks_weights_and_keeps_removed_ones_zero() -> None:
     with pytest.raises(InputError, match="weight_decay"):
         TrainerConfig(method="adam", weight_decay=-1.0)
+    with pytest.raises(InputError, match="Adam setting"):
+        TrainerConfig(method="lbfgs", weight_decay=1e-4)
     torch.manual_seed(0)
     x, y = torch.randn(256, 3), torch.randn(256, 1)
     norms = []

@@ -40,7 +40,7 @@ from ..nets.io import net_from_state, net_to_state, save
 from ..prune.loss_aware import LossAwareConfig, LossAwareState, loss_aware_prune
 from ..runs import MODEL, REPORT, RunDir
 from ..train import Budget, TrainerConfig, fit
-from .classification import ClassificationData, classification_errors
+from .classification import ClassificationData, adam_trainer, classification_errors
 
 PRESETS = ("quick", "paper", "smoke")
 PAPER = {"dense_params": 5631, "dense_test_errors": 711, "removed_synapses": 2749, "pruned_test_errors": 721}
@@ -62,7 +62,7 @@ class MnistSettings:
     time_budget: float | None = None  # seconds for the whole call; the removal gets what is left
     reserve_seconds: float = 20.0  # kept back from the removal for the final evaluation and files
     test_every: int = 5  # test errors in history.jsonl every this many accepted steps (report only)
-    threads: int | None = 2  # torch intra-op threads during the call (restored afterwards)
+    threads: int | None = None  # torch intra-op threads during the call (None: leave as set, e.g. by --threads)
     prune: LossAwareConfig = field(default_factory=LossAwareConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -70,10 +70,6 @@ class MnistSettings:
         data["hidden"], data["activations"] = list(self.hidden), list(self.activations)
         data["prune"] = self.prune.to_dict()
         return data
-
-
-def _trainer(lr: float, batch_size: int, weight_decay: float = 0.0) -> TrainerConfig:
-    return TrainerConfig(method="adam", loss="cross_entropy", lr=lr, batch_size=batch_size, weight_decay=weight_decay)
 
 
 def mnist_settings(preset: str = "quick", overrides: dict[str, Any] | None = None) -> MnistSettings:
@@ -91,14 +87,14 @@ def mnist_settings(preset: str = "quick", overrides: dict[str, Any] | None = Non
       eps = 0.002), 60 dense epochs, no time bound (hours on 2 cores).
     * ``smoke``: a few seconds on 2,000 training images, for tests.
     """
-    trainer = _trainer(1e-3, 32)
+    trainer = adam_trainer(1e-3, 32)
     if preset == "quick":
         settings = MnistSettings(
             preset="quick", dense_epochs=20, time_budget=840.0,
             prune=LossAwareConfig(
                 chunk=512, n_candidates=8, candidate_factor=2.0, n_trials=3, variants="sizes", trial_epochs=2,
                 settle_epochs=2, score_samples=10000, eps=0.015, reference="phase", regrow=True,
-                trainer=_trainer(1e-3, 128, weight_decay=1e-4),
+                trainer=adam_trainer(1e-3, 128, weight_decay=1e-4),
             ),
         )
     elif preset == "paper":
@@ -114,7 +110,7 @@ def mnist_settings(preset: str = "quick", overrides: dict[str, Any] | None = Non
             time_budget=120.0, reserve_seconds=5.0, threads=None,
             prune=LossAwareConfig(
                 chunk=256, n_trials=2, trial_epochs=1, score_samples=1000, eps=0.05, max_steps=3,
-                trainer=_trainer(1e-3, 64),
+                trainer=adam_trainer(1e-3, 64),
             ),
         )
     else:
@@ -237,7 +233,7 @@ def _run(out_dir, settings: MnistSettings, data_root, seed: int, resume: bool, o
         run.write_history([])
         model = keras_mlp(sizes, settings.activations, seed)
         dense_fit = fit(model, data.x_train, data.y_train, Budget(epochs=settings.dense_epochs),
-                        _trainer(settings.lr, settings.batch_size), seed=seed) if settings.dense_epochs else None
+                        adam_trainer(settings.lr, settings.batch_size), seed=seed) if settings.dense_epochs else None
         dense = from_sequential(model)
         dense.info = {"task": "mnist", "arch": config["arch"], "activations": list(settings.activations)}
         errors, test_loss = classification_errors(dense, data.x_test, data.y_test)
@@ -338,8 +334,8 @@ def _run(out_dir, settings: MnistSettings, data_root, seed: int, resume: bool, o
 
 def _remove_event(record: dict[str, Any]) -> dict[str, Any]:
     """A history line for one accepted removal step (the per-try details stay in the checkpoint)."""
-    keep = ("event", "step", "removed", "params", "live", "train_loss", "val_loss", "val_error_rate", "test_errors", "test_loss",
-            "chunk", "failed", "seconds")
+    keep = ("event", "step", "removed", "params", "live", "train_loss", "val_loss", "val_error_rate", "test_errors",
+            "test_loss", "chunk", "failed", "seconds")
     event = {k: record[k] for k in keep if k in record}
     event.setdefault("event", "remove")
     return event

@@ -26,12 +26,12 @@ from ..data.idx import load_mnist, resolve_data_root
 from ..errors import InputError
 from ..executor import make_executor
 from ..nets.masked import make_prunable
-from ..prune import classification_evaluator, prune_step
+from ..prune import METHODS, classification_evaluator, prune_step
 from ..prune.groups import live_weights
 from ..runs import REPORT, RunDir
 from .classification import ClassificationData, adam_trainer, build_mlp, parse_arch, train_classifier
 
-PAPER_METHODS = ("random", "magnitude-blinded", "magnitude-uniform", "magnitude-distributed", "obd")
+PAPER_METHODS = METHODS  # random, magnitude-blinded, magnitude-uniform, magnitude-distributed, obd
 ARCHS = ("784-100-10", "784-300-100-10")
 LEVELS = (0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99)
 
@@ -137,6 +137,11 @@ def reproduce_mnist_pruning_methods(
                       "seed": settings.seed, "data": str(resolve_data_root(data_root)), "split": data.describe(),
                       **{k: list(v) if isinstance(v, tuple) else v for k, v in asdict(settings).items()}})
     state = (run.load_checkpoint() if resume else None) or {"dense": {}, "curves": {}, "seconds": 0.0}
+    # history.jsonl is rebuilt from the checkpoint: nothing after it survives, nothing is duplicated
+    run.write_history(
+        [_dense_event(arch, state["dense"][arch]) for arch in state["dense"]]
+        + [_curve_event(key, points) for key, points in state["curves"].items()]
+    )
     elapsed_before = float(state["seconds"])
     clock = time.perf_counter()
     say = on_progress or (lambda text: None)
@@ -151,6 +156,7 @@ def reproduce_mnist_pruning_methods(
             state["dense"][arch] = future.result()
             say(f"dense {arch}: test accuracy {state['dense'][arch]['accuracy']:.4f}")
             checkpoint()
+            run.append_event(_dense_event(arch, state["dense"][arch]))
         jobs = {
             (arch, method): pool.submit(_curve_job, arch, method, state["dense"][arch]["state"], data, settings)
             for arch in settings.archs for method in settings.methods
@@ -159,8 +165,8 @@ def reproduce_mnist_pruning_methods(
         for (arch, method), future in jobs.items():
             state["curves"][f"{arch}|{method}"] = future.result()
             say(f"{arch} {method}: done")
-            run.append_event({"event": "curve", "arch": arch, "method": method, "points": state["curves"][f"{arch}|{method}"]})
             checkpoint()
+            run.append_event(_curve_event(f"{arch}|{method}", state["curves"][f"{arch}|{method}"]))
     curves: dict[str, dict[str, list]] = {}
     for arch in settings.archs:
         curves[arch] = {method: state["curves"][f"{arch}|{method}"] for method in settings.methods}
@@ -177,6 +183,15 @@ def reproduce_mnist_pruning_methods(
     run.write_json("result.json", result)
     _report(run, settings, result)
     return result
+
+
+def _dense_event(arch: str, dense: dict[str, Any]) -> dict[str, Any]:
+    return {"event": "dense", "arch": arch, "test_accuracy": dense["accuracy"], "seconds": dense["seconds"]}
+
+
+def _curve_event(key: str, points: list[dict[str, Any]]) -> dict[str, Any]:
+    arch, method = key.split("|")
+    return {"event": "curve", "arch": arch, "method": method, "points": points}
 
 
 def _accuracy_at(points: list[dict[str, Any]], level: float, key: str = "accuracy_retrained") -> float | None:

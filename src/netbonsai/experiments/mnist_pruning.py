@@ -54,6 +54,8 @@ class PruneOptions:
     max_train: int | None = None
     obd_samples: int = 2048  # training samples the OBD curvature estimate uses
     max_rounds: int = 200
+    max_seconds: float | None = None  # loss-aware: stop starting removal steps after this long
+    score_samples: int = 10000  # loss-aware: training images on which each candidate removal is scored
     eps: float = 0.015  # loss-aware: accept a step while held-out loss <= (1 + eps) * the starting loss
     seed: int = 0
     extras: dict[str, Any] = field(default_factory=dict)
@@ -81,6 +83,16 @@ class PruneOptions:
             raise InputError("--method loss-aware takes a fixed:COUNT or relative:FRACTION schedule (the chunk size)")
         if self.seed < 0:
             raise InputError(f"--seed must be >= 0, got {self.seed}")
+        if self.val_size < 1:
+            raise InputError(f"--val-size must be at least 1 (decisions need held-out images), got {self.val_size}")
+        if self.seed > 2**32 - 1:
+            raise InputError(f"--seed must be below 2**32, got {self.seed}")
+        if self.method == "loss-aware" and self.max_accuracy_drop is not None:
+            raise InputError("--max-accuracy-drop applies to the schedule methods; loss-aware stops by --eps")
+        if self.method == "loss-aware" and self.retrain_epochs < 1:
+            raise InputError("--method loss-aware retrains every trial: --retrain-epochs must be at least 1")
+        if self.max_seconds is not None and self.max_seconds <= 0:
+            raise InputError(f"--max-seconds must be positive, got {self.max_seconds}")
         if self.max_train is not None and self.max_train < 1:
             raise InputError(f"max_train must be at least 1, got {self.max_train}")
 
@@ -136,13 +148,20 @@ def run_prune_mnist(
     trainer = adam_trainer(options.lr, options.batch_size, options.weight_decay)
     checkpoint = run.load_checkpoint() if resume else None
     previous = None
-    if checkpoint is not None:
+    generator = torch.Generator().manual_seed(options.seed)
+    if checkpoint is not None:  # the dense network is trained (and perhaps some rounds done)
         model.load_state_dict(checkpoint["model"])
-        previous = ScheduleResult(records=list(checkpoint["records"]), final_round=checkpoint["final_round"])
-        run.write_history(previous.records)
+        generator.set_state(checkpoint["generator"])
+        if checkpoint["records"]:
+            previous = ScheduleResult(records=list(checkpoint["records"]), final_round=checkpoint["final_round"])
+        run.write_history(previous.records if previous is not None else [])  # drop lines after the checkpoint
     else:
+        run.write_history([])
+        started_dense = time.perf_counter()
         train_classifier(model, data.x_train, data.y_train, options.dense_epochs, trainer, seed=options.seed)
-    elapsed = 0.0 if checkpoint is None else float(checkpoint["seconds"])
+        run.save_checkpoint({"model": model.state_dict(), "records": [], "final_round": 0,
+                             "generator": generator.get_state(), "seconds": time.perf_counter() - started_dense})
+    elapsed = float(run.load_checkpoint()["seconds"])
     clock = time.perf_counter()
 
     def round_done(record: dict) -> None:
@@ -157,9 +176,6 @@ def run_prune_mnist(
                              "generator": generator.get_state(), "seconds": elapsed + time.perf_counter() - clock})
 
     obd_data = (data.x_train[: options.obd_samples], data.y_train[: options.obd_samples])
-    generator = torch.Generator().manual_seed(options.seed)
-    if checkpoint is not None:
-        generator.set_state(checkpoint["generator"])
     done_rounds = 0 if previous is None else previous.final_round
     # round r retrains with seed + r, so a resumed run sees the minibatch orders of an uninterrupted one
     retrain = retrainer(data.x_train, data.y_train, epochs=options.retrain_epochs, lr=options.lr,
@@ -216,8 +232,10 @@ def _report(run: RunDir, options: PruneOptions, result: ScheduleResult, summary:
         f"# netbonsai prune mnist: {options.arch}, {options.method}, {options.schedule}\n\n"
         f"Dense: {summary['dense_params']} parameters, {summary['dense_test_errors']} test errors. "
         f"Final (round {summary['final_round']}, stopped: {summary['stopped']}): sparsity {summary['sparsity']:.4f}, "
-        f"{summary['params']} live parameters; the saved DagNet holds {summary['model_params']}; as dense layers "
-        f"the compacted shape {'-'.join(map(str, summary['compacted_shape']))} stores {summary['compacted_params']}), {summary['test_errors']} test errors. "
+        f"{summary['params']} live parameters; the saved DagNet holds {summary['model_params']}"
+        + (f"; as dense layers the compacted shape {'-'.join(map(str, summary['compacted_shape']))} stores "
+           f"{summary['compacted_params']}" if "compacted_shape" in summary else "")
+        + f"; {summary['test_errors']} test errors. "
         f"Wall time {summary['wall_seconds']:.1f} s.\n\n"
         + markdown_table(["round", "sparsity", "params", "val acc", "test acc", "test errors", "train loss", ""], rows)
         + "\n![accuracy](accuracy.png)\n",
@@ -256,9 +274,10 @@ def run_loss_aware_mnist(
     plan = parse_schedule(options.schedule)
     chunk = int(plan.value) if plan.kind == "fixed" else max(1, int(plan.value * total))
     config = LossAwareConfig(
-        chunk=chunk, trial_epochs=max(1, options.retrain_epochs), eps=options.eps, seed=options.seed,
-        max_fraction=options.target_sparsity,
-        trainer=adam_trainer(options.lr, max(options.batch_size, 128), options.weight_decay),
+        chunk=chunk, trial_epochs=options.retrain_epochs, eps=options.eps, seed=options.seed,
+        max_fraction=options.target_sparsity, max_steps=options.max_rounds, max_seconds=options.max_seconds,
+        score_samples=min(options.score_samples, int(data.x_train.shape[0])),
+        trainer=adam_trainer(options.lr, options.batch_size, options.weight_decay),
     )
 
     def record(net, round_: int, removed: int, extra: dict | None = None) -> dict:
@@ -292,8 +311,8 @@ def run_loss_aware_mnist(
         "method": options.method, "schedule": options.schedule, "arch": options.arch, "stopped": result.stop_reason,
         "dense_params": records[0]["params"], "dense_test_errors": records[0]["test_errors"],
         "dense_test_accuracy": records[0]["test_accuracy"], "final_round": final["round"],
-        "sparsity": final["sparsity"], "params": final["params"], "compacted_params": int(net.num_params()[0]),
-        "model_params": int(net.num_params()[0]), "compacted_shape": [net.n_in, net.n_hidden, net.n_out],
+        "sparsity": final["sparsity"], "params": final["params"],
+        "model_params": int(net.num_params()[0]), "hidden_neurons": net.n_hidden,
         "test_accuracy": final["test_accuracy"], "test_errors": final["test_errors"],
         "wall_seconds": time.perf_counter() - started,
     }

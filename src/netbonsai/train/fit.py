@@ -58,6 +58,8 @@ class TrainerConfig:
             raise InputError("trainer lr, batch_size and history_size must be positive")
         if not self.weight_decay >= 0:
             raise InputError(f"trainer weight_decay must be >= 0, got {self.weight_decay}")
+        if self.weight_decay > 0 and self.method != "adam":
+            raise InputError(f"weight_decay is an Adam setting; method {self.method!r} does not use it")
 
 
 @dataclass
