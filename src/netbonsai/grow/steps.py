@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from ..nets.dag import DagNet
-from ..prune.loss_aware import lowest_synapses, removal_scores
+from ..nets.synapses import lowest_synapses, removal_scores
 from ..train import Budget, TrainerConfig, evaluate, fit
 
 __all__ = [
