@@ -14,6 +14,7 @@ each finishes, so ``--resume`` skips finished curves.
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -66,10 +67,17 @@ def methods_settings(preset: str = "quick", seed: int = 0) -> MethodsSettings:
     raise InputError(f"unknown preset {preset!r}; choose quick or paper")
 
 
-def _curve_job(
-    arch: str, method: str, dense_state: dict[str, torch.Tensor], data: ClassificationData, settings: MethodsSettings
-) -> list[dict[str, Any]]:
+@functools.lru_cache(maxsize=2)
+def _split(root: str, settings: MethodsSettings) -> ClassificationData:
+    """The experiment's data split, loaded once per process (jobs get the folder, not 200 MB of tensors)."""
+    return ClassificationData.from_mnist(load_mnist(root), val_size=settings.val_size, seed=settings.seed,
+                                         max_train=settings.max_train)
+
+
+def _curve_job(arch: str, method: str, dense_state: dict[str, torch.Tensor], root: str, settings: MethodsSettings
+               ) -> list[dict[str, Any]]:
     """One (architecture, method) curve: accuracy at every level, without and with retraining."""
+    data = _split(root, settings)
     widths = parse_arch(arch)
     evaluate_test = classification_evaluator(data.x_test, data.y_test)
     evaluate_val = classification_evaluator(data.x_val, data.y_val)
@@ -107,7 +115,8 @@ def _curve_job(
     return points
 
 
-def _dense_job(arch: str, data: ClassificationData, settings: MethodsSettings) -> dict[str, Any]:
+def _dense_job(arch: str, root: str, settings: MethodsSettings) -> dict[str, Any]:
+    data = _split(root, settings)
     model = make_prunable(build_mlp(parse_arch(arch), "relu", seed=settings.seed))
     started = time.perf_counter()
     train_classifier(model, data.x_train, data.y_train, settings.dense_epochs,
@@ -130,11 +139,11 @@ def reproduce_mnist_pruning_methods(
     """Run the experiment into ``out``; returns what result.json holds."""
     settings = settings or methods_settings(preset, seed)
     started = time.perf_counter()
-    mnist = load_mnist(data_root)
-    data = ClassificationData.from_mnist(mnist, val_size=settings.val_size, seed=settings.seed, max_train=settings.max_train)
+    root = str(resolve_data_root(data_root).resolve())
+    data = _split(root, settings)
     run = RunDir(out, resume=resume)
     run.write_config({"command": "reproduce", "experiment": "mnist-pruning-methods", "netbonsai_version": __version__,
-                      "seed": settings.seed, "data": str(resolve_data_root(data_root)), "split": data.describe(),
+                      "seed": settings.seed, "data": root, "split": data.describe(),
                       **{k: list(v) if isinstance(v, tuple) else v for k, v in asdict(settings).items()}})
     state = (run.load_checkpoint() if resume else None) or {"dense": {}, "curves": {}, "seconds": 0.0}
     # history.jsonl is rebuilt from the checkpoint: nothing after it survives, nothing is duplicated
@@ -151,14 +160,14 @@ def reproduce_mnist_pruning_methods(
         run.save_checkpoint(state)
 
     with make_executor(executor, workers=workers) as pool:
-        pending = {arch: pool.submit(_dense_job, arch, data, settings) for arch in settings.archs if arch not in state["dense"]}
+        pending = {arch: pool.submit(_dense_job, arch, root, settings) for arch in settings.archs if arch not in state["dense"]}
         for arch, future in pending.items():
             state["dense"][arch] = future.result()
             say(f"dense {arch}: test accuracy {state['dense'][arch]['accuracy']:.4f}")
             checkpoint()
             run.append_event(_dense_event(arch, state["dense"][arch]))
         jobs = {
-            (arch, method): pool.submit(_curve_job, arch, method, state["dense"][arch]["state"], data, settings)
+            (arch, method): pool.submit(_curve_job, arch, method, state["dense"][arch]["state"], root, settings)
             for arch in settings.archs for method in settings.methods
             if f"{arch}|{method}" not in state["curves"]
         }
