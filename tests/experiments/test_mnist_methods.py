@@ -38,6 +38,10 @@ def test_curves_for_every_method(idx_folder: Path, tmp_path: Path) -> None:
     assert curves["magnitude-blinded"][1]["accuracy_no_retrain"] > curves["random"][1]["accuracy_no_retrain"] + 0.2
     assert result["wall_seconds"] > 0
     assert (tmp_path / "run" / "pruning_methods.png").exists()
+    from netbonsai.experiments.show import describe_run
+
+    shown = describe_run(tmp_path / "run")
+    assert "mnist-pruning-methods" in shown and "finished" in shown and "magnitude-blinded" in shown
     assert len(list(read_history(tmp_path / "run" / "history.jsonl"))) == len(TINY.methods) + len(TINY.archs)
 
 

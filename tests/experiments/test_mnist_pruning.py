@@ -106,6 +106,9 @@ def test_cli_end_to_end(idx_folder: Path, tmp_path: Path, capsys) -> None:
     assert result["method"] == "obd" and result["sparsity"] == pytest.approx(0.5, abs=1e-3)
     events = list(read_history(tmp_path / "run" / "history.jsonl"))
     assert [e["removed"] for e in events][1:] == [4000, 6352 - 4000]  # 50% of 784*16 + 16*10 weights
+    assert main(["show", str(tmp_path / "run")]) == 0
+    shown = capsys.readouterr().out
+    assert "finished" in shown and "test_errors" in shown and "obd" in shown
 
 
 def test_reproduce_lists_experiments(capsys) -> None:

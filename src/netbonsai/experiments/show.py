@@ -26,6 +26,8 @@ def describe_run(run_dir: str | Path) -> str:
     if not (run_dir / CONFIG).exists():
         raise InputError(f"{run_dir} is not a netbonsai run directory (no {CONFIG})")
     config = _read_json(run_dir / CONFIG)
+    if config.get("command") == "prune" or "experiment" in config:
+        return _describe_generic(run_dir, config)
     lines = [
         f"# {config.get('command', 'run')}: {config.get('task', '?')} on {config.get('image', '?')}",
         f"preset {config.get('preset', '?')}, seed {config.get('seed', '?')}; losses: {config.get('loss_units', '?')}",
@@ -59,4 +61,42 @@ def describe_run(run_dir: str | Path) -> str:
             lines.append(f"median ratio {data['median_ratio']:.2f}, min {data['min_ratio']:.2f}; wall {data['wall_seconds']:.1f} s")
     elif not events and not (run_dir / "dense.json").exists():
         lines.append("no results yet")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _scalar(value: Any) -> bool:
+    return isinstance(value, (int, float, str, bool)) or value is None
+
+
+def _events_table(events: list[dict[str, Any]], limit: int = 12, max_columns: int = 10) -> str:
+    """The latest events as a table of their scalar fields (columns in order of first appearance)."""
+    shown = events[-limit:]
+    columns: list[str] = []
+    for event in shown:
+        for key, value in event.items():
+            if key not in columns and _scalar(value) and len(columns) < max_columns:
+                columns.append(key)
+    rows = [[e.get(c) if _scalar(e.get(c)) else "" for c in columns] for e in shown]
+    return markdown_table(columns, rows)
+
+
+def _describe_generic(run_dir: Path, config: dict[str, Any]) -> str:
+    """Summary of a pruning or reproduce run: what it is, its latest events, its result if finished."""
+    what = config.get("experiment") or (
+        f"{config.get('task', '?')}, {config.get('arch', '?')}, {config.get('method', '?')}, {config.get('schedule', '?')}"
+    )
+    lines = [f"# {config.get('command', 'reproduce')}: {what}", f"seed {config.get('seed', '?')}, "
+             f"preset {config.get('preset', '-')}", ""]
+    events = list(read_history(run_dir / HISTORY)) if (run_dir / HISTORY).exists() else []
+    result_path = run_dir / "result.json"
+    lines.append(f"{'finished' if result_path.exists() else 'in progress'}: {len(events)} events in history.jsonl\n")
+    if events:
+        lines.append("Latest events:\n")
+        lines.append(_events_table(events))
+    if result_path.exists():
+        result = _read_json(result_path)
+        headline = {k: v for k, v in result.items() if _scalar(v)}
+        headline.update({k: v for k, v in result.get("headline", {}).items() if _scalar(v)})
+        lines.append("Result:\n")
+        lines.append(markdown_table(["key", "value"], [[k, v] for k, v in headline.items()]))
     return "\n".join(lines).rstrip() + "\n"
