@@ -47,6 +47,7 @@ def test_smoke_run_writes_the_run_directory(tmp_path: Path) -> None:
     model = load(out / "model")
     assert int(model.num_params()[0]) == result["pruned_params"]
     assert "| netbonsai (smoke)" in (out / "report.md").read_text()
+    assert (out / "errors.png").read_bytes()[:4] == b"\x89PNG"
     # a finished run is not overwritten; resuming it finishes at once with the same numbers
     with pytest.raises(InputError):
         reproduce_mnist_7_7(out, preset="smoke", data_root=MNIST, seed=0)

@@ -359,7 +359,8 @@ def _report(run: RunDir, settings: MnistSettings, summary: dict[str, Any], dense
          summary["pruned_params"], summary["pruned_test_errors"], f"{summary['removed_fraction']:.1%}",
          f"{summary['wall_seconds']:.0f}"],
     ]
-    progress = [[e["step"], e["removed"], e["params"], f"{e['train_loss']:.4f}", f"{e['val_loss']:.4f}",
+    held_out = "val_loss" if settings.prune.decision == "loss" else "val_error_rate"
+    progress = [[e["step"], e["removed"], e["params"], f"{e['train_loss']:.4f}", f"{e.get(held_out, float('nan')):.4f}",
                  e.get("test_errors", ""), e["chunk"], e["failed"], f"{e['seconds']:.0f}"] for e in events]
     text = (
         f"# MNIST 784-7(relu)-7(tanh)-10: loss-aware synapse removal (paper 000, Example 3)\n\n"
@@ -377,8 +378,14 @@ def _report(run: RunDir, settings: MnistSettings, summary: dict[str, Any], dense
         + f"\nStopped by `{summary['stop_reason']}` after {summary['steps']} accepted steps "
           f"({summary['retrainings']} trial retrainings); {summary['removed_synapses']} synapses removed, "
           f"{summary['hidden_neurons']} hidden neurons left.\n\n## Accepted steps\n\n"
-        + markdown_table(["step", "removed", "params", "train loss", "val loss", "test errors", "chunk",
-                          "failed tries", "seconds"], progress)
-        + "\n"
+        + markdown_table(["step", "removed", "params", "train loss", held_out.replace("_", " "), "test errors",
+                          "chunk", "failed tries", "seconds"], progress)
+        + "\n![test errors against parameters](errors.png)\n"
     )
+    from ..analysis.plots import curve_plot
+
+    measured = [dense_event] + [e for e in events if "test_errors" in e]
+    measured.append({"params": summary["pruned_params"], "test_errors": summary["pruned_test_errors"]})
+    curve_plot({"MNIST 784-7-7-10: loss-aware removal": {"netbonsai": measured}}, run.file("errors.png"),
+               x="params", ys={"test_errors": "test errors"}, xlabel="parameters", ylabel="test errors (of 10,000)")
     write_text(run.file(REPORT), text)
