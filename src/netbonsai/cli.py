@@ -149,6 +149,17 @@ def _execute(kind: str, task, image, preset, seed, max_params, max_seconds, over
     click.echo(f"Run directory: {summary.out} (report.md, plots, model)")
 
 
+def _downloaded(data_dir: str | None, download: bool) -> str | None:
+    """``--data`` as given, or with ``--download`` the cached MNIST folder (fetched if missing)."""
+    if not download:
+        return data_dir
+    if data_dir is not None:
+        raise InputError("give either --data DIR or --download, not both")
+    from .data.idx import download_mnist
+
+    return str(download_mnist("mnist"))
+
+
 # ---------------------------------------------------------------------- commands
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="netbonsai")
@@ -181,6 +192,8 @@ def baseline(**kwargs) -> None:
 @click.argument("dataset", type=click.Choice(["mnist"]))
 @click.option("--data", "data_dir", type=str, default=None,
               help="Folder of MNIST-format IDX files (MNIST, Fashion-MNIST, KMNIST); default $NETBONSAI_DATA.")
+@click.option("--download", is_flag=True,
+              help="Fetch MNIST into the cache ($NETBONSAI_CACHE or ~/.cache/netbonsai) and use it (needs internet).")
 @click.option("--arch", type=str, default="784-300-100-10", show_default=True, help="Layer widths joined by '-'.")
 @click.option("--activation", type=click.Choice(["relu", "tanh", "sigmoid"]), default="relu", show_default=True)
 @click.option("--method", type=str, default="magnitude-blinded", show_default=True,
@@ -206,11 +219,12 @@ def baseline(**kwargs) -> None:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Run directory.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out from its last checkpoint.")
 @click.option("--quiet", is_flag=True, help="No progress lines.")
-def prune(dataset: str, data_dir, arch, activation, method, schedule, target_sparsity, max_accuracy_drop, dense_epochs,
+def prune(dataset: str, data_dir, download, arch, activation, method, schedule, target_sparsity, max_accuracy_drop, dense_epochs,
           retrain_epochs, lr, batch_size, weight_decay, max_rounds, eps, max_seconds, val_size, seed, threads, out, resume, quiet) -> None:
     """Train a dense MLP on MNIST-style data and prune it on a schedule (paper 001's methods)."""
     from .experiments.mnist_pruning import PruneOptions, run_prune_mnist
 
+    data_dir = _downloaded(data_dir, download)
     options = PruneOptions(
         data=data_dir, arch=arch, activation=activation, method=method, schedule=schedule,
         target_sparsity=target_sparsity, max_accuracy_drop=max_accuracy_drop, dense_epochs=dense_epochs,
@@ -236,12 +250,13 @@ def prune(dataset: str, data_dir, arch, activation, method, schedule, target_spa
 @click.argument("experiment", required=False)
 @click.option("--preset", type=click.Choice(["quick", "paper"]), default="quick", show_default=True)
 @click.option("--data", "data_dir", type=str, default=None, help="Dataset folder (MNIST experiments); default $NETBONSAI_DATA.")
+@click.option("--download", is_flag=True, help="Fetch MNIST into the cache and use it (needs internet).")
 @click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True, help="Torch threads.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None, help="Run directory.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out from its last checkpoint.")
 @click.option("--quiet", is_flag=True, help="No progress lines.")
-def reproduce(experiment: str | None, preset, data_dir, seed, threads, out, resume, quiet) -> None:
+def reproduce(experiment: str | None, preset, data_dir, download, seed, threads, out, resume, quiet) -> None:
     """Reproduce a paper's table or figure (lists the experiments when EXPERIMENT is omitted)."""
     from .experiments.registry import EXPERIMENTS, get_experiment
 
@@ -252,6 +267,7 @@ def reproduce(experiment: str | None, preset, data_dir, seed, threads, out, resu
                                   [[e.name, e.paper, e.summary] for e in EXPERIMENTS.values()]))
         return
     chosen = get_experiment(experiment)
+    data_dir = _downloaded(data_dir, download)
     if out is None:
         raise InputError("reproduce needs --out DIR for its run directory")
     if seed < 0:

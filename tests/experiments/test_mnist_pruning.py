@@ -137,3 +137,9 @@ def test_loss_aware_method_through_the_cli(idx_folder: Path, tmp_path: Path, cap
     code = main(["prune", "mnist", "--data", str(idx_folder), "--method", "loss-aware", "--schedule", "oneshot:0.5",
                  "--out", str(tmp_path / "bad")])
     assert code == 2 and not (tmp_path / "bad").exists()
+
+
+def test_download_and_data_are_exclusive(idx_folder: Path, tmp_path: Path, capsys) -> None:
+    code = main(["prune", "mnist", "--data", str(idx_folder), "--download", "--out", str(tmp_path / "run")])
+    assert code == 2 and "not both" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
