@@ -265,3 +265,18 @@ def test_bad_set_values_exit_2(capsys: pytest.CaptureFixture, tmp_path: Path, se
     code, _, err = run_cli(capsys, "grow", "brightness", "--out", tmp_path / "o", "--set", setting, "--quiet")
     assert expect in assert_usage_error(code, err)
     assert not (tmp_path / "o").exists()
+
+
+def test_dense_jobs_never_move_the_search_data_into_shared_memory(tmp_path: Path) -> None:
+    """A process pool pickles in a feeder thread; the search's own tensors must not be touched."""
+    from netbonsai.data.tasks import load_task
+    from netbonsai.executor import make_executor
+
+    data = load_task("brightness", str(write_image(tmp_path / "img.png")), max_train=500)
+    settings = tiny_settings("brightness")
+    with make_executor("process", workers=1) as pool:
+        futures = image_runs.submit_dense(pool, data, settings, image_runs.Reporter())
+        results = [f.result() for f in futures]
+    assert len(results) == 2
+    for name in ("x_train", "y_train", "x_val", "y_val"):
+        assert not getattr(data, name).is_shared(), name

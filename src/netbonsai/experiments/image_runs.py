@@ -10,7 +10,7 @@ import os
 import platform
 import time
 from concurrent.futures import Future
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -132,8 +132,14 @@ def submit_dense(executor, data: TaskData, settings: TaskSettings, reporter: Rep
     """Submit one job per architecture of the grid; progress is reported as each finishes."""
     reporter.dense_started(len(settings.dense_grid))
     futures = []
+    # Workers get their own copy: a process pool pickles tensors in a feeder thread, and torch's
+    # pickling moves a tensor's storage into shared memory *in place*. Done on the search's own
+    # tensors, that move races with the search reading them in this thread (measured: the
+    # neuron-attempt sample of a compare run read as garbage, attempt losses of 3.8e25).
+    shipped = replace(data, **{f.name: getattr(data, f.name).clone() for f in fields(data)
+                              if isinstance(getattr(data, f.name), torch.Tensor)})
     for hidden in settings.dense_grid:
-        future = executor.submit(_dense_job, data, tuple(hidden), settings)
+        future = executor.submit(_dense_job, shipped, tuple(hidden), settings)
         future.add_done_callback(lambda f: None if f.exception() else reporter.dense_done(f.result()))
         futures.append(future)
     return futures
