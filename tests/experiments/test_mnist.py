@@ -70,3 +70,16 @@ def test_settings_and_overrides() -> None:
             mnist_settings("smoke", bad)
     with pytest.raises(InputError):
         mnist_settings("huge")
+
+
+@needs_mnist
+def test_best_of_several_dense_seeds_is_chosen_on_held_out_loss(tmp_path: Path) -> None:
+    result = reproduce_mnist_7_7(tmp_path / "run", preset="smoke", data_root=MNIST, seed=0,
+                                 overrides={"dense_seeds": 2, "prune": {"max_steps": 1}})
+    dense = next(read_history(tmp_path / "run" / "history.jsonl"))
+    candidates = dense["dense_candidates"]
+    assert [c["seed"] for c in candidates] == [0, 1]
+    best = min(candidates, key=lambda c: c["val_loss"])
+    assert dense["dense_seed"] == best["seed"] and result["dense_test_errors"] == best["test_errors"]
+    with pytest.raises(InputError, match="dense_seeds"):
+        mnist_settings("quick", {"dense_seeds": 0})

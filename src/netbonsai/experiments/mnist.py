@@ -54,6 +54,7 @@ class MnistSettings:
     hidden: tuple[int, ...] = (7, 7)
     activations: tuple[str, ...] = ("relu", "tanh")
     dense_epochs: int = 20
+    dense_seeds: int = 1  # train this many dense networks (seeds seed, seed+1, ...); prune the best on held-out loss
     lr: float = 1e-3  # Keras Adam default
     batch_size: int = 32  # Keras fit default
     val_size: int = 5000  # training images held out for the removal's decisions
@@ -134,6 +135,8 @@ def mnist_settings(preset: str = "quick", overrides: dict[str, Any] | None = Non
 def _validate(settings: MnistSettings) -> None:
     if len(settings.hidden) != len(settings.activations) or not settings.hidden:
         raise InputError("need one activation per hidden layer")
+    if settings.dense_seeds < 1:
+        raise InputError(f"dense_seeds must be at least 1, got {settings.dense_seeds}")
     if settings.dense_epochs < 0 or settings.val_size < 1 or settings.test_every < 1:
         raise InputError("dense_epochs must be >= 0, val_size and test_every >= 1")
     if settings.time_budget is not None and settings.time_budget <= 0:
@@ -231,10 +234,18 @@ def _run(out_dir, settings: MnistSettings, data_root, seed: int, resume: bool, o
     # ---- dense network
     if saved is None:
         run.write_history([])
-        model = keras_mlp(sizes, settings.activations, seed)
-        dense_fit = fit(model, data.x_train, data.y_train, Budget(epochs=settings.dense_epochs),
-                        adam_trainer(settings.lr, settings.batch_size), seed=seed) if settings.dense_epochs else None
-        dense = from_sequential(model)
+        candidates = []  # dense_seeds trainings; the lowest held-out loss is pruned (the test set only reports)
+        for dense_seed in range(seed, seed + settings.dense_seeds):
+            model = keras_mlp(sizes, settings.activations, dense_seed)
+            dense_fit = fit(model, data.x_train, data.y_train, Budget(epochs=settings.dense_epochs),
+                            adam_trainer(settings.lr, settings.batch_size), seed=dense_seed) if settings.dense_epochs else None
+            held_out_errors, held_out_loss = classification_errors(model, data.x_val, data.y_val)
+            candidates.append({"seed": dense_seed, "val_loss": held_out_loss, "val_errors": held_out_errors,
+                               "test_errors": classification_errors(model, data.x_test, data.y_test)[0],
+                               "model": model, "fit": dense_fit})
+        chosen = min(candidates, key=lambda c: c["val_loss"])
+        dense_fit = chosen["fit"]
+        dense = from_sequential(chosen["model"])
         dense.info = {"task": "mnist", "arch": config["arch"], "activations": list(settings.activations)}
         errors, test_loss = classification_errors(dense, data.x_test, data.y_test)
         _, val_loss = classification_errors(dense, data.x_val, data.y_val)
@@ -242,8 +253,11 @@ def _run(out_dir, settings: MnistSettings, data_root, seed: int, resume: bool, o
         dense_event = {
             "event": "dense", "params": int(dense.num_params()[0]), "removed": 0, "train_loss": train_loss,
             "val_loss": val_loss, "test_errors": errors, "test_loss": test_loss, "epochs": settings.dense_epochs,
-            "seconds": elapsed(),
+            "seconds": elapsed(), "dense_seed": chosen["seed"],
         }
+        if len(candidates) > 1:
+            dense_event["dense_candidates"] = [{k: c[k] for k in ("seed", "val_loss", "val_errors", "test_errors")}
+                                               for c in candidates]
         if dense_fit is not None:
             dense_event["fit_seconds"] = dense_fit.seconds
         emit(dense_event)
