@@ -40,7 +40,7 @@ from ..nets.io import net_from_state, net_to_state, save
 from ..prune.loss_aware import LossAwareConfig, LossAwareState, loss_aware_prune
 from ..runs import MODEL, REPORT, RunDir
 from ..train import Budget, TrainerConfig, fit
-from .classification import ClassificationData, adam_trainer, classification_errors
+from .classification import ACTIVATION_MODULES, ClassificationData, adam_trainer, classification_errors
 
 PRESETS = ("quick", "paper", "smoke")
 PAPER = {"dense_params": 5631, "dense_test_errors": 711, "removed_synapses": 2749, "pruned_test_errors": 721}
@@ -146,7 +146,6 @@ def _validate(settings: MnistSettings) -> None:
 # ---------------------------------------------------------------------- pieces
 def keras_mlp(sizes: list[int], activations: tuple[str, ...], seed: int) -> nn.Sequential:
     """A dense MLP initialised like Keras ``Dense`` (Glorot-uniform weights, zero biases), seeded."""
-    modules = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
     generator = torch.Generator().manual_seed(seed)
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
@@ -157,9 +156,9 @@ def keras_mlp(sizes: list[int], activations: tuple[str, ...], seed: int) -> nn.S
             linear.bias.zero_()
         layers.append(linear)
         if i < len(activations):
-            if activations[i] not in modules:
+            if activations[i] not in ACTIVATION_MODULES:
                 raise InputError(f"unknown activation {activations[i]!r}")
-            layers.append(modules[activations[i]]())
+            layers.append(ACTIVATION_MODULES[activations[i]]())
     return nn.Sequential(*layers)
 
 

@@ -155,13 +155,14 @@ def run_prune_mnist(
         if checkpoint["records"]:
             previous = ScheduleResult(records=list(checkpoint["records"]), final_round=checkpoint["final_round"])
         run.write_history(previous.records if previous is not None else [])  # drop lines after the checkpoint
+        elapsed = float(checkpoint["seconds"])
     else:
         run.write_history([])
         started_dense = time.perf_counter()
         train_classifier(model, data.x_train, data.y_train, options.dense_epochs, trainer, seed=options.seed)
+        elapsed = time.perf_counter() - started_dense
         run.save_checkpoint({"model": model.state_dict(), "records": [], "final_round": 0,
-                             "generator": generator.get_state(), "seconds": time.perf_counter() - started_dense})
-    elapsed = float(run.load_checkpoint()["seconds"])
+                             "generator": generator.get_state(), "seconds": elapsed})
     clock = time.perf_counter()
 
     def round_done(record: dict) -> None:
