@@ -75,3 +75,14 @@ def test_workers_exit_when_parent_is_killed(tmp_path: Path) -> None:
         assert not any(_alive(pid) for pid in workers), "pool workers outlived their killed parent"
     finally:
         parent.kill()
+
+
+def test_ray_executor_runs_tasks_or_says_how_to_install() -> None:
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        with pytest.raises(InputError, match=r"netbonsai\[ray\]"):
+            make_executor("ray", workers=1)
+        return
+    with make_executor("ray", workers=2) as pool:  # a Ray worker imports functions by module: use a stdlib one
+        assert [f.result() for f in [pool.submit(pow, i, 2) for i in range(4)]] == [0, 1, 4, 9]

@@ -1,7 +1,8 @@
-"""One interface for independent work: in-process by default, or a local process pool.
+"""One interface for independent work: in-process by default, a local process pool, or Ray.
 
-Both return ``concurrent.futures`` objects, so callers submit work and collect results the same
-way whatever runs it. Workers of the process pool use one torch thread each (small networks do
+All three return ``concurrent.futures`` objects, so callers submit work and collect results the
+same way whatever runs it. Ray (``pip install 'netbonsai[ray]'``) is for work that outgrows one
+machine: it joins the cluster named by ``RAY_ADDRESS`` when set, else starts a local one. Workers of the process pool use one torch thread each (small networks do
 not speed up with intra-op threads, and oversubscribed cores slow them down badly).
 """
 
@@ -16,7 +17,7 @@ from typing import Any, Callable
 
 from .errors import InputError
 
-EXECUTORS = ("inline", "process")
+EXECUTORS = ("inline", "process", "ray")
 
 
 class InlineExecutor(Executor):
@@ -29,6 +30,41 @@ class InlineExecutor(Executor):
         except BaseException as exc:  # noqa: BLE001 - delivered through the future, like a pool
             future.set_exception(exc)
         return future
+
+
+class RayExecutor(Executor):
+    """Runs each call as a Ray task (one CPU, one torch thread); results come back as futures."""
+
+    def __init__(self, workers: int, threads_per_worker: int = 1) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise InputError("the ray executor needs the optional extra: pip install 'netbonsai[ray]'") from None
+        self._ray = ray
+        self._threads = threads_per_worker
+        self._started_here = False
+        if not ray.is_initialized():
+            address = os.environ.get("RAY_ADDRESS")
+            options = {"address": address} if address else {"num_cpus": workers}
+            ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False, **options)
+            self._started_here = True
+        self._remote = ray.remote(num_cpus=1)(_ray_call)
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
+        return self._remote.remote(self._threads, fn, args, kwargs).future()
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        if self._started_here and self._ray.is_initialized():
+            self._ray.shutdown()
+            self._started_here = False
+
+
+def _ray_call(threads: int, fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+    """Body of a Ray task: the same one-thread torch setting as a process-pool worker."""
+    import torch
+
+    torch.set_num_threads(threads)
+    return fn(*args, **kwargs)
 
 
 def _init_worker(threads: int, parent_pid: int) -> None:
@@ -56,13 +92,15 @@ def _exit_with_parent(parent_pid: int, interval: float = 0.5) -> None:
 
 
 def make_executor(kind: str = "inline", workers: int = 1, threads_per_worker: int = 1) -> Executor:
-    """An executor of the given kind: ``inline`` or ``process`` (a spawn-based local pool)."""
+    """An executor of the given kind: ``inline``, ``process`` (a spawn-based local pool) or ``ray``."""
     if kind not in EXECUTORS:
         raise InputError(f"unknown executor {kind!r}; choose one of {', '.join(EXECUTORS)}")
     if workers < 1:
         raise InputError(f"workers must be at least 1, got {workers}")
     if kind == "inline":
         return InlineExecutor()
+    if kind == "ray":
+        return RayExecutor(workers, threads_per_worker)
     return ProcessPoolExecutor(
         max_workers=workers,
         mp_context=multiprocessing.get_context("spawn"),
