@@ -1,9 +1,16 @@
-"""Datasets: the image tasks of paper 000 (brightness prediction, image approximation), MNIST-format IDX."""
+"""Datasets: the image tasks of paper 000 (brightness prediction, image approximation), MNIST-format IDX,
+the Reber grammar task of paper 001."""
 
 from .idx import MnistData, download_mnist, load_mnist, read_idx, write_idx
 from .images import BUNDLED, load_image
+from .reber import (
+    REBER_LETTERS, REBER_TRANSITIONS, ReberData, encode, is_reber, length_distribution, make_reber,
+    negative_string, reber_string)
 from .tasks import TASKS, TaskData, approx_samples, brightness_samples, load_task, split_indices
 
 __all__ = [
     "MnistData", "download_mnist", "load_mnist", "read_idx", "write_idx",
-    "BUNDLED", "load_image", "TASKS", "TaskData", "approx_samples", "brightness_samples", "load_task", "split_indices"]
+    "BUNDLED", "load_image", "TASKS", "TaskData", "approx_samples", "brightness_samples", "load_task",
+    "split_indices",
+    "REBER_LETTERS", "REBER_TRANSITIONS", "ReberData", "encode", "is_reber", "length_distribution",
+    "make_reber", "negative_string", "reber_string"]
