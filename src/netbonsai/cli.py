@@ -255,8 +255,12 @@ def prune(dataset: str, data_dir, download, arch, activation, method, schedule, 
 @click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True, help="Torch threads.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None, help="Run directory.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out from its last checkpoint.")
+@click.option("--executor", type=click.Choice(["inline", "process", "ray"]), default=None,
+              help="Where independent trainings run (default: the experiment's own choice; ray needs netbonsai[ray]).")
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Parallel workers of the executor (default 2).")
 @click.option("--quiet", is_flag=True, help="No progress lines.")
-def reproduce(experiment: str | None, preset, data_dir, download, seed, threads, out, resume, quiet) -> None:
+def reproduce(experiment: str | None, preset, data_dir, download, seed, threads, out, resume, executor, workers,
+              quiet) -> None:
     """Reproduce a paper's table or figure (lists the experiments when EXPERIMENT is omitted)."""
     from .experiments.registry import EXPERIMENTS, get_experiment
 
@@ -278,7 +282,8 @@ def reproduce(experiment: str | None, preset, data_dir, download, seed, threads,
         if not quiet:
             click.echo(f"{chosen.name}: {text}", err=True)
 
-    result = chosen.runner(out, preset, data_dir, seed, resume, progress)
+    parallel = {k: v for k, v in (("executor", executor), ("workers", workers)) if v is not None}
+    result = chosen.runner(out, preset, data_dir, seed, resume, progress, **parallel)
     headline = {k: v for k, v in result.items() if not isinstance(v, (dict, list))}
     headline.update(result.get("headline", {}))
     click.echo(json.dumps(headline, indent=2))

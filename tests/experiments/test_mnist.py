@@ -83,3 +83,15 @@ def test_best_of_several_dense_seeds_is_chosen_on_held_out_loss(tmp_path: Path) 
     assert dense["dense_seed"] == best["seed"] and result["dense_test_errors"] == best["test_errors"]
     with pytest.raises(InputError, match="dense_seeds"):
         mnist_settings("quick", {"dense_seeds": 0})
+
+
+def test_polish_fine_tunes_the_pruned_and_the_dense_control(tmp_path: Path) -> None:
+    result = reproduce_mnist_7_7(tmp_path / "run", preset="smoke", data_root=MNIST, seed=0,
+                                 overrides={"polish_epochs": 1, "prune": {"max_steps": 1}})
+    assert result["polish_epochs"] == 1
+    assert {"unpolished_test_errors", "polished_dense_test_errors"} <= set(result)
+    final = list(read_history(tmp_path / "run" / "history.jsonl"))[-1]
+    assert final["event"] == "final" and final["test_errors"] == result["pruned_test_errors"]
+    assert mnist_settings("quick").polish_epochs == 4 and mnist_settings("quick").dense_seeds == 4
+    with pytest.raises(InputError, match="polish"):
+        mnist_settings("quick", {"polish_epochs": -1})

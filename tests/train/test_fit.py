@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 
 import pytest
@@ -239,3 +240,27 @@ def test_weight_decay_shrinks_weights_and_keeps_removed_ones_zero() -> None:
         assert net.weight[0, 0, 3].item() == 0.0
         norms.append(float(net.weight.detach().norm()))
     assert norms[1] < 0.8 * norms[0]
+
+
+def test_averaged_fit_ends_at_the_mean_of_the_epoch_snapshots_and_keeps_removed_weights_zero() -> None:
+    from netbonsai.train import averaged_fit
+
+    x, y = regression(600)
+    trainer = TrainerConfig(method="adam", lr=1e-2, batch_size=64)
+    net = population(k=1)
+    net.mask[0, 0, 4] = False  # remove one live synapse (input 0 -> first hidden node)
+    net.apply_mask_()
+    manual = copy.deepcopy(net)
+    snapshots = []
+    for epoch in range(3):
+        fit(manual, x, y, Budget(epochs=1), trainer, seed=10 + epoch)
+        snapshots.append([p.detach().clone() for p in manual.parameters()])
+    result = averaged_fit(net, x, y, 3, trainer, seed=10)
+    for p, *snaps in zip(net.parameters(), *snapshots):
+        torch.testing.assert_close(p.detach(), torch.stack(snaps).mean(0), rtol=1e-6, atol=1e-7)
+    assert float(net.weight.detach()[0, 0, 4]) == 0.0 and not bool(net.mask[0, 0, 4])
+    torch.testing.assert_close(result.loss, evaluate(net, x, y, "mse"), rtol=1e-5, atol=1e-7)
+    with pytest.raises(InputError, match="at least one epoch"):
+        averaged_fit(net, x, y, 0, trainer)
+    with pytest.raises(InputError, match="adam"):
+        averaged_fit(net, x, y, 1, TrainerConfig(method="lbfgs"))

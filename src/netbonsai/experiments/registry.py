@@ -1,7 +1,8 @@
 """The experiments ``netbonsai reproduce`` knows: name -> what it reproduces and how to run it.
 
-Every runner takes ``(out, preset, data_root, seed, resume, progress)`` and returns the dict it
-wrote to ``out/result.json``.
+Every runner takes ``(out, preset, data_root, seed, resume, progress, **parallel)`` and returns
+the dict it wrote to ``out/result.json``; ``parallel`` holds ``executor`` / ``workers`` when the
+user chose them (runners without independent trainings ignore them).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ class Experiment:
     runner: Callable[..., dict[str, Any]]
 
 
-def _mnist_7_7(out: Path, preset: str, data_root: str | None, seed: int, resume: bool, progress: Progress) -> dict:
+def _mnist_7_7(out: Path, preset: str, data_root: str | None, seed: int, resume: bool, progress: Progress,
+               **parallel: Any) -> dict:
     from .mnist import reproduce_mnist_7_7
 
     def on_event(event: dict[str, Any]) -> None:
@@ -35,11 +37,12 @@ def _mnist_7_7(out: Path, preset: str, data_root: str | None, seed: int, resume:
     return reproduce_mnist_7_7(out, preset=preset, data_root=data_root, seed=seed, resume=resume, on_event=on_event)
 
 
-def _mnist_methods(out: Path, preset: str, data_root: str | None, seed: int, resume: bool, progress: Progress) -> dict:
+def _mnist_methods(out: Path, preset: str, data_root: str | None, seed: int, resume: bool, progress: Progress,
+                   **parallel: Any) -> dict:
     from .mnist_methods import reproduce_mnist_pruning_methods
 
     return reproduce_mnist_pruning_methods(out, preset=preset, data_root=data_root, seed=seed, resume=resume,
-                                           on_progress=progress)
+                                           on_progress=progress, **parallel)
 
 
 EXPERIMENTS: dict[str, Experiment] = {

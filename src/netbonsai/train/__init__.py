@@ -1,7 +1,7 @@
 """Training: ``fit()`` with minibatch Adam or full-batch L-BFGS over population models, ``evaluate()``."""
 
-from .fit import Budget, FitResult, TrainerConfig, fit
+from .fit import Budget, FitResult, TrainerConfig, averaged_fit, fit
 from .lbfgs import lbfgs
 from .losses import evaluate, get_loss, population_outputs
 
-__all__ = ["Budget", "FitResult", "TrainerConfig", "fit", "lbfgs", "evaluate", "get_loss", "population_outputs"]
+__all__ = ["Budget", "FitResult", "TrainerConfig", "averaged_fit", "fit", "lbfgs", "evaluate", "get_loss", "population_outputs"]
