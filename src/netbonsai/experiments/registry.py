@@ -45,6 +45,21 @@ def _mnist_methods(out: Path, preset: str, data_root: str | None, seed: int, res
                                            on_progress=progress, **parallel)
 
 
+def _reber_pruning(out: Path, preset: str, data_root: str | None, seed: int, resume: bool, progress: Progress,
+                   **parallel: Any) -> dict:
+    from .reber import reproduce_reber_rnn_pruning
+
+    return reproduce_reber_rnn_pruning(out, preset=preset, seed=seed, resume=resume, on_progress=progress, **parallel)
+
+
+def _reber_structures(out: Path, preset: str, data_root: str | None, seed: int, resume: bool, progress: Progress,
+                      **parallel: Any) -> dict:
+    from .reber import reproduce_reber_structure_prediction
+
+    return reproduce_reber_structure_prediction(out, preset=preset, seed=seed, resume=resume, on_progress=progress,
+                                                **parallel)
+
+
 EXPERIMENTS: dict[str, Experiment] = {
     e.name: e
     for e in (
@@ -54,6 +69,12 @@ EXPERIMENTS: dict[str, Experiment] = {
         Experiment("mnist-pruning-methods", "001 (Fig. 2a)",
                    "five pruning methods on 784-100-10 and 784-300-100-10: test accuracy against compression",
                    _mnist_methods),
+        Experiment("reber-rnn-pruning", "001 (Fig. 2b, 5)",
+                   "3x50 tanh/ReLU RNN, LSTM, GRU on the Reber grammar: accuracy after pruning i2h, h2h or both",
+                   _reber_pruning),
+        Experiment("reber-structure-prediction", "001 (Table 1, R^2)",
+                   "random-graph sparse RNNs on the Reber grammar: graph features predict test accuracy",
+                   _reber_structures),
     )
 }
 

@@ -4,10 +4,15 @@ from .convert import DagModule, from_networkx, from_sequential, to_module, to_ne
 from .dag import ROLES, DagNet
 from .io import load, save
 from .normalization import standardize_for
+from .recurrent import MaskedRecurrent, stack_members
+from .structure import LayeredStructure
 
 __all__ = [
     "ROLES",
     "DagNet",
+    "LayeredStructure",
+    "MaskedRecurrent",
+    "stack_members",
     "standardize_for",
     "DagModule",
     "from_networkx",

@@ -174,8 +174,20 @@ def mask_applier(model: nn.Module) -> Callable[[], object] | None:
     return apply
 
 
+def _is_recurrent(model: nn.Module) -> bool:
+    """A population model with its own typed masked weights (``netbonsai.nets.recurrent.MaskedRecurrent``)."""
+    return all(callable(getattr(model, name, None)) for name in ("masked_weights", "dense_weights"))
+
+
 def count_weights(model: nn.Module) -> tuple[int, int]:
-    """``(live, total)`` weights over the masked layers (biases and other parameters excluded)."""
+    """``(live, total)`` weights over the masked layers (biases and other parameters excluded).
+
+    A :class:`~netbonsai.nets.recurrent.MaskedRecurrent` counts its i2h and h2h weights (what
+    paper 001 prunes), all members together; its total is what the structures have unpruned
+    (padding and connections the structure lacks are not weights).
+    """
+    if _is_recurrent(model):
+        return int(model.live_weights().sum()), int(model.dense_weights().sum())
     live = total = 0
     for _, layer in masked_layers(model):
         live += int(layer.mask.sum())
@@ -191,7 +203,10 @@ def sparsity(model: nn.Module) -> float:
 
 def num_live_params(model: nn.Module) -> int:
     """Parameters a compact model would store: live masked weights plus every other parameter
-    (biases, unmasked layers, normalisation) counted in full."""
+    (biases, unmasked layers, normalisation) counted in full. A MaskedRecurrent counts its
+    members' ``num_params()`` (live weights, biases of real units, embeddings), all together."""
+    if _is_recurrent(model):
+        return int(model.num_params().sum())
     masked = {id(layer.weight) for _, layer in masked_layers(model)}
     others = sum(p.numel() for p in model.parameters() if id(p) not in masked)
     return count_weights(model)[0] + others

@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError
+from ..nets.recurrent import MaskedRecurrent
 from .curvature import check_data, exact_diagonal, fisher_diagonal
 from .groups import PrunableGroup, prunable_groups, remove_positions_
 
@@ -77,9 +78,10 @@ def check_method(method: str) -> str:
     return method
 
 
-def live_table(model: nn.Module, method: str = "magnitude-blinded") -> Saliency:
-    """Every live weight of ``model`` with ``|w|`` as its score (the magnitude criteria's base)."""
-    groups = tuple(prunable_groups(model))  # never empty: it raises on a model without layers
+def live_table(model: nn.Module, method: str = "magnitude-blinded", parts: str | None = None) -> Saliency:
+    """Every live weight of ``model`` (of the ``parts`` selected, for a MaskedRecurrent) with
+    ``|w|`` as its score (the magnitude criteria's base)."""
+    groups = tuple(prunable_groups(model, parts))  # never empty: it raises on a model without layers
     positions = [g.positions() for g in groups]
     group = torch.cat([torch.full_like(p, i) for i, p in enumerate(positions)])
     position = torch.cat(positions)
@@ -95,18 +97,26 @@ def saliency(
     loss: str = "cross_entropy",
     generator: torch.Generator | None = None,
     curvature: str = "auto",
+    parts: str | None = None,
 ) -> Saliency:
-    """Score every live weight of ``model`` (masked layers or a DagNet) with ``method``.
+    """Score every live weight of ``model`` (masked layers, a DagNet or a MaskedRecurrent) with ``method``.
 
     ``data=(x, y)`` and ``loss`` (a :mod:`netbonsai.train.losses` name) are needed by ``obd``;
-    ``curvature`` picks its Hessian estimate (``auto``, ``exact`` or ``fisher``).
+    ``curvature`` picks its Hessian estimate (``auto``, ``exact`` or ``fisher``); ``parts``
+    limits a MaskedRecurrent to its ``i2h``, ``h2h``, ``both`` (default) or ``all`` weights
+    (see :func:`netbonsai.prune.groups.prunable_groups`).
     """
     check_method(method)
     if curvature not in CURVATURES:
         raise InputError(f"unknown curvature {curvature!r}; choose one of {', '.join(CURVATURES)}")
     if method == "obd":
+        if isinstance(model, MaskedRecurrent):
+            raise InputError(
+                "obd is not available for recurrent models (MaskedRecurrent): "
+                "use a magnitude or random criterion"
+            )
         x, y = check_data(data)
-    table = live_table(model, method)
+    table = live_table(model, method, parts)
     scores = table.scores
     if method == "random":
         scores = torch.rand(len(table), generator=generator).to(scores)
@@ -205,14 +215,19 @@ def prune_step(
     loss: str = "cross_entropy",
     generator: torch.Generator | None = None,
     curvature: str = "auto",
+    parts: str | None = None,
 ) -> int:
     """Remove ``amount`` live weights from ``model`` in place by ``method``; returns how many.
 
-    ``amount``: an int count, or a float fraction of the currently live weights.
+    ``amount``: an int count, or a float fraction of the currently live weights (of the
+    ``parts`` selected, for a MaskedRecurrent).
     """
     check_method(method)
-    live = sum(int(g.live().sum()) for g in prunable_groups(model))  # also rejects a model without layers
+    # also rejects a model without layers, a population, or parts it does not have
+    live = sum(int(g.live().sum()) for g in prunable_groups(model, parts))
     if resolve_amount(amount, live) == 0:
         return 0
-    table = saliency(model, method, data=data, loss=loss, generator=generator, curvature=curvature)
+    table = saliency(
+        model, method, data=data, loss=loss, generator=generator, curvature=curvature, parts=parts
+    )
     return remove_(model, table, select(table, resolve_amount(amount, len(table))))

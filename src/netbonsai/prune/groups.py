@@ -5,6 +5,10 @@ where the parameter holds several layers, a ``region`` saying which entries belo
 
 - A model with masked layers (see :func:`netbonsai.nets.masked.make_prunable`): one group per
   masked layer, named after the module.
+- A :class:`~netbonsai.nets.recurrent.MaskedRecurrent` (population size 1): one group per layer
+  and kind, ``layer L i2h`` (input and skip connections into layer L) and ``layer L h2h`` (its
+  recurrent weights), as paper 001 prunes them; ``parts`` picks ``i2h``, ``h2h``, ``both`` (the
+  default) or ``all`` (also the ``output`` head). The embedding is never pruned.
 - A :class:`~netbonsai.nets.dag.DagNet` (population size 1): it has no layers, so its synapses
   are grouped by the *level of their target node* (``net.levels()``: inputs are level 0, a node
   is one level above its deepest live source). For a layered MLP this is exactly one group per
@@ -24,6 +28,10 @@ from torch import nn
 from ..errors import InputError
 from ..nets.dag import DagNet
 from ..nets.masked import count_weights, mask_applier, masked_layers, num_live_params
+from ..nets.recurrent import MaskedRecurrent
+
+# What ``parts`` may name, and the MaskedRecurrent weight kinds each one selects (None = "both").
+PARTS = {"both": ("i2h", "h2h"), "i2h": ("i2h",), "h2h": ("h2h",), "all": ("i2h", "h2h", "out")}
 
 
 @dataclass(frozen=True)
@@ -50,8 +58,37 @@ class PrunableGroup:
         return torch.nonzero(self.live().reshape(-1)).squeeze(1)
 
 
-def prunable_groups(model: nn.Module) -> list[PrunableGroup]:
-    """The groups of ``model``: one per masked layer, or one per target level of a DagNet."""
+def check_parts(model: nn.Module, parts: str | None) -> tuple[str, ...] | None:
+    """The MaskedRecurrent weight kinds ``parts`` selects (None for another model, where only
+    ``parts=None`` or ``"all"``, meaning every group, is accepted)."""
+    if parts is not None and parts not in PARTS:
+        raise InputError(f"unknown weight part {parts!r}; choose one of {', '.join(PARTS)}")
+    if isinstance(model, MaskedRecurrent):
+        return PARTS[parts or "both"]
+    if parts not in (None, "all"):
+        raise InputError(
+            f"parts={parts!r} selects recurrent i2h/h2h weights, which {type(model).__name__} does not have "
+            "(only a MaskedRecurrent does)"
+        )
+    return None
+
+
+def prunable_groups(model: nn.Module, parts: str | None = None) -> list[PrunableGroup]:
+    """The groups of ``model``: one per masked layer, one per target level of a DagNet, or one
+    per layer and weight kind of a MaskedRecurrent (``parts``: see :data:`PARTS`)."""
+    kinds = check_parts(model, parts)
+    if isinstance(model, MaskedRecurrent):
+        if model.population_size != 1:
+            raise InputError(
+                f"pruning needs a MaskedRecurrent with population size 1, got {model.population_size}; "
+                "take one member with model.select(k)"
+            )
+        groups = []
+        for name, kind, weight, mask in model.masked_weights():
+            if kind in kinds:
+                label = "output" if kind == "out" else f"layer {name.rsplit('_l', 1)[1]} {kind}"
+                groups.append(PrunableGroup(label, name, weight, mask))
+        return groups
     if isinstance(model, DagNet):
         if model.population_size != 1:
             raise InputError(
@@ -78,11 +115,27 @@ def prunable_groups(model: nn.Module) -> list[PrunableGroup]:
     ]
 
 
-def live_weights(model: nn.Module) -> int:
-    """Number of live prunable weights (masked layers' weights, or a DagNet's live synapses)."""
+def live_weights(model: nn.Module, parts: str | None = None) -> int:
+    """Number of live prunable weights (masked layers' weights, a DagNet's live synapses, or a
+    MaskedRecurrent's weights of the kinds ``parts`` selects)."""
+    kinds = check_parts(model, parts)
+    if isinstance(model, MaskedRecurrent):
+        return int(model.live_weights(kinds).sum())
     if isinstance(model, DagNet):
         return int(model.mask[0].sum()) if model.population_size == 1 else int(model.mask.sum())
     return count_weights(model)[0]
+
+
+def total_weights(model: nn.Module, parts: str | None = None) -> int:
+    """The dense size that sparsity is relative to: all weights of the masked layers, or the
+    weights of the kinds ``parts`` selects that a MaskedRecurrent's structures have unpruned.
+    A DagNet has no dense size: its live synapses now."""
+    kinds = check_parts(model, parts)
+    if isinstance(model, MaskedRecurrent):
+        return int(model.dense_weights(kinds).sum())
+    if isinstance(model, DagNet):
+        return live_weights(model)
+    return count_weights(model)[1]
 
 
 def live_params(model: nn.Module) -> int:

@@ -10,7 +10,8 @@ Schedule strings (``KIND:VALUE``):
   ``magnitude-uniform`` too.
 
 Sparsity is the fraction of removed weights, relative to all weights of the masked layers (dense
-size) or, for a DagNet (which has no dense size), to its live synapses when the schedule starts.
+size), to the unpruned weights of the selected ``parts`` of a MaskedRecurrent, or, for a DagNet
+(which has no dense size), to its live synapses when the schedule starts.
 """
 
 from __future__ import annotations
@@ -25,11 +26,11 @@ from torch import nn
 
 from ..errors import InputError
 from ..nets.dag import DagNet
-from ..nets.masked import count_weights, mask_applier
+from ..nets.masked import mask_applier
 from ..train.fit import Budget, TrainerConfig, fit
 from ..train.losses import get_loss
 from .criteria import check_method, remove_, saliency, select, select_bucket
-from .groups import live_params, live_weights, prunable_groups
+from .groups import live_params, live_weights, prunable_groups, total_weights
 
 KINDS = ("oneshot", "fixed", "relative", "bucket")
 STOP_REASONS = ("target", "accuracy", "exhausted", "oneshot", "max_rounds")
@@ -118,6 +119,7 @@ def run_schedule(
     curvature: str = "auto",
     resume_from: ScheduleResult | None = None,
     on_checkpoint: Callable[[ScheduleResult], None] | None = None,
+    parts: str | None = None,
 ) -> ScheduleResult:
     """Prune ``model`` in place round by round: prune, ``retrain`` (if given), ``evaluate``.
 
@@ -132,6 +134,8 @@ def run_schedule(
     tolerance (``result.final_round``).
 
     ``data``, ``loss``, ``generator`` and ``curvature`` go to the criterion (see ``saliency``).
+    ``parts`` (a MaskedRecurrent's ``i2h``, ``h2h``, ``both`` or ``all`` weights) limits what is
+    pruned; ``live_weights``, ``sparsity`` and ``target_sparsity`` then count those weights only.
     Resuming: ``on_checkpoint(result)`` is called after every round with the model in the state
     of ``result.final_round``; to continue an interrupted run, load that model state and pass
     the saved result as ``resume_from`` (round 0 is not re-evaluated; the generator and the
@@ -145,15 +149,18 @@ def run_schedule(
         raise InputError(f"max accuracy drop must be >= 0, got {max_accuracy_drop}")
     if max_rounds < 1:
         raise InputError(f"max_rounds must be >= 1, got {max_rounds}")
-    prunable_groups(model)  # rejects a model without prunable layers, or a DagNet population
+    prunable_groups(model, parts)  # rejects a model without prunable layers, a population, a bad part
     if resume_from is not None and not resume_from.records:
         raise InputError("resume_from holds no records: start the schedule afresh")
-    start_live = live_weights(model) if resume_from is None else int(resume_from.records[0]["live_weights"])
-    total = start_live if isinstance(model, DagNet) else count_weights(model)[1]
+    if resume_from is None:
+        start_live = live_weights(model, parts)
+    else:
+        start_live = int(resume_from.records[0]["live_weights"])
+    total = start_live if isinstance(model, DagNet) else total_weights(model, parts)
     goal = None if target_sparsity is None else int(target_sparsity * total + 0.5)  # weights removed
 
     def measure(round_: int, removed: int) -> dict:
-        live = live_weights(model)
+        live = live_weights(model, parts)
         entry = {
             "round": round_,
             "sparsity": 1.0 - live / total if total else 0.0,
@@ -166,7 +173,7 @@ def run_schedule(
         return entry
 
     def reached() -> bool:
-        return goal is not None and total - live_weights(model) >= goal
+        return goal is not None and total - live_weights(model, parts) >= goal
 
     if resume_from is None:
         result = ScheduleResult(records=[measure(0, 0)])
@@ -189,7 +196,7 @@ def run_schedule(
         return result
     result.stopped = "max_rounds"
     for round_ in range(first, max_rounds + 1):
-        live = live_weights(model)
+        live = live_weights(model, parts)
         if reached():
             result.stopped = "target"
             break
@@ -197,7 +204,9 @@ def run_schedule(
             result.stopped = "exhausted"
             break
         limit = live if goal is None else goal - (total - live)
-        table = saliency(model, method, data=data, loss=loss, generator=generator, curvature=curvature)
+        table = saliency(
+            model, method, data=data, loss=loss, generator=generator, curvature=curvature, parts=parts
+        )
         if plan.kind == "bucket":
             rows = select_bucket(table, plan.value)[:limit]
         else:
@@ -229,7 +238,7 @@ def run_schedule(
             result.stopped = "target" if reached() else "oneshot"
             break
     else:
-        live = live_weights(model)
+        live = live_weights(model, parts)
         result.stopped = "target" if reached() else ("exhausted" if live == 0 else "max_rounds")
     return result
 

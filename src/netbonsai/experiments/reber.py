@@ -1,0 +1,491 @@
+"""Paper 001 on the Reber grammar: pruning recurrent networks (Fig. 2b / 5) and random structural
+priors with structural performance prediction (section 4.3, Table 1, the R^2 figures).
+
+Both experiments are sets of independent trainings. They go through one executor (in-process, a
+local process pool or Ray) as jobs; every finished job is checkpointed, so ``resume`` redoes only
+what was running when a run was killed. Inside a job the trainings are batched: the 30 pruned
+variants of one base network are retrained as one population, and the random structures of one
+cell are trained ``population`` at a time, padded to a common shape (``MaskedRecurrent``).
+
+Decisions never look at the test strings: the base networks train for a fixed number of epochs
+and the pruning levels are fixed; test accuracy is only reported.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from .. import __version__
+from ..data.reber import ReberData, make_reber
+from ..errors import InputError
+from ..executor import make_executor
+from ..nets.recurrent import CELLS, MaskedRecurrent, stack_members
+from ..nets.structure import LayeredStructure
+from ..prune.criteria import prune_step
+from ..runs import RunDir
+from ..train import Budget
+from ..train.sequences import evaluate_sequences, fit_sequences
+
+PARTS = ("i2h", "h2h", "both")
+CELL_NAMES = tuple(CELLS)  # tanh, relu, lstm, gru
+LEVELS = tuple(round(0.1 * i, 1) for i in range(1, 11))
+PAPER_BASE = {"tanh": 0.937, "relu": 1.0, "lstm": 1.0, "gru": 1.0}  # paper 001, Fig. 5: base test accuracy
+PAPER_R2 = {  # seeds README: (bayesian_ridge, random_forest, adaboost)
+    "tanh": (0.48, 0.43, 0.36), "relu": (0.36, 0.62, 0.53), "lstm": (0.37, 0.58, 0.60), "gru": (0.67, 0.88, 0.78),
+}
+Progress = Callable[[str], None]
+
+
+# ---------------------------------------------------------------------- shared pieces
+@dataclass(frozen=True)
+class ReberTraining:
+    """The data and the optimiser of every Reber training (paper 001: Adam lr 1e-3, batch 32, clipping 5)."""
+
+    n_strings: int = 25_000
+    embedding_dim: int = 128
+    lr: float = 1e-3
+    batch_size: int = 32
+    clip_norm: float = 5.0
+    max_train: int | None = None  # subsample the training strings (smoke tests)
+    max_test: int | None = None
+
+    def validate(self) -> None:
+        if self.embedding_dim < 1 or self.batch_size < 1 or not self.lr > 0 or not self.clip_norm > 0:
+            raise InputError("embedding_dim and batch_size must be >= 1, lr and clip_norm > 0")
+        for name in ("max_train", "max_test"):
+            value = getattr(self, name)
+            if value is not None and value < 2:
+                raise InputError(f"{name} must be at least 2, got {value}")
+
+
+_DATA_CACHE: dict[tuple, ReberData] = {}
+
+
+def _reber(training: ReberTraining, seed: int) -> dict[str, torch.Tensor]:
+    """The seeded Reber strings as tensors (cached per process: jobs in one worker share them)."""
+    key = (training.n_strings, seed)
+    if key not in _DATA_CACHE:
+        _DATA_CACHE[key] = make_reber(training.n_strings, seed=seed)
+    data = _DATA_CACHE[key]
+    train, test = slice(training.max_train), slice(training.max_test)
+    return {
+        "train": (data.train_codes[train], data.train_lengths[train], data.train_labels[train]),
+        "test": (data.test_codes[test], data.test_lengths[test], data.test_labels[test]),
+    }
+
+
+def _train(model: MaskedRecurrent, data: dict, epochs: int, training: ReberTraining, seed: int):
+    return fit_sequences(model, *data["train"], Budget(epochs=epochs), lr=training.lr,
+                         batch_size=training.batch_size, clip_norm=training.clip_norm, seed=seed)
+
+
+def _test_accuracy(model: MaskedRecurrent, data: dict) -> list[float]:
+    return [float(a) for a in evaluate_sequences(model, *data["test"])[1]]
+
+
+def _with_overrides(settings: Any, overrides: dict[str, Any], experiment: str) -> Any:
+    """``settings`` (a frozen dataclass with ``validate()``) with ``overrides`` applied, validated."""
+    known = {f.name for f in fields(settings)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise InputError(f"unknown {experiment} setting {unknown[0]!r}")
+    settings = replace(settings, **overrides)
+    settings.validate()
+    return settings
+
+
+def _run_jobs(run: RunDir, state: dict[str, Any], jobs: dict[str, tuple], executor: str, workers: int,
+              on_done: Callable[[str, Any], None]) -> None:
+    """Submit the jobs not yet in ``state["done"]``; checkpoint after each one that finishes."""
+    todo = {key: job for key, job in jobs.items() if key not in state["done"]}
+    if not todo:
+        return
+    with make_executor(executor, workers=workers) as pool:
+        futures = {key: pool.submit(*job) for key, job in todo.items()}
+        for key, future in futures.items():
+            state["done"][key] = future.result()
+            run.save_checkpoint(state)
+            on_done(key, state["done"][key])
+
+
+# ---------------------------------------------------------------------- reber-rnn-pruning
+@dataclass(frozen=True)
+class PruningSettings:
+    """One preset of reber-rnn-pruning (everything here goes into config.json)."""
+
+    preset: str
+    training: ReberTraining = ReberTraining()
+    widths: tuple[int, ...] = (50, 50, 50)
+    cells: tuple[str, ...] = CELL_NAMES
+    base_epochs: int = 50
+    retrain_epochs: int = 1
+    levels: tuple[float, ...] = LEVELS
+    parts: tuple[str, ...] = PARTS
+    method: str = "magnitude-blinded"  # one global ranking of |w| over the pruned part, as the authors did
+
+    def validate(self) -> None:
+        self.training.validate()
+        if not self.widths or min(self.widths) < 1:
+            raise InputError(f"widths must be positive, got {list(self.widths)}")
+        unknown = [c for c in self.cells if c not in CELLS] + [p for p in self.parts if p not in PARTS]
+        if unknown:
+            raise InputError(f"unknown cell or part {unknown[0]!r}; cells: {', '.join(CELLS)}; parts: {', '.join(PARTS)}")
+        if not self.levels or not all(0 < level <= 1 for level in self.levels):
+            raise InputError(f"pruning levels must be in (0, 1], got {list(self.levels)}")
+        if self.base_epochs < 1 or self.retrain_epochs < 0:
+            raise InputError("base_epochs must be >= 1 and retrain_epochs >= 0")
+
+
+def pruning_settings(preset: str = "quick", **overrides: Any) -> PruningSettings:
+    """``quick``: 3 base epochs; ``paper``: the authors' 50; ``smoke``: tiny, for tests."""
+    if preset == "quick":
+        settings = PruningSettings(preset="quick", base_epochs=3)
+    elif preset == "paper":
+        settings = PruningSettings(preset="paper", base_epochs=50)
+    elif preset == "smoke":
+        settings = PruningSettings(
+            preset="smoke", training=ReberTraining(n_strings=600, embedding_dim=8, batch_size=32, max_test=200),
+            widths=(6, 6), base_epochs=1, levels=(0.5, 1.0))
+    else:
+        raise InputError(f"unknown preset {preset!r}; choose quick, paper or smoke")
+    return _with_overrides(settings, overrides, "reber-rnn-pruning")
+
+
+def prune_variants(base: MaskedRecurrent, parts: Sequence[str], levels: Sequence[float], method: str) -> MaskedRecurrent:
+    """One pruned copy of the (K=1) ``base`` per (part, level), stacked into one population in that order."""
+    variants = []
+    for part in parts:
+        for level in levels:
+            variant = copy.deepcopy(base)
+            prune_step(variant, method, float(level), parts=part)
+            variants.append(variant)
+    return stack_members(variants)
+
+
+def _pruning_job(cell: str, settings: PruningSettings, seed: int) -> dict[str, Any]:
+    """Train one cell's base network, prune it at every (part, level), retrain the variants together."""
+    started = time.perf_counter()
+    training = settings.training
+    data = _reber(training, seed)
+    structure = LayeredStructure.stacked(training.embedding_dim, settings.widths)
+    base = MaskedRecurrent([structure], cell, 2, vocab_size=128, embedding_dim=training.embedding_dim, seed=seed)
+    _train(base, data, settings.base_epochs, training, seed)
+    base_accuracy = _test_accuracy(base, data)[0]
+    population = prune_variants(base, settings.parts, settings.levels, settings.method)
+    pruned = _test_accuracy(population, data)
+    if settings.retrain_epochs:
+        _train(population, data, settings.retrain_epochs, training, seed + 1)
+        retrained = _test_accuracy(population, data)
+    else:
+        retrained = [None] * len(pruned)
+    live = population.live_weights(("i2h", "h2h")).tolist()
+    curves: dict[str, list[dict[str, Any]]] = {}
+    for index, (part, level) in enumerate((p, lv) for p in settings.parts for lv in settings.levels):
+        curves.setdefault(part, []).append({"pruned": float(level), "accuracy_pruned": pruned[index],
+                                            "accuracy_retrained": retrained[index], "live_weights": int(live[index])})
+    return {"cell": cell, "base_accuracy": base_accuracy, "curves": curves,
+            "base_weights": int(base.live_weights(("i2h", "h2h"))[0]), "seconds": time.perf_counter() - started}
+
+
+def reproduce_reber_rnn_pruning(
+    out: str | Path, preset: str = "quick", seed: int = 0, resume: bool = False, executor: str = "process",
+    workers: int = 2, on_progress: Progress | None = None, settings: PruningSettings | None = None,
+) -> dict[str, Any]:
+    """Paper 001 Fig. 2b / 5: prune i2h, h2h or both weights of 3x50 recurrent nets (four cells) on
+    the Reber grammar at 10..100%, test accuracy right after pruning and after retraining.
+
+    Writes ``result.json`` ("base_accuracy", "curves", "wall_seconds"), ``report.md``,
+    ``pruning.png`` and ``history.jsonl`` (one event per cell); returns the result.
+    """
+    settings = settings or pruning_settings(preset)
+    settings.validate()
+    say = on_progress or (lambda text: None)
+    run = RunDir(out, resume=resume)
+    run.write_config({"command": "reproduce", "experiment": "reber-rnn-pruning", "netbonsai_version": __version__,
+                      "seed": seed, **_plain(asdict(settings))})
+    state = (run.load_checkpoint() if resume else None) or {"done": {}, "seconds": 0.0}
+    run.write_history([_cell_event(state["done"][c]) for c in settings.cells if c in state["done"]])
+    clock = time.perf_counter()
+
+    def done(cell: str, value: dict[str, Any]) -> None:
+        run.append_event(_cell_event(value))
+        both = {p["pruned"]: p["accuracy_retrained"] for p in value["curves"].get("both", [])}
+        say(f"{cell}: base accuracy {value['base_accuracy']:.4f}, both at 80% retrained {both.get(0.8)}, "
+            f"{value['seconds']:.0f} s")
+
+    jobs = {cell: (_pruning_job, cell, settings, seed) for cell in settings.cells}
+    _run_jobs(run, state, jobs, executor, workers, done)
+    cells = [state["done"][c] for c in settings.cells]
+    result = {
+        "experiment": "reber-rnn-pruning",
+        "preset": settings.preset,
+        "seed": seed,
+        "base_accuracy": {c["cell"]: c["base_accuracy"] for c in cells},
+        "curves": {c["cell"]: c["curves"] for c in cells},
+        "headline": _pruning_headline(cells),
+        "paper_base_accuracy": PAPER_BASE,
+        "wall_seconds": float(state["seconds"]) + time.perf_counter() - clock,
+    }
+    state["seconds"] = result["wall_seconds"]
+    run.save_checkpoint(state)
+    run.write_json("result.json", result)
+    _pruning_report(run, settings, result)
+    return result
+
+
+def _cell_event(value: dict[str, Any]) -> dict[str, Any]:
+    return {"event": "cell", "cell": value["cell"], "base_accuracy": value["base_accuracy"], "curves": value["curves"],
+            "seconds": value["seconds"]}
+
+
+def _point(points: list[dict[str, Any]], level: float, key: str) -> float | None:
+    return next((p[key] for p in points if abs(p["pruned"] - level) < 1e-9), None)
+
+
+def _pruning_headline(cells: list[dict[str, Any]]) -> dict[str, Any]:
+    """The issue's targets: base accuracy and accuracy after retraining at 80% of both pruned."""
+    return {
+        "min_base_accuracy": min(c["base_accuracy"] for c in cells),
+        "min_both_80_retrained": min((_point(c["curves"].get("both", []), 0.8, "accuracy_retrained") or 0.0)
+                                     for c in cells),
+    }
+
+
+def _pruning_report(run: RunDir, settings: PruningSettings, result: dict[str, Any]) -> None:
+    from ..analysis.plots import curve_plot
+    from ..analysis.report import markdown_table
+    from ..atomic import write_text
+
+    curve_plot(result["curves"], run.file("pruning.png"), x="pruned",
+               ys={"accuracy_retrained": f"after {settings.retrain_epochs} retraining epoch(s)",
+                   "accuracy_pruned": "right after pruning"},
+               xlabel="fraction of the part's weights pruned", ylabel="test accuracy", ylim=(0.4, 1.01))
+    header = ["cell", "part"] + [f"{round(100 * level)}%" for level in settings.levels]
+    rows = []
+    for cell, parts in result["curves"].items():
+        for part, points in parts.items():
+            rows.append([cell, part] + [_pair(p) for p in points])
+    base = markdown_table(["cell", "base test accuracy", "paper"],
+                          [[c, f"{a:.4f}", f"{PAPER_BASE.get(c, float('nan')):.3f}"] for c, a in result["base_accuracy"].items()])
+    text = (f"# reber-rnn-pruning ({settings.preset} preset, seed {result['seed']})\n\n"
+            f"3 recurrent layers of {list(settings.widths)}, embedding {settings.training.embedding_dim}, "
+            f"{settings.base_epochs} base epochs, {settings.method} pruning, then {settings.retrain_epochs} "
+            f"retraining epoch(s). Wall time {result['wall_seconds']:.0f} s.\n\n{base}\n\n"
+            "Test accuracy right after pruning / after retraining:\n\n"
+            f"{markdown_table(header, rows)}\n\n![pruning](pruning.png)\n")
+    write_text(run.file("report.md"), text)
+
+
+def _pair(point: dict[str, Any]) -> str:
+    retrained = point["accuracy_retrained"]
+    return f"{point['accuracy_pruned']:.3f} / " + ("-" if retrained is None else f"{retrained:.3f}")
+
+
+def _plain(value: Any) -> Any:
+    """Tuples as lists (config.json round-trips)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+# ---------------------------------------------------------------------- reber-structure-prediction
+@dataclass(frozen=True)
+class StructureSettings:
+    """One preset of reber-structure-prediction (everything here goes into config.json)."""
+
+    preset: str
+    training: ReberTraining = ReberTraining()
+    graphs_per_family: int = 100  # per cell: this many Watts-Strogatz and this many Barabasi-Albert graphs
+    n_range: tuple[int, int] = (10, 50)
+    units_per_vertex: int = 1
+    cells: tuple[str, ...] = CELL_NAMES
+    epochs: int = 1
+    population: int = 25  # structures trained together in one job (padded to a common shape)
+    n_splits: int = 20  # random 90/10 splits the R^2 is averaged over
+    test_fraction: float = 0.1
+
+    def validate(self) -> None:
+        self.training.validate()
+        if self.graphs_per_family < 2 or self.population < 1 or self.epochs < 1 or self.n_splits < 1:
+            raise InputError("graphs_per_family must be >= 2; population, epochs and n_splits >= 1")
+        if self.units_per_vertex < 1 or not 10 <= self.n_range[0] <= self.n_range[1]:
+            raise InputError(f"units_per_vertex must be >= 1 and n_range within [10, ...], got {list(self.n_range)}")
+        unknown = [c for c in self.cells if c not in CELLS]
+        if unknown:
+            raise InputError(f"unknown cell {unknown[0]!r}; choose from {', '.join(CELLS)}")
+        if not 0 < self.test_fraction < 1:
+            raise InputError(f"test_fraction must be in (0, 1), got {self.test_fraction}")
+
+
+def structure_settings(preset: str = "quick", **overrides: Any) -> StructureSettings:
+    """``paper``: 100 graphs per family and cell (800 trainings); ``quick``: 15 per family (120)."""
+    if preset == "quick":
+        settings = StructureSettings(preset="quick", graphs_per_family=15, population=15,
+                                     training=ReberTraining(max_train=6000))
+    elif preset == "paper":
+        settings = StructureSettings(preset="paper", graphs_per_family=100)
+    elif preset == "smoke":
+        settings = StructureSettings(
+            preset="smoke", training=ReberTraining(n_strings=600, embedding_dim=8, max_test=200),
+            graphs_per_family=6, n_range=(10, 14), cells=("gru",), population=6, n_splits=3, test_fraction=0.2)
+    else:
+        raise InputError(f"unknown preset {preset!r}; choose quick, paper or smoke")
+    return _with_overrides(settings, overrides, "reber-structure-prediction")
+
+
+def structure_graphs(settings: StructureSettings, seed: int) -> list[tuple[str, Any]]:
+    """``(family, graph)`` for every random structure, the same for every cell (seeded)."""
+    from ..priors import FAMILIES, sample_graphs
+
+    graphs = []
+    for index, family in enumerate(FAMILIES):
+        for graph in sample_graphs(family, settings.graphs_per_family, n_range=tuple(settings.n_range),
+                                   seed=seed * 1000 + index):
+            graphs.append((family, graph))
+    return graphs
+
+
+def _structures_job(cell: str, structures: list[LayeredStructure], first: int, settings: StructureSettings,
+                    seed: int) -> dict[str, Any]:
+    """Train ``structures`` (graphs ``first``, ``first + 1``, ...) of one cell as one population."""
+    started = time.perf_counter()
+    training = settings.training
+    data = _reber(training, seed)
+    member_seeds = [seed * 1_000_003 + first + i for i in range(len(structures))]
+    model = MaskedRecurrent(structures, cell, 2, vocab_size=128, embedding_dim=training.embedding_dim,
+                            seed=member_seeds)
+    fit = _train(model, data, settings.epochs, training, seed)
+    return {"first": first, "test_accuracy": _test_accuracy(model, data),
+            "train_loss": [float(v) for v in fit.loss], "params": [int(v) for v in model.num_params(embedding=False)],
+            "seconds": time.perf_counter() - started}
+
+
+def reproduce_reber_structure_prediction(
+    out: str | Path, preset: str = "quick", seed: int = 0, resume: bool = False, executor: str = "process",
+    workers: int = 2, on_progress: Progress | None = None, settings: StructureSettings | None = None,
+) -> dict[str, Any]:
+    """Paper 001 section 4.3: random Watts-Strogatz / Barabasi-Albert graphs as sparse recurrent
+    networks of four cell types, trained on the Reber grammar; Pearson correlations of the 23 graph
+    features with test accuracy (Table 1) and the R^2 of three regressors predicting accuracy from
+    the features alone (mean and spread over repeated 90/10 splits).
+
+    Writes ``result.json`` ("r2", "correlations", "runs", "wall_seconds"), ``runs.csv`` (one row per
+    trained structure: cell, family, features, accuracy), ``report.md``, ``accuracy.png``.
+    """
+    from ..analysis.graph_features import feature_table
+    from ..analysis.structure_prediction import pearson_correlations, regression_r2
+    from ..priors import describe, orient, to_structure
+
+    settings = settings or structure_settings(preset)
+    settings.validate()
+    say = on_progress or (lambda text: None)
+    run = RunDir(out, resume=resume)
+    run.write_config({"command": "reproduce", "experiment": "reber-structure-prediction",
+                      "netbonsai_version": __version__, "seed": seed, **_plain(asdict(settings))})
+    state = (run.load_checkpoint() if resume else None) or {"done": {}, "seconds": 0.0}
+    clock = time.perf_counter()
+    graphs = structure_graphs(settings, seed)
+    dags = [orient(graph) for _, graph in graphs]
+    structures = [to_structure(dag, settings.training.embedding_dim, settings.units_per_vertex) for dag in dags]
+    features, names = feature_table(dags)
+    run.write_history([{"event": "job", "key": key, **value} for key, value in state["done"].items()])
+
+    def done(key: str, value: dict[str, Any]) -> None:
+        run.append_event({"event": "job", "key": key, **value})
+        say(f"{key}: {len(value['test_accuracy'])} structures, mean test accuracy "
+            f"{float(np.mean(value['test_accuracy'])):.4f}, {value['seconds']:.0f} s")
+
+    jobs = {}
+    for cell in settings.cells:
+        for first in range(0, len(structures), settings.population):
+            chunk = structures[first:first + settings.population]
+            jobs[f"{cell}/{first}"] = (_structures_job, cell, chunk, first, settings, seed)
+    _run_jobs(run, state, jobs, executor, workers, done)
+
+    runs, correlations, r2, accuracy_by_cell = [], {}, {}, {}
+    for cell in settings.cells:
+        accuracy = np.zeros(len(structures))
+        for first in range(0, len(structures), settings.population):
+            value = state["done"][f"{cell}/{first}"]
+            accuracy[first:first + len(value["test_accuracy"])] = value["test_accuracy"]
+            for i, acc in enumerate(value["test_accuracy"]):
+                family, _ = graphs[first + i]
+                runs.append({"cell": cell, "family": family, "graph": first + i, "test_accuracy": acc,
+                             "train_loss": value["train_loss"][i], "params": value["params"][i],
+                             **describe(dags[first + i]),
+                             "features": dict(zip(names, map(float, features[first + i])))})
+        accuracy_by_cell[cell] = accuracy
+        correlations[cell] = pearson_correlations(features, names, accuracy)
+        r2[cell] = {name: {"mean": v["mean"], "std": v["std"]} for name, v in regression_r2(
+            features, accuracy, n_splits=settings.n_splits, test_fraction=settings.test_fraction, seed=seed).items()}
+    result = {
+        "experiment": "reber-structure-prediction",
+        "preset": settings.preset,
+        "seed": seed,
+        "r2": r2,
+        "correlations": correlations,
+        "runs": runs,
+        "mean_accuracy": {cell: {family: float(np.mean([r["test_accuracy"] for r in runs
+                                                         if r["cell"] == cell and r["family"] == family]))
+                                 for family in dict.fromkeys(f for f, _ in graphs)} for cell in settings.cells},
+        "paper_r2": {cell: dict(zip(("bayesian_ridge", "random_forest", "adaboost"), v)) for cell, v in PAPER_R2.items()},
+        "wall_seconds": float(state["seconds"]) + time.perf_counter() - clock,
+    }
+    state["seconds"] = result["wall_seconds"]
+    run.save_checkpoint(state)
+    run.write_json("result.json", result)
+    _structure_report(run, settings, result, names, features, accuracy_by_cell, [f for f, _ in graphs])
+    return result
+
+
+def _structure_report(run: RunDir, settings: StructureSettings, result: dict[str, Any], names: list[str],
+                      features: np.ndarray, accuracy_by_cell: dict[str, np.ndarray], families: list[str]) -> None:
+    from ..analysis.report import markdown_table
+    from ..analysis.structure_prediction import correlation_table, r2_table
+    from ..atomic import write_text
+
+    lines = ["cell,family,graph," + ",".join(names) + ",test_accuracy"]
+    for cell, accuracy in accuracy_by_cell.items():
+        for i, acc in enumerate(accuracy):
+            lines.append(f"{cell},{families[i]},{i}," + ",".join(f"{v:.6g}" for v in features[i]) + f",{acc:.6f}")
+    write_text(run.file("runs.csv"), "\n".join(lines) + "\n")
+    _accuracy_plot(run.file("accuracy.png"), accuracy_by_cell, families)
+    means = markdown_table(["cell"] + list(next(iter(result["mean_accuracy"].values()))),
+                           [[c] + [f"{v:.4f}" for v in fam.values()] for c, fam in result["mean_accuracy"].items()])
+    paper = {c: {k: {"mean": v, "std": 0.0} for k, v in r.items()} for c, r in result["paper_r2"].items()
+             if c in result["r2"]}
+    text = (f"# reber-structure-prediction ({settings.preset} preset, seed {result['seed']})\n\n"
+            f"{settings.graphs_per_family} Watts-Strogatz and {settings.graphs_per_family} Barabasi-Albert graphs "
+            f"(n in {list(settings.n_range)}), each a sparse recurrent network ({settings.units_per_vertex} unit(s) "
+            f"per vertex, embedding {settings.training.embedding_dim}), trained {settings.epochs} epoch(s) per cell "
+            f"type. Wall time {result['wall_seconds']:.0f} s.\n\nMean test accuracy:\n\n{means}\n\n"
+            f"## R^2 of predicting test accuracy from the 23 graph features\n\nMean ± std over {settings.n_splits} "
+            f"random {round(100 * (1 - settings.test_fraction))}/{round(100 * settings.test_fraction)} splits:\n\n"
+            f"{r2_table(result['r2'])}\n\nThe paper (one split):\n\n{r2_table(paper)}\n\n"
+            f"## Pearson correlation of each feature with test accuracy (Table 1)\n\n"
+            f"{correlation_table(result['correlations'])}\n\n![accuracy](accuracy.png)\n")
+    write_text(run.file("report.md"), text)
+
+
+def _accuracy_plot(path: Path, accuracy_by_cell: dict[str, np.ndarray], families: list[str]) -> None:
+    """Box plots of test accuracy per cell and graph family (like the paper's Fig. 7)."""
+    from ..analysis._figures import new_figure, save_png
+
+    kinds = list(dict.fromkeys(families))
+    fig = new_figure(4.0 * len(accuracy_by_cell), 4.0)
+    axes = fig.subplots(1, len(accuracy_by_cell), squeeze=False)[0]
+    labels = np.asarray(families)
+    for ax, (cell, accuracy) in zip(axes, accuracy_by_cell.items()):
+        ax.boxplot([accuracy[labels == kind] for kind in kinds], tick_labels=[k.replace("-", "-\n") for k in kinds])
+        ax.set_title(cell)
+        ax.set_ylabel("test accuracy")
+    save_png(fig, path)

@@ -1,0 +1,96 @@
+"""The Reber experiments of paper 001: smoke runs write complete run directories and resume exactly."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from netbonsai.errors import InputError
+from netbonsai.experiments.reber import (
+    prune_variants,
+    pruning_settings,
+    reproduce_reber_rnn_pruning,
+    reproduce_reber_structure_prediction,
+    structure_graphs,
+    structure_settings,
+)
+from netbonsai.nets.recurrent import MaskedRecurrent
+from netbonsai.nets.structure import LayeredStructure
+from netbonsai.prune.criteria import resolve_amount
+from netbonsai.runs import read_history
+
+
+def test_prune_variants_stacks_one_member_per_part_and_level() -> None:
+    base = MaskedRecurrent([LayeredStructure.stacked(4, [5, 5])], "gru", 2, seed=0)
+    i2h, h2h = (int(base.live_weights((kind,))[0]) for kind in ("i2h", "h2h"))
+    population = prune_variants(base, ("i2h", "h2h", "both"), (0.5, 1.0), "magnitude-blinded")
+    assert population.population_size == 6
+    live_i2h = population.live_weights(("i2h",)).tolist()
+    live_h2h = population.live_weights(("h2h",)).tolist()
+    assert live_i2h == [i2h - resolve_amount(0.5, i2h), 0, i2h, i2h, live_i2h[4], 0]
+    assert live_h2h == [h2h, h2h, h2h - resolve_amount(0.5, h2h), 0, live_h2h[4], 0]
+    assert live_i2h[4] + live_h2h[4] == i2h + h2h - resolve_amount(0.5, i2h + h2h)  # one global ranking over both
+    # the base network is untouched, and member 2 computes what the base pruned alone computes
+    assert int(base.live_weights(("h2h",))[0]) == h2h
+
+
+def test_smoke_pruning_run_writes_result_and_resumes_to_the_same_numbers(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = reproduce_reber_rnn_pruning(out, preset="smoke", executor="inline")
+    assert set(result["base_accuracy"]) == {"tanh", "relu", "lstm", "gru"}
+    for cell, parts in result["curves"].items():
+        assert set(parts) == {"i2h", "h2h", "both"}
+        for points in parts.values():
+            assert [p["pruned"] for p in points] == [0.5, 1.0]
+            assert all(0.0 <= p["accuracy_pruned"] <= 1.0 and 0.0 <= p["accuracy_retrained"] <= 1.0 for p in points)
+            assert points[1]["live_weights"] < points[0]["live_weights"]
+    assert result["wall_seconds"] > 0
+    stored = json.loads((out / "result.json").read_text())
+    assert stored["curves"] == result["curves"]
+    assert [e["cell"] for e in read_history(out / "history.jsonl")] == ["tanh", "relu", "lstm", "gru"]
+    assert (out / "pruning.png").stat().st_size > 0 and "reber-rnn-pruning" in (out / "report.md").read_text()
+    # a run killed after two cells: resume redoes only the missing ones and gets the same numbers
+    checkpoint = torch.load(out / "checkpoint.pt", weights_only=False)
+    for cell in ("lstm", "gru"):
+        del checkpoint["done"][cell]
+    torch.save(checkpoint, out / "checkpoint.pt")
+    again = reproduce_reber_rnn_pruning(out, preset="smoke", executor="inline", resume=True)
+    assert again["curves"] == result["curves"] and again["base_accuracy"] == result["base_accuracy"]
+    assert [e["cell"] for e in read_history(out / "history.jsonl")] == ["tanh", "relu", "lstm", "gru"]
+
+
+def test_smoke_structure_prediction_run(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    settings = structure_settings("smoke")
+    result = reproduce_reber_structure_prediction(out, preset="smoke", executor="inline")
+    assert len(result["runs"]) == 2 * settings.graphs_per_family * len(settings.cells)
+    assert {r["family"] for r in result["runs"]} == {"watts-strogatz", "barabasi-albert"}
+    assert set(result["r2"]["gru"]) == {"bayesian_ridge", "random_forest", "adaboost"}
+    assert all({"mean", "std"} <= set(v) for v in result["r2"]["gru"].values())
+    assert len(result["correlations"]["gru"]) == 23
+    rows = list(csv.DictReader((out / "runs.csv").open()))
+    assert len(rows) == len(result["runs"]) and "closeness_var" in rows[0]
+    # the graphs are the same for every cell and every call with the seed
+    families = [f for f, _ in structure_graphs(settings, 0)]
+    assert families == [r["family"] for r in result["runs"]]
+    assert (out / "accuracy.png").stat().st_size > 0 and "Table 1" in (out / "report.md").read_text()
+
+
+def test_settings_validation() -> None:
+    assert pruning_settings("paper").base_epochs == 50 and structure_settings("paper").graphs_per_family == 100
+    with pytest.raises(InputError, match="unknown preset"):
+        pruning_settings("huge")
+    with pytest.raises(InputError, match="unknown reber-rnn-pruning setting"):
+        pruning_settings("quick", depth=3)
+    with pytest.raises(InputError, match="unknown cell or part"):
+        pruning_settings("quick", parts=("h2h", "o2o"))
+    with pytest.raises(InputError, match="levels"):
+        pruning_settings("quick", levels=(0.0,))
+    with pytest.raises(InputError, match="graphs_per_family"):
+        structure_settings("quick", graphs_per_family=1)
+    with pytest.raises(InputError, match="n_range"):
+        structure_settings("quick", n_range=(5, 20))
