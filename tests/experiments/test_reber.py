@@ -94,3 +94,12 @@ def test_settings_validation() -> None:
         structure_settings("quick", graphs_per_family=1)
     with pytest.raises(InputError, match="n_range"):
         structure_settings("quick", n_range=(5, 20))
+
+
+def test_shape_groups_cover_every_structure_once_with_similar_shapes_together() -> None:
+    from netbonsai.experiments.reber import shape_groups
+
+    structures = [LayeredStructure.stacked(3, widths) for widths in ([4, 4, 4], [2], [3, 3], [2, 5], [1])]
+    groups = shape_groups(structures, 2)
+    assert sorted(i for group in groups for i in group) == list(range(5))
+    assert groups == [[4, 1], [2, 3], [0]]  # depth 1 (widths 1, 2), depth 2 (widest 3, then 5), depth 3

@@ -327,9 +327,12 @@ class StructureSettings:
 
 
 def structure_settings(preset: str = "quick", **overrides: Any) -> StructureSettings:
-    """``paper``: 100 graphs per family and cell (800 trainings); ``quick``: 15 per family (120)."""
+    """``paper``: 100 graphs per family and cell (800 trainings of one epoch on all 18,750
+    training strings); ``quick``: 50 per family (400 trainings of one epoch on 6,000 strings).
+    Fewer than about 100 structures per cell leave too few test rows for a meaningful R^2 (a
+    10% split of 30 rows is 3 rows)."""
     if preset == "quick":
-        settings = StructureSettings(preset="quick", graphs_per_family=15, population=15,
+        settings = StructureSettings(preset="quick", graphs_per_family=50, population=25,
                                      training=ReberTraining(max_train=6000))
     elif preset == "paper":
         settings = StructureSettings(preset="paper", graphs_per_family=100)
@@ -354,19 +357,30 @@ def structure_graphs(settings: StructureSettings, seed: int) -> list[tuple[str, 
     return graphs
 
 
-def _structures_job(cell: str, structures: list[LayeredStructure], first: int, settings: StructureSettings,
+def _structures_job(cell: str, structures: list[LayeredStructure], graphs: list[int], settings: StructureSettings,
                     seed: int) -> dict[str, Any]:
-    """Train ``structures`` (graphs ``first``, ``first + 1``, ...) of one cell as one population."""
+    """Train ``structures`` (of graphs ``graphs``) of one cell as one population.
+
+    Member ``i`` is seeded by its graph index alone and every member sees the same batches, so a
+    structure's result does not depend on which others share its population.
+    """
     started = time.perf_counter()
     training = settings.training
     data = _reber(training, seed)
-    member_seeds = [seed * 1_000_003 + first + i for i in range(len(structures))]
     model = MaskedRecurrent(structures, cell, 2, vocab_size=128, embedding_dim=training.embedding_dim,
-                            seed=member_seeds)
+                            seed=[seed * 1_000_003 + graph for graph in graphs])
     fit = _train(model, data, settings.epochs, training, seed)
-    return {"first": first, "test_accuracy": _test_accuracy(model, data),
+    return {"graphs": list(graphs), "test_accuracy": _test_accuracy(model, data),
             "train_loss": [float(v) for v in fit.loss], "params": [int(v) for v in model.num_params(embedding=False)],
             "seconds": time.perf_counter() - started}
+
+
+def shape_groups(structures: Sequence[LayeredStructure], size: int) -> list[list[int]]:
+    """Indices of ``structures`` in groups of at most ``size``, similar shapes together (sorted by
+    depth, widest layer, units), so a population pads its members as little as possible."""
+    order = sorted(range(len(structures)), key=lambda i: (structures[i].num_layers, max(structures[i].widths),
+                                                          structures[i].num_units, i))
+    return [order[start:start + size] for start in range(0, len(order), size)]
 
 
 def reproduce_reber_structure_prediction(
@@ -404,25 +418,23 @@ def reproduce_reber_structure_prediction(
         say(f"{key}: {len(value['test_accuracy'])} structures, mean test accuracy "
             f"{float(np.mean(value['test_accuracy'])):.4f}, {value['seconds']:.0f} s")
 
-    jobs = {}
-    for cell in settings.cells:
-        for first in range(0, len(structures), settings.population):
-            chunk = structures[first:first + settings.population]
-            jobs[f"{cell}/{first}"] = (_structures_job, cell, chunk, first, settings, seed)
+    groups = shape_groups(structures, settings.population)
+    jobs = {f"{cell}/{number}": (_structures_job, cell, [structures[i] for i in group], group, settings, seed)
+            for cell in settings.cells for number, group in enumerate(groups)}
     _run_jobs(run, state, jobs, executor, workers, done)
 
     runs, correlations, r2, accuracy_by_cell = [], {}, {}, {}
     for cell in settings.cells:
-        accuracy = np.zeros(len(structures))
-        for first in range(0, len(structures), settings.population):
-            value = state["done"][f"{cell}/{first}"]
-            accuracy[first:first + len(value["test_accuracy"])] = value["test_accuracy"]
-            for i, acc in enumerate(value["test_accuracy"]):
-                family, _ = graphs[first + i]
-                runs.append({"cell": cell, "family": family, "graph": first + i, "test_accuracy": acc,
-                             "train_loss": value["train_loss"][i], "params": value["params"][i],
-                             **describe(dags[first + i]),
-                             "features": dict(zip(names, map(float, features[first + i])))})
+        by_graph: dict[int, tuple[dict[str, Any], int]] = {}
+        for number in range(len(groups)):
+            value = state["done"][f"{cell}/{number}"]
+            by_graph.update({graph: (value, i) for i, graph in enumerate(value["graphs"])})
+        accuracy = np.array([by_graph[g][0]["test_accuracy"][by_graph[g][1]] for g in range(len(structures))])
+        for g, (family, _) in enumerate(graphs):
+            value, i = by_graph[g]
+            runs.append({"cell": cell, "family": family, "graph": g, "test_accuracy": float(accuracy[g]),
+                         "train_loss": value["train_loss"][i], "params": value["params"][i], **describe(dags[g]),
+                         "features": dict(zip(names, map(float, features[g])))})
         accuracy_by_cell[cell] = accuracy
         correlations[cell] = pearson_correlations(features, names, accuracy)
         r2[cell] = {name: {"mean": v["mean"], "std": v["std"]} for name, v in regression_r2(
