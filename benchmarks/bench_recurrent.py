@@ -7,6 +7,13 @@ both times, structures per minute, the speedup, and checks that both give the sa
 
     python benchmarks/bench_recurrent.py --structures 32 --sequences 2000 --cell gru --threads 2
 
+With ``--workload reber`` it times the reber-structure-prediction workload instead: random
+Watts-Strogatz and Barabasi-Albert graphs (n in [10, 50], the authors' generators) as sparse
+recurrent networks with an embedding of 128, Reber strings, populations of ``--population``
+structures grouped by shape as the experiment groups them, against each structure alone.
+
+    python benchmarks/bench_recurrent.py --workload reber --structures 50 --sequences 2000 --threads 1
+
 Timings are side by side in one process run (compare ratios, not absolute times).
 """
 
@@ -60,9 +67,14 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workload", choices=["synthetic", "reber"], default="synthetic")
+    parser.add_argument("--population", type=int, default=25, help="structures per population (reber workload)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.workload == "reber":
+        reber_workload(args)
+        return
     rng = np.random.default_rng(args.seed)
     vocab, input_size = 12, 16
     structures = [random_structure(rng, input_size) for _ in range(args.structures)]
@@ -88,6 +100,48 @@ def main() -> None:
     print("|---|---:|---:|")
     print(f"| population (K={args.structures}) | {t_joint:.2f} | {args.structures * 60 / t_joint:.1f} |")
     print(f"| one at a time (K=1) | {t_alone:.2f} | {args.structures * 60 / t_alone:.1f} |")
+    print(f"speedup {t_alone / t_joint:.1f}x; max |loss difference| {diff:.2e} (float32)")
+
+
+def reber_workload(args: argparse.Namespace) -> None:
+    """The reber-structure-prediction jobs: grouped populations against one structure at a time."""
+    from netbonsai.data.reber import make_reber
+    from netbonsai.experiments.reber import shape_groups
+    from netbonsai.priors import orient, sample_graphs, to_structure
+
+    half = args.structures // 2
+    graphs = sample_graphs("watts-strogatz", half, seed=args.seed) + sample_graphs(
+        "barabasi-albert", args.structures - half, seed=args.seed + 1)
+    structures = [to_structure(orient(g), 128) for g in graphs]
+    data = make_reber(25_000, seed=args.seed)
+    n = args.sequences
+    train = (data.train_codes[:n], data.train_lengths[:n], data.train_labels[:n])
+    budget = Budget(epochs=args.epochs)
+    groups = shape_groups(structures, args.population)
+
+    def model(indices: list[int]) -> MaskedRecurrent:
+        return MaskedRecurrent([structures[i] for i in indices], args.cell, 2, vocab_size=128, embedding_dim=128,
+                               seed=[args.seed * 1_000_003 + i for i in indices])
+
+    started = time.perf_counter()
+    joint = {}
+    for group in groups:
+        losses = fit_sequences(model(group), *train, budget, seed=args.seed).loss
+        joint.update(zip(group, losses.tolist()))
+    t_joint = time.perf_counter() - started
+    started = time.perf_counter()
+    alone = {i: float(fit_sequences(model([i]), *train, budget, seed=args.seed).loss[0]) for i in range(len(structures))}
+    t_alone = time.perf_counter() - started
+    diff = max(abs(joint[i] - alone[i]) for i in alone)
+    units = [s.num_units for s in structures]
+    print(f"{len(structures)} {args.cell} random-graph structures (WS + BA, {min(units)}-{max(units)} units, "
+          f"{min(s.num_layers for s in structures)}-{max(s.num_layers for s in structures)} layers), {n} Reber "
+          f"strings, batch 32, {args.epochs} epoch(s), populations of {args.population} grouped by shape, "
+          f"{torch.get_num_threads()} thread(s)")
+    print("| training | seconds | structures per minute |")
+    print("|---|---:|---:|")
+    print(f"| populations of {args.population} | {t_joint:.2f} | {len(structures) * 60 / t_joint:.1f} |")
+    print(f"| one at a time (K=1) | {t_alone:.2f} | {len(structures) * 60 / t_alone:.1f} |")
     print(f"speedup {t_alone / t_joint:.1f}x; max |loss difference| {diff:.2e} (float32)")
 
 

@@ -87,6 +87,28 @@ def _set_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
+TENSORBOARD_HELP = ("Also log every history event (losses, parameters, sparsity) as TensorBoard scalars "
+                    "in this folder (needs the tensorboard package).")
+
+
+def _event_logging(tensorboard: Path | None):
+    """A context in which every run directory also logs to TensorBoard (with ``--tensorboard DIR``).
+
+    The sink is checked at once (tensorboard installed, DIR not a file) but creates DIR only at
+    the run's first event, so a run that fails validation leaves nothing behind.
+    """
+    from contextlib import ExitStack
+
+    stack = ExitStack()
+    if tensorboard is not None:
+        from .logging_tb import TensorBoardSink
+        from .runs import event_listeners
+
+        sink = stack.enter_context(TensorBoardSink(tensorboard))
+        stack.enter_context(event_listeners(sink))
+    return stack
+
+
 # ---------------------------------------------------------------------- shared options
 def _run_options(func):
     options = [
@@ -104,6 +126,7 @@ def _run_options(func):
         click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True, help="Torch threads per process."),
         click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Run directory."),
         click.option("--resume", is_flag=True, help="Continue an interrupted run in --out from its last checkpoint."),
+        click.option("--tensorboard", type=click.Path(file_okay=False, path_type=Path), default=None, help=TENSORBOARD_HELP),
         click.option("--quiet", is_flag=True, help="No progress display."),
     ]
     for option in reversed(options):
@@ -125,12 +148,13 @@ def _parse_overrides(items: tuple[str, ...]) -> dict[str, Any]:
     return overrides
 
 
-def _execute(kind: str, task, image, preset, seed, max_params, max_seconds, overrides, executor, threads, out, resume, quiet):
+def _execute(kind: str, task, image, preset, seed, max_params, max_seconds, overrides, executor, threads, out, resume, quiet,
+             tensorboard=None):
     from .experiments import image_runs
 
     if max_params is not None and max_params < 1:
         raise InputError(f"--max-params must be a positive number of parameters, got {max_params}")
-    if max_seconds is not None and max_seconds <= 0:
+    if max_seconds is not None and not max_seconds > 0:
         raise InputError(f"--max-seconds must be positive, got {max_seconds}")
     if seed is not None and seed < 0:
         raise InputError(f"--seed must be >= 0, got {seed}")
@@ -140,9 +164,11 @@ def _execute(kind: str, task, image, preset, seed, max_params, max_seconds, over
         max_seconds=max_seconds, executor=executor, overrides=_parse_overrides(overrides),
     )
     runner = {"grow": image_runs.run_grow, "baseline": image_runs.run_baseline, "compare": image_runs.run_compare}[kind]
+    logging = _event_logging(tensorboard)
     reporter = _reporter(quiet)
     try:
-        summary = runner(options, out, resume=resume, reporter=reporter)
+        with logging:
+            summary = runner(options, out, resume=resume, reporter=reporter)
     finally:
         reporter.close()
     click.echo(summary.text)
@@ -218,9 +244,11 @@ def baseline(**kwargs) -> None:
 @click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True, help="Torch threads.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Run directory.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out from its last checkpoint.")
+@click.option("--tensorboard", type=click.Path(file_okay=False, path_type=Path), default=None, help=TENSORBOARD_HELP)
 @click.option("--quiet", is_flag=True, help="No progress lines.")
 def prune(dataset: str, data_dir, download, arch, activation, method, schedule, target_sparsity, max_accuracy_drop, dense_epochs,
-          retrain_epochs, lr, batch_size, weight_decay, max_rounds, eps, max_seconds, val_size, seed, threads, out, resume, quiet) -> None:
+          retrain_epochs, lr, batch_size, weight_decay, max_rounds, eps, max_seconds, val_size, seed, threads, out, resume,
+          tensorboard, quiet) -> None:
     """Train a dense MLP on MNIST-style data and prune it on a schedule (paper 001's methods)."""
     from .experiments.mnist_pruning import PruneOptions, run_prune_mnist
 
@@ -239,7 +267,8 @@ def prune(dataset: str, data_dir, download, arch, activation, method, schedule, 
                        f"test accuracy {record['test_accuracy']:.4f} ({record['test_errors']} errors), "
                        f"{record['seconds']:.1f} s", err=True)
 
-    summary = run_prune_mnist(options, out, resume=resume, on_round=on_round)
+    with _event_logging(tensorboard):
+        summary = run_prune_mnist(options, out, resume=resume, on_round=on_round)
     click.echo(f"{summary['method']} {summary['schedule']}: sparsity {summary['sparsity']:.4f}, "
                f"{summary['params']} live parameters ({summary['model_params']} in the saved model), "
                f"test errors {summary['dense_test_errors']} dense -> {summary['test_errors']} ({summary['stopped']})")
@@ -258,9 +287,10 @@ def prune(dataset: str, data_dir, download, arch, activation, method, schedule, 
 @click.option("--executor", type=click.Choice(["inline", "process", "ray"]), default=None,
               help="Where independent trainings run (default: the experiment's own choice; ray needs netbonsai[ray]).")
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Parallel workers of the executor (default 2).")
+@click.option("--tensorboard", type=click.Path(file_okay=False, path_type=Path), default=None, help=TENSORBOARD_HELP)
 @click.option("--quiet", is_flag=True, help="No progress lines.")
 def reproduce(experiment: str | None, preset, data_dir, download, seed, threads, out, resume, executor, workers,
-              quiet) -> None:
+              tensorboard, quiet) -> None:
     """Reproduce a paper's table or figure (lists the experiments when EXPERIMENT is omitted)."""
     from .experiments.registry import EXPERIMENTS, get_experiment
 
@@ -283,7 +313,8 @@ def reproduce(experiment: str | None, preset, data_dir, download, seed, threads,
             click.echo(f"{chosen.name}: {text}", err=True)
 
     parallel = {k: v for k, v in (("executor", executor), ("workers", workers)) if v is not None}
-    result = chosen.runner(out, preset, data_dir, seed, resume, progress, **parallel)
+    with _event_logging(tensorboard):
+        result = chosen.runner(out, preset, data_dir, seed, resume, progress, **parallel)
     headline = {k: v for k, v in result.items() if not isinstance(v, (dict, list))}
     headline.update(result.get("headline", {}))
     click.echo(json.dumps(headline, indent=2))
@@ -315,6 +346,68 @@ def draw(model: Path, output: Path, title: str | None) -> None:
     net = load(model)
     draw_network(net, output, title=title)
     click.echo(f"wrote {output} ({int(net.num_params()[0])} parameters, {net.n_hidden} hidden neurons)")
+
+
+def _check_output_file(path: Path, option: str) -> None:
+    """An output file path whose folder exists (checked before any work)."""
+    if path.is_dir():
+        raise InputError(f"{option} {path} is a directory; give a file path")
+    if not path.parent.is_dir():
+        raise InputError(f"output folder {path.parent} does not exist ({option} {path})")
+
+
+@cli.command(name="export")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write an ONNX file (only live weights; needs netbonsai[export]).")
+@click.option("--torchscript", "torchscript_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write a TorchScript file (loads with torch.jit.load).")
+def export_command(model: Path, onnx_path: Path | None, torchscript_path: Path | None) -> None:
+    """Export a model file (or a run directory's model) to ONNX and/or TorchScript."""
+    from .nets.export import export_onnx, export_torchscript
+    from .nets.io import load
+
+    if onnx_path is None and torchscript_path is None:
+        raise InputError("export needs at least one of --onnx PATH and --torchscript PATH")
+    if onnx_path is not None and onnx_path == torchscript_path:
+        raise InputError("--onnx and --torchscript name the same file")
+    for path, option in ((onnx_path, "--onnx"), (torchscript_path, "--torchscript")):
+        if path is not None:
+            _check_output_file(path, option)
+    if onnx_path is not None:
+        from .nets.export import _require_onnx
+
+        _require_onnx()  # before anything is written
+    net = load(model)
+    results = []
+    if onnx_path is not None:
+        results.append(export_onnx(net, onnx_path))
+    if torchscript_path is not None:
+        results.append(export_torchscript(net, torchscript_path))
+    for result in results:
+        click.echo(f"wrote {result.path} ({result.format}, {result.params} parameters"
+                   + (f"; stored as {result.stored_values} values in dense level blocks"
+                      if result.stored_values != result.params else "") + ")")
+
+
+@cli.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--image", type=str, required=True, help="Image file, or skimage:NAME.")
+@click.option("--out", "out_png", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the predicted image here (PNG).")
+def predict(model: Path, image: str, out_png: Path | None) -> None:
+    """Run a saved brightness (or approx) model on a new image and report its loss."""
+    from .experiments.predict import check_png_path, predict_image, write_png
+
+    if out_png is not None:
+        check_png_path(out_png)
+    result = predict_image(model, image)
+    click.echo(f"{result.task} on {result.image} ({result.image_shape[1]}x{result.image_shape[0]}): "
+               f"{result.n_pixels} pixels predicted, loss {result.loss:.6g} ({result.loss_units}), "
+               f"model {result.params} parameters")
+    if out_png is not None:
+        write_png(result.predicted, out_png)
+        click.echo(f"wrote {out_png}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,6 +8,12 @@ Layout of a run directory ``DIR``::
     model            the final network (netbonsai.load)
     front/           the Pareto-front networks, one file per point
     report.md        tables; *.png plots
+
+Event listeners: every event appended to history.jsonl is also handed to the run's listeners
+(``listener(event, step)``, step = the event's position in the history), e.g. a TensorBoard
+sink (:mod:`netbonsai.logging_tb`). Listeners are given to :class:`RunDir` or, for every run a
+block of code opens, with ``with event_listeners(sink): ...`` -- how the command line plugs
+``--tensorboard`` into any run type without each one knowing about it.
 """
 
 from __future__ import annotations
@@ -16,8 +22,11 @@ import io
 import json
 import math
 import os
+import warnings
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -47,6 +56,20 @@ def dumps(value: Any, indent: int | None = None) -> str:
     return json.dumps(_json_safe(value), indent=indent, allow_nan=False)
 
 
+EventListener = Callable[[dict[str, Any], int], None]
+_LISTENERS: ContextVar[tuple[EventListener, ...]] = ContextVar("netbonsai_event_listeners", default=())
+
+
+@contextmanager
+def event_listeners(*listeners: EventListener) -> Iterator[None]:
+    """Every :class:`RunDir` opened inside the block also sends its events to ``listeners``."""
+    token = _LISTENERS.set(_LISTENERS.get() + tuple(listeners))
+    try:
+        yield
+    finally:
+        _LISTENERS.reset(token)
+
+
 class RunDir:
     """A run directory, created fresh or reopened for ``--resume``.
 
@@ -54,9 +77,13 @@ class RunDir:
     results are never silently overwritten; reopening one needs ``resume=True``.
     """
 
-    def __init__(self, path: str | os.PathLike, resume: bool = False) -> None:
+    def __init__(
+        self, path: str | os.PathLike, resume: bool = False, listeners: list[EventListener] | tuple = ()
+    ) -> None:
         self.path = Path(path)
         self.resume = resume
+        self.listeners: list[EventListener] = [*_LISTENERS.get(), *listeners]
+        self._events: int | None = 0 if not resume else None  # events in history.jsonl (None: not counted yet)
         if self.path.exists() and not self.path.is_dir():
             raise InputError(f"output path {self.path} exists and is not a directory")
         has_run = (self.path / CONFIG).exists()
@@ -97,14 +124,38 @@ class RunDir:
 
     # -------------------------------------------------------------- history
     def append_event(self, event: dict[str, Any]) -> None:
-        """Append one event line to history.jsonl (flushed; a torn last line is repaired on resume)."""
+        """Append one event line to history.jsonl (flushed; a torn last line is repaired on resume),
+        then hand it to the listeners."""
         with open(self.file(HISTORY), "a", encoding="utf-8") as handle:
             handle.write(dumps(event) + "\n")
             handle.flush()
+        if self._events is None:
+            self._events = sum(1 for _ in read_history(self.file(HISTORY))) - 1
+        self._notify(event, self._events)
+        self._events += 1
 
     def write_history(self, events: list[dict[str, Any]]) -> None:
-        """Atomically replace history.jsonl with exactly ``events``."""
+        """Atomically replace history.jsonl with exactly ``events``.
+
+        On a fresh run the listeners get these events too; on resume they are the events from
+        before the interruption, which the listeners were sent then.
+        """
         write_text(self.file(HISTORY), "".join(dumps(e) + "\n" for e in events))
+        if not self.resume:
+            for step, event in enumerate(events):
+                self._notify(event, step)
+        self._events = len(events)
+
+    def _notify(self, event: dict[str, Any], step: int) -> None:
+        """Send an event to every listener; a failing listener is dropped with a warning, never
+        the run (logging must not cost hours of training)."""
+        for listener in list(self.listeners):
+            try:
+                listener(event, step)
+            except Exception as exc:  # noqa: BLE001
+                self.listeners.remove(listener)
+                warnings.warn(f"event listener {listener!r} failed and is switched off: {type(exc).__name__}: {exc}",
+                              RuntimeWarning, stacklevel=2)
 
     # -------------------------------------------------------------- checkpoints
     def save_checkpoint(self, state: dict[str, Any]) -> None:
@@ -129,13 +180,16 @@ class RunDir:
 
 
 def read_history(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
-    """Events of a history.jsonl; a torn last line (a run being written or killed) is skipped."""
-    with open(path, encoding="utf-8") as handle:
+    """Events of a history.jsonl; a torn last line (a run being written or killed), or any line
+    that is not a JSON object, is skipped."""
+    with open(path, encoding="utf-8", errors="replace") as handle:
         for line in handle:
             line = line.strip()
             if not line:
                 continue
             try:
-                yield json.loads(line)
+                event = json.loads(line)
             except json.JSONDecodeError:
                 continue
+            if isinstance(event, dict):
+                yield event

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from .checks import require_finite
 from .images import load_image
 
 TASKS = ("brightness", "approx")
@@ -40,6 +41,15 @@ class TaskData:
     seed: int
     preprocessing: dict = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        for side in ("train", "val"):
+            x, y = getattr(self, f"x_{side}"), getattr(self, f"y_{side}")
+            if x.dim() != 2 or y.dim() != 2 or x.shape[0] != y.shape[0]:
+                raise InputError(f"{side} data must be (samples, features) and (samples, outputs) with equal "
+                                 f"sample counts, got {tuple(x.shape)} and {tuple(y.shape)}")
+            require_finite(f"{side} inputs", x)
+            require_finite(f"{side} targets", y)
+
     @property
     def n_in(self) -> int:
         return self.x_train.shape[1]
@@ -62,28 +72,121 @@ class TaskData:
         }
 
 
-def brightness_samples(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Inputs ``(n, 4)`` and targets ``(n, 1)`` of brightness prediction for a [0, 255] image."""
-    height, width = image.shape
-    if width < 4 or height < 2:
-        raise InputError(
-            f"image is {width}x{height} pixels; brightness prediction needs at least 4x2 "
-            "(two pixels to the left, one to the right and one row above each predicted pixel)"
-        )
-    ys = slice(1, height)
-    xs = slice(2, width - 1)
+def brightness_samples(
+    image: np.ndarray, neighbourhood=NEIGHBOURHOOD, scale: float = 255.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs ``(n, len(neighbourhood) - 1)`` and targets ``(n, 1)`` of brightness prediction.
+
+    ``image`` holds brightness in [0, 255]. Point 0 of ``neighbourhood`` (``(dx, dy)`` offsets of
+    previous pixels) is the reference: inputs are the other points minus it, the target is the
+    pixel minus it, all divided by ``scale``. Pixels are taken row by row, over every position
+    whose neighbourhood lies inside the image (see :func:`brightness_positions`).
+    """
+    inputs, targets, _ = _brightness(image, neighbourhood, scale)
+    return inputs, targets
+
+
+def check_neighbourhood(neighbourhood) -> tuple[tuple[int, int], ...]:
+    """``neighbourhood`` as a tuple of ``(dx, dy)`` int pairs of *previous* pixels (at least two)."""
+    try:
+        points = tuple((int(dx), int(dy)) for dx, dy in neighbourhood)
+        exact = all(float(a) == int(a) and float(b) == int(b) for a, b in neighbourhood)
+    except (TypeError, ValueError):
+        raise InputError(f"a neighbourhood is a list of (dx, dy) integer pairs, got {neighbourhood!r}") from None
+    if not exact or len(points) < 2:
+        raise InputError(f"a neighbourhood is at least two (dx, dy) integer pairs, got {neighbourhood!r}")
+    for dx, dy in points:
+        if not (dy < 0 or (dy == 0 and dx < 0)):
+            raise InputError(f"neighbourhood point ({dx}, {dy}) is not a previous pixel (row above, or left)")
+    return points
+
+
+def brightness_positions(shape: tuple[int, int], neighbourhood=NEIGHBOURHOOD) -> tuple[slice, slice]:
+    """Rows and columns of the predicted pixels: where the whole neighbourhood is inside the image."""
+    points = check_neighbourhood(neighbourhood)
+    height, width = shape
+    dxs = [dx for dx, _ in points] + [0]
+    dys = [dy for _, dy in points] + [0]
+    rows = slice(-min(dys), height - max(dys))
+    cols = slice(-min(dxs), width - max(dxs))
+    if rows.stop <= rows.start or cols.stop <= cols.start:
+        need = f"{max(dxs) - min(dxs) + 1}x{max(dys) - min(dys) + 1}"
+        why = (" (two pixels to the left, one to the right and one row above each predicted pixel)"
+               if points == NEIGHBOURHOOD else "")
+        raise InputError(f"image is {width}x{height} pixels; brightness prediction needs at least {need}{why}")
+    return rows, cols
+
+
+def _brightness(image: np.ndarray, neighbourhood, scale: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Inputs, targets and the reference brightness (point 0) of every predicted pixel."""
+    points = check_neighbourhood(neighbourhood)
+    image = _checked_image(image)
+    ys, xs = brightness_positions(image.shape, points)
 
     def point(dx: int, dy: int) -> np.ndarray:
         return image[ys.start + dy : ys.stop + dy, xs.start + dx : xs.stop + dx].reshape(-1)
 
-    base = point(*NEIGHBOURHOOD[0])
-    inputs = np.stack([point(*offset) - base for offset in NEIGHBOURHOOD[1:]], axis=1) / 255.0
-    target = (image[ys, xs].reshape(-1) - base)[:, None] / 255.0
-    return inputs.astype(np.float32), target.astype(np.float32)
+    base = point(*points[0])
+    inputs = np.stack([point(*offset) - base for offset in points[1:]], axis=1) / scale
+    target = (image[ys, xs].reshape(-1) - base)[:, None] / scale
+    return inputs.astype(np.float32), target.astype(np.float32), base
+
+
+@dataclass
+class ImageSamples:
+    """A task's samples of one whole image, with what is needed to turn outputs back into pixels.
+
+    ``rows``/``cols`` are the slices of the predicted pixels (row-major sample order); the
+    brightness a sample's output ``o`` stands for is ``offset + o * scale``.
+    """
+
+    task: str
+    inputs: np.ndarray  # (n, n_in) float32
+    targets: np.ndarray  # (n, 1) float32
+    rows: slice
+    cols: slice
+    offset: np.ndarray  # (n,) float64
+    scale: float
+
+    def pixels(self, outputs: np.ndarray) -> np.ndarray:
+        """Brightness (0..255 scale, not clipped) of the predicted pixels, ``(n,)``."""
+        return self.offset + np.asarray(outputs, dtype=np.float64).reshape(-1) * self.scale
+
+
+def samples_from_preprocessing(image: np.ndarray, preprocessing: dict) -> ImageSamples:
+    """Rebuild a task's samples of ``image`` from the ``preprocessing`` a model file stores.
+
+    ``preprocessing`` is :attr:`TaskData.preprocessing`: ``task`` ``brightness`` (with
+    ``neighbourhood`` and ``scale``) or ``approx`` (coordinates from the image's own size).
+    """
+    if not isinstance(preprocessing, dict) or preprocessing.get("task") not in TASKS:
+        raise InputError(f"unknown preprocessing {preprocessing!r}: expected a task of {', '.join(TASKS)}")
+    if preprocessing["task"] == "brightness":
+        neighbourhood = preprocessing.get("neighbourhood", NEIGHBOURHOOD)
+        scale = preprocessing.get("scale", 255.0)
+        if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not np.isfinite(scale) or scale <= 0:
+            raise InputError(f"preprocessing scale must be a positive number, got {scale!r}")
+        inputs, targets, base = _brightness(image, neighbourhood, float(scale))
+        rows, cols = brightness_positions(image.shape, neighbourhood)
+        return ImageSamples("brightness", inputs, targets, rows, cols, base, float(scale))
+    inputs, targets = approx_samples(image)
+    height, width = image.shape
+    return ImageSamples("approx", inputs, targets, slice(0, height), slice(0, width),
+                        np.zeros(len(inputs)), 255.0)
+
+
+def _checked_image(image: np.ndarray) -> np.ndarray:
+    """A 2-D image without NaN or Inf (brightness is computed from it as it is)."""
+    image = np.asarray(image)
+    if image.ndim != 2:
+        raise InputError(f"expected a 2-D grayscale image, got shape {image.shape}")
+    require_finite("image", image)
+    return image
 
 
 def approx_samples(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Inputs ``(n, 2)`` = (x, y) in [-1, 1] and targets ``(n, 1)`` = brightness in [0, 1]."""
+    image = _checked_image(image)
     height, width = image.shape
     if width < 2 or height < 2:
         raise InputError(f"image is {width}x{height} pixels; image approximation needs at least 2x2")

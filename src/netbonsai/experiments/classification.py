@@ -13,6 +13,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from ..data.checks import require_finite
 from ..data.idx import MnistData
 from ..errors import InputError
 from ..train import Budget, TrainerConfig, fit
@@ -70,6 +71,13 @@ class ClassificationData:
     y_val: torch.Tensor
     x_test: torch.Tensor
     y_test: torch.Tensor
+
+    def __post_init__(self) -> None:
+        for side in ("train", "val", "test"):
+            x, y = getattr(self, f"x_{side}"), getattr(self, f"y_{side}")
+            if x.shape[0] != y.shape[0]:
+                raise InputError(f"{side} split: {x.shape[0]} images but {y.shape[0]} labels")
+            require_finite(f"{side} images", x)
 
     @classmethod
     def from_mnist(

@@ -145,15 +145,18 @@ def submit_dense(executor, data: TaskData, settings: TaskSettings, reporter: Rep
     return futures
 
 
-def collect_dense(futures: list[Future], run: RunDir, data: TaskData) -> list[dict[str, Any]]:
-    """Wait for the dense jobs, save their networks under dense/, write dense.json."""
+def collect_dense(
+    futures: list[Future], run: RunDir, data: TaskData, settings: TaskSettings | None = None
+) -> list[dict[str, Any]]:
+    """Wait for the dense jobs, save their networks under dense/ (with the task's preprocessing,
+    loss scale and, given ``settings``, the training config), write dense.json."""
     (run.path / "dense").mkdir(exist_ok=True)
     results = []
     for future in futures:
         item = future.result()
         net = net_from_state(item.pop("net"))
         name = "x".join(str(h) for h in item["hidden"])
-        save(net, run.path / "dense" / name, info={"task": data.task, "hidden": item["hidden"], "preprocessing": data.preprocessing})
+        save(net, run.path / "dense" / name, info=_model_info(data, settings, {"hidden": item["hidden"]}))
         results.append(item)
     run.write_json("dense.json", results)
     return results
@@ -194,16 +197,19 @@ def run_search(
     return grow(data, settings.grow, state=state, on_event=on_event, checkpoint=checkpoint)
 
 
-def _model_info(data: TaskData, settings: TaskSettings, extra: dict[str, Any]) -> dict[str, Any]:
-    return {
+def _model_info(data: TaskData, settings: TaskSettings | None, extra: dict[str, Any]) -> dict[str, Any]:
+    """What a saved model carries: the task's preprocessing (``netbonsai predict`` rebuilds the
+    samples of a new image from it), the loss scale and units, and the training config."""
+    info = {
         "task": data.task,
         "image": data.image,
         "preprocessing": data.preprocessing,
         "loss_units": LOSS_UNITS[data.task],
         "loss_scale": data.loss_scale,
-        "config": settings.to_dict(),
-        **extra,
     }
+    if settings is not None:
+        info["config"] = settings.to_dict()
+    return {**info, **extra}
 
 
 def polish(points: list[FrontPoint], data: TaskData, settings: TaskSettings) -> list[FrontPoint]:
@@ -303,7 +309,7 @@ def run_baseline(options: RunOptions, out: str | Path, resume: bool = False, rep
     dense = load_dense(run) if resume else None
     if dense is None:
         with make_executor(options.executor, workers=_workers(options.executor)) as executor:
-            dense = collect_dense(submit_dense(executor, data, settings, reporter), run, data)
+            dense = collect_dense(submit_dense(executor, data, settings, reporter), run, data, settings)
     wall = time.perf_counter() - started
     from ..analysis.plots import pareto_plot
     from ..atomic import write_text
@@ -332,7 +338,7 @@ def run_compare(options: RunOptions, out: str | Path, resume: bool = False, repo
         reporter.message("polishing the front networks")
         polished = final_front(result, data, settings)
         if dense is None:
-            dense = collect_dense(futures, run, data)
+            dense = collect_dense(futures, run, data, settings)
     front = save_front(polished, run, data, settings)
     grown = [{k: p[k] for k in ("params", "train_loss", "val_loss")} for p in front]
     ratios = param_ratios(grown, dense)

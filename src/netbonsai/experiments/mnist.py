@@ -151,7 +151,7 @@ def _validate(settings: MnistSettings) -> None:
         raise InputError("dense_epochs must be >= 0, val_size and test_every >= 1")
     if settings.polish_epochs < 0 or not settings.polish_lr > 0 or settings.polish_batch_size < 1:
         raise InputError("polish_epochs must be >= 0, polish_lr > 0 and polish_batch_size >= 1")
-    if settings.time_budget is not None and settings.time_budget <= 0:
+    if settings.time_budget is not None and not settings.time_budget > 0:
         raise InputError(f"time_budget must be > 0, got {settings.time_budget}")
 
 

@@ -75,7 +75,7 @@ class PruneOptions:
                 raise InputError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
         if not self.weight_decay >= 0:
             raise InputError(f"--weight-decay must be >= 0, got {self.weight_decay}")
-        if self.lr <= 0 or self.batch_size < 1 or self.obd_samples < 1 or self.max_rounds < 1:
+        if not 0 < self.lr < float("inf") or self.batch_size < 1 or self.obd_samples < 1 or self.max_rounds < 1:
             raise InputError("lr, batch size, obd samples and max rounds must be positive")
         if not 0.0 <= self.eps < 1.0:
             raise InputError(f"--eps must be in [0, 1), got {self.eps}")
@@ -91,7 +91,7 @@ class PruneOptions:
             raise InputError("--max-accuracy-drop applies to the schedule methods; loss-aware stops by --eps")
         if self.method == "loss-aware" and self.retrain_epochs < 1:
             raise InputError("--method loss-aware retrains every trial: --retrain-epochs must be at least 1")
-        if self.max_seconds is not None and self.max_seconds <= 0:
+        if self.max_seconds is not None and not self.max_seconds > 0:
             raise InputError(f"--max-seconds must be positive, got {self.max_seconds}")
         if self.max_train is not None and self.max_train < 1:
             raise InputError(f"max_train must be at least 1, got {self.max_train}")

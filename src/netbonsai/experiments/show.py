@@ -11,23 +11,55 @@ from ..errors import InputError
 from ..runs import CONFIG, HISTORY, read_history
 
 
-def _read_json(path: Path) -> Any:
+def _read_json(path: Path, kind: type | None = dict) -> Any:
+    """The JSON in ``path``; InputError for an unreadable or damaged file, or one of the wrong kind."""
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+        value = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(f"cannot read {path}: {exc}") from None
+    if kind is not None and not isinstance(value, kind):
+        raise InputError(f"cannot read {path}: expected a JSON {'object' if kind is dict else 'list'}, "
+                         f"got {type(value).__name__}")
+    return value
+
+
+def _require(path: Path, value: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    missing = [k for k in keys if k not in value]
+    if missing:
+        raise InputError(f"cannot read {path}: not a netbonsai result (missing {', '.join(missing)})")
+    return value
+
+
+def _number(value: Any, spec: str) -> str:
+    return format(value, spec) if isinstance(value, (int, float)) and not isinstance(value, bool) else "?"
 
 
 def describe_run(run_dir: str | Path) -> str:
-    """Markdown summary: the configuration, the latest events, and the results written so far."""
+    """Markdown summary: the configuration, the latest events, and the results written so far.
+
+    Works on any run directory (grow, compare, baseline, prune, reproduce), finished or still
+    being written (a torn last history line is skipped). A damaged or foreign result file raises
+    :class:`InputError` naming the folder.
+    """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise InputError(f"run directory {run_dir} does not exist")
     if not (run_dir / CONFIG).exists():
         raise InputError(f"{run_dir} is not a netbonsai run directory (no {CONFIG})")
     config = _read_json(run_dir / CONFIG)
-    if config.get("command") == "prune" or "experiment" in config:
-        return _describe_generic(run_dir, config)
+    try:
+        if config.get("command") == "prune" or "experiment" in config:
+            return _describe_generic(run_dir, config)
+        return _describe_image_run(run_dir, config)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:  # InputError is a ValueError: keep its text
+        if isinstance(exc, InputError):
+            raise
+        raise InputError(f"cannot summarise {run_dir}: a result file has an unexpected shape "
+                         f"({type(exc).__name__}: {exc})") from None
+
+
+def _describe_image_run(run_dir: Path, config: dict[str, Any]) -> str:
+    """Summary of a grow, baseline or compare run."""
     lines = [
         f"# {config.get('command', 'run')}: {config.get('task', '?')} on {config.get('image', '?')}",
         f"preset {config.get('preset', '?')}, seed {config.get('seed', '?')}; losses: {config.get('loss_units', '?')}",
@@ -38,27 +70,28 @@ def describe_run(run_dir: str | Path) -> str:
     finished = comparison.exists() or (run_dir / "result.json").exists()
     if events:
         last = events[-1]
-        state = "finished" if finished or last["event"] == "stop" else "in progress"
-        counts = {kind: sum(e["event"] == kind for e in events) for kind in ("prune", "grow")}
+        state = "finished" if finished or last.get("event") == "stop" else "in progress"
+        counts = {kind: sum(e.get("event") == kind for e in events) for kind in ("prune", "grow")}
         lines.append(
             f"search {state}: {len(events)} events ({counts['prune']} synapses removed, {counts['grow']} neurons added), "
-            f"{last['seconds']:.1f} s; now {last['params']} parameters, train loss {last['train_loss']:.5g}, "
-            f"validation loss {last['val_loss']:.5g}"
+            f"{_number(last.get('seconds'), '.1f')} s; now {last.get('params', '?')} parameters, "
+            f"train loss {_number(last.get('train_loss'), '.5g')}, validation loss {_number(last.get('val_loss'), '.5g')}"
         )
         lines.append("")
-        rows = [[e["index"], e["event"], e["params"], f"{e['train_loss']:.5g}", f"{e['val_loss']:.5g}", f"{e['seconds']:.1f}"]
-                for e in events[-10:]]
+        rows = [[e.get("index", ""), e.get("event", ""), e.get("params", ""), _number(e.get("train_loss"), ".5g"),
+                 _number(e.get("val_loss"), ".5g"), _number(e.get("seconds"), ".1f")] for e in events[-10:]]
         lines.append("Latest events:\n")
         lines.append(markdown_table(["#", "event", "params", "train loss", "val loss", "seconds"], rows))
     if (run_dir / "dense.json").exists():
         lines.append("Dense MLPs:\n")
-        lines.append(front_table(_read_json(run_dir / "dense.json")))
+        lines.append(front_table(_read_json(run_dir / "dense.json", list)))
     if comparison.exists():
-        data = _read_json(comparison)
+        data = _require(comparison, _read_json(comparison), ("ratios",))
         lines.append("Parameter ratio at equal validation loss:\n")
         lines.append(comparison_table(data["ratios"]))
         if data.get("median_ratio") is not None:
-            lines.append(f"median ratio {data['median_ratio']:.2f}, min {data['min_ratio']:.2f}; wall {data['wall_seconds']:.1f} s")
+            lines.append(f"median ratio {_number(data['median_ratio'], '.2f')}, min {_number(data.get('min_ratio'), '.2f')}; "
+                         f"wall {_number(data.get('wall_seconds'), '.1f')} s")
     elif not events and not (run_dir / "dense.json").exists():
         lines.append("no results yet")
     return "\n".join(lines).rstrip() + "\n"

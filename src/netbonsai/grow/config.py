@@ -82,7 +82,7 @@ class GrowConfig:
             raise InputError(f"eps must be in [0, 1), got {self.eps}")
         if self.reference not in REFERENCES:
             raise InputError(f"reference must be one of {', '.join(REFERENCES)}, got {self.reference!r}")
-        if self.init_range <= 0 or self.init_range_out <= 0:
+        if not 0 < self.init_range < float("inf") or not 0 < self.init_range_out < float("inf"):
             raise InputError("init_range and init_range_out must be positive")
         if not 0.0 <= self.selection_fraction < 1.0:
             raise InputError(f"selection_fraction must be in [0, 1), got {self.selection_fraction}")
@@ -90,8 +90,10 @@ class GrowConfig:
             raise InputError(f"trial_samples must be at least 1, got {self.trial_samples}")
         if self.max_cycles is not None and self.max_cycles < 0:
             raise InputError(f"max_cycles must be >= 0, got {self.max_cycles}")
-        if self.max_seconds is not None and self.max_seconds <= 0:
+        if self.max_seconds is not None and not self.max_seconds > 0:
             raise InputError(f"max_seconds must be positive, got {self.max_seconds}")
+        if self.target_loss is not None and not 0 <= self.target_loss < float("inf"):
+            raise InputError(f"target_loss must be a finite loss >= 0, got {self.target_loss}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary (written to config.json)."""

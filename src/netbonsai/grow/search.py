@@ -21,6 +21,7 @@ from typing import Any, Callable
 import torch
 
 from ..analysis.pareto import pareto_front
+from ..data.checks import require_finite
 from ..data.tasks import TaskData
 from ..errors import InputError
 from ..nets.dag import DagNet
@@ -141,6 +142,8 @@ def grow(
         on_event: called with each new event dict (also recorded in ``state.events``).
         checkpoint: called with the state after every event.
     """
+    for name in ("x_train", "y_train", "x_val", "y_val"):
+        require_finite(f"{name} of the task data", getattr(data, name))
     search = _Search(data, config, on_event, checkpoint)
     state = search.begin(initial) if state is None else search.resume(state)
     while state.phase != "done":

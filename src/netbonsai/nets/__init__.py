@@ -2,6 +2,7 @@
 
 from .convert import DagModule, from_networkx, from_sequential, to_module, to_networkx, to_sequential
 from .dag import ROLES, DagNet
+from .export import export_onnx, export_torchscript
 from .io import load, save
 from .normalization import standardize_for
 from .recurrent import MaskedRecurrent, stack_members
@@ -22,4 +23,6 @@ __all__ = [
     "to_sequential",
     "load",
     "save",
+    "export_onnx",
+    "export_torchscript",
 ]

@@ -291,6 +291,19 @@ def _as_float(value: Any, what: str) -> float:
 
 
 # ---------------------------------------------------------------------- standalone module
+def activation_groups(net: DagNet, nodes: list[int]) -> list[tuple[str, int, int]]:
+    """Runs of equal activation among ``nodes``: ``(name, start, stop)`` positions, in order, so a
+    level applies each activation once to a slice instead of once per node."""
+    groups: list[tuple[str, int, int]] = []
+    for p, node in enumerate(nodes):
+        name = net.activations[node]
+        if groups and groups[-1][0] == name:
+            groups[-1] = (name, groups[-1][1], p + 1)
+        else:
+            groups.append((name, p, p + 1))
+    return groups
+
+
 def _activate(name: str, t: torch.Tensor) -> torch.Tensor:
     """The activation called ``name`` (same names and functions as ``activations.ACTIVATIONS``)."""
     if name == "identity":
@@ -392,14 +405,7 @@ def to_module(net: DagNet) -> DagModule:
             continue
         previous = torch.as_tensor(order[:done], device=weight.device)
         current = torch.as_tensor(nodes, device=weight.device)
-        groups: list[tuple[str, int, int]] = []
-        for p, node in enumerate(nodes):
-            name = net.activations[node]
-            if groups and groups[-1][0] == name:
-                groups[-1] = (name, groups[-1][1], p + 1)
-            else:
-                groups.append((name, p, p + 1))
-        blocks.append(DagLevel(weight[previous][:, current].T, bias[current], groups))
+        blocks.append(DagLevel(weight[previous][:, current].T, bias[current], activation_groups(net, nodes)))
         done += len(nodes)
     out_index = torch.as_tensor([position[o] for o in net.output_nodes], device=weight.device)
     return DagModule(net.n_in, net.n_out, blocks, out_index, n_params)

@@ -305,7 +305,7 @@ class LossAwareConfig:
             value = getattr(self, name)
             if value is not None and int(value) < 1:
                 raise InputError(f"{name} must be at least 1 (or None), got {value}")
-        if self.eps < 0:
+        if not 0 <= self.eps < float("inf"):
             raise InputError(f"eps must be >= 0, got {self.eps}")
         if self.decision not in DECISIONS:
             raise InputError(f"unknown decision {self.decision!r}; choose one of {', '.join(DECISIONS)}")
@@ -315,7 +315,7 @@ class LossAwareConfig:
             raise InputError(f"unknown reference {self.reference!r}; choose one of {', '.join(REFERENCES)}")
         if self.max_fraction is not None and not 0 < self.max_fraction <= 1:
             raise InputError(f"max_fraction must be in (0, 1], got {self.max_fraction}")
-        if self.max_seconds is not None and self.max_seconds <= 0:
+        if self.max_seconds is not None and not self.max_seconds > 0:
             raise InputError(f"max_seconds must be > 0, got {self.max_seconds}")
 
     def to_dict(self) -> dict[str, Any]:

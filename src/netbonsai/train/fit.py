@@ -14,6 +14,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from ..data.checks import require_finite
 from ..errors import InputError
 from ..nets.masked import mask_applier
 from .lbfgs import lbfgs
@@ -35,7 +36,7 @@ class Budget:
             raise InputError("a training budget needs epochs or seconds")
         if self.epochs is not None and self.epochs < 0:
             raise InputError(f"budget epochs must be >= 0, got {self.epochs}")
-        if self.seconds is not None and self.seconds <= 0:
+        if self.seconds is not None and not self.seconds > 0:  # NaN fails too
             raise InputError(f"budget seconds must be > 0, got {self.seconds}")
 
 
@@ -54,8 +55,8 @@ class TrainerConfig:
         if self.method not in METHODS:
             raise InputError(f"unknown training method {self.method!r}; choose one of {', '.join(METHODS)}")
         get_loss(self.loss)
-        if self.lr <= 0 or self.batch_size < 1 or self.history_size < 1:
-            raise InputError("trainer lr, batch_size and history_size must be positive")
+        if not 0 < self.lr < float("inf") or self.batch_size < 1 or self.history_size < 1:
+            raise InputError(f"trainer lr (a finite number), batch_size and history_size must be positive, got lr {self.lr}")
         if not self.weight_decay >= 0:
             raise InputError(f"trainer weight_decay must be >= 0, got {self.weight_decay}")
         if self.weight_decay > 0 and self.method != "adam":
@@ -91,6 +92,8 @@ def fit(
         raise InputError(f"x has {x.shape[0]} rows but y has {y.shape[0]}")
     if x.shape[0] == 0:
         raise InputError("cannot train on an empty dataset")
+    require_finite("training inputs x", x)
+    require_finite("training targets y", y)
     loss_fn = get_loss(trainer.loss)
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..data.checks import require_finite
 from ..errors import InputError
 from .fit import Budget
 
@@ -77,6 +78,7 @@ def check_sequences(
             raise InputError(
                 f"inputs must be (sequences, time, {size}) floats, got {codes.dtype} {tuple(codes.shape)}"
             )
+        require_finite("sequence inputs", codes)
     n = codes.shape[0]
     if n == 0 or codes.shape[1] == 0:
         raise InputError(f"no sequences to train or evaluate on: shape {tuple(codes.shape)}")
