@@ -9,32 +9,13 @@ iterations) and it has no time limit, so nothing it decides depends on the clock
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 from netbonsai.cli import main
 from netbonsai.runs import read_history
-
-WALL_CLOCK = {"seconds", "wall_seconds", "search_seconds", "environment"}
-
-# The quick preset with smaller epoch budgets and an early stop (a run of a few seconds).
-SHRUNK = ["--set", "start_epochs=100", "--set", "trial_epochs=5", "--set", "grow_epochs=20", "--set", "n_attempts=20",
-          "--set", "attempt_samples=1000", "--set", "max_cycles=2", "--max-params", "150"]
-
-
-def without_clock(record: dict) -> dict:
-    return {k: v for k, v in record.items() if k not in WALL_CLOCK}
-
-
-def crop_of_camera(path: Path) -> Path:
-    """A 64x48 crop of scikit-image's bundled camera image (about 2,300 training samples)."""
-    import skimage.data
-
-    Image.fromarray(skimage.data.camera()[200:248, 200:264]).save(path)
-    return path
+from tiny_runs import SHRUNK, assert_same_run, crop_of_camera, without_clock  # tests/ is on sys.path
 
 
 def grow(capsys: pytest.CaptureFixture, out: Path, *args: str) -> Path:
@@ -42,21 +23,6 @@ def grow(capsys: pytest.CaptureFixture, out: Path, *args: str) -> Path:
     err = capsys.readouterr().err
     assert code == 0, err
     return out
-
-
-def assert_same_run(first: Path, second: Path) -> None:
-    events = [list(read_history(run / "history.jsonl")) for run in (first, second)]
-    assert len(events[0]) == len(events[1])
-    for a, b in zip(*events):
-        assert without_clock(a) == without_clock(b)
-    assert (first / "config.json").read_bytes() == (second / "config.json").read_bytes()
-    results = [json.loads((run / "result.json").read_text()) for run in (first, second)]
-    assert without_clock(results[0]) == without_clock(results[1])
-    assert (first / "model").read_bytes() == (second / "model").read_bytes()
-    fronts = [sorted(p.name for p in (run / "front").iterdir()) for run in (first, second)]
-    assert fronts[0] == fronts[1] and fronts[0]
-    for name in fronts[0]:
-        assert (first / "front" / name).read_bytes() == (second / "front" / name).read_bytes()
 
 
 def test_same_seed_same_history_and_model(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

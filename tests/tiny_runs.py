@@ -1,9 +1,52 @@
-"""Settings of image grow/compare runs small enough for tests (about a second each)."""
+"""Settings of image grow/compare runs small enough for tests (about a second each), and the
+shrunken ``netbonsai grow brightness`` command line the determinism and kill/resume tests share."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+from PIL import Image
+
 from netbonsai.experiments.presets import DataSettings, TaskSettings
 from netbonsai.grow import GrowConfig
+from netbonsai.runs import read_history
+
+# Fields that hold wall-clock figures: the only ones allowed to differ between two runs.
+WALL_CLOCK = {"seconds", "wall_seconds", "search_seconds", "environment"}
+
+# The quick preset with smaller epoch budgets and an early stop (a run of a few seconds).
+SHRUNK = ["--set", "start_epochs=100", "--set", "trial_epochs=5", "--set", "grow_epochs=20", "--set", "n_attempts=20",
+          "--set", "attempt_samples=1000", "--set", "max_cycles=2", "--max-params", "150"]
+
+
+def without_clock(record: dict) -> dict:
+    return {k: v for k, v in record.items() if k not in WALL_CLOCK}
+
+
+def crop_of_camera(path: Path) -> Path:
+    """A 64x48 crop of scikit-image's bundled camera image (about 2,300 training samples)."""
+    import skimage.data
+
+    Image.fromarray(skimage.data.camera()[200:248, 200:264]).save(path)
+    return path
+
+
+def assert_same_run(first: Path, second: Path) -> None:
+    """Two grow runs agree on everything but wall-clock figures: history.jsonl event by event,
+    config.json, result.json, and byte-identical model and front/ files."""
+    events = [list(read_history(run / "history.jsonl")) for run in (first, second)]
+    assert len(events[0]) == len(events[1])
+    for a, b in zip(*events):
+        assert without_clock(a) == without_clock(b)
+    assert (first / "config.json").read_bytes() == (second / "config.json").read_bytes()
+    results = [json.loads((run / "result.json").read_text()) for run in (first, second)]
+    assert without_clock(results[0]) == without_clock(results[1])
+    assert (first / "model").read_bytes() == (second / "model").read_bytes()
+    fronts = [sorted(p.name for p in (run / "front").iterdir()) for run in (first, second)]
+    assert fronts[0] == fronts[1] and fronts[0]
+    for name in fronts[0]:
+        assert (first / "front" / name).read_bytes() == (second / "front" / name).read_bytes()
 
 
 def tiny_settings(task: str, preset: str = "quick", max_train: int = 600, attempt_samples: int = 300,

@@ -1,17 +1,25 @@
 """Atomic file writes: a temp file in the target's folder, fsync, then rename.
 
-A kill at any moment leaves either the old file or the new one, never a partial file.
+A kill at any moment leaves either the old file or the new one, never a partial file. A kill
+(SIGKILL, power loss) between creating the temp file and the rename leaves the temp file
+behind: :func:`remove_stale_temps` deletes such leftovers when a run directory is reopened.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from .errors import InputError
+
+
+TEMP_SUFFIX = ".tmp"
+# ".NAME.XXXXXXXX.tmp": the names mkstemp gives atomic_open's temp files (8 random characters)
+_TEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}" + re.escape(TEMP_SUFFIX) + "$")
 
 
 @contextmanager
@@ -23,7 +31,7 @@ def atomic_open(path: str | os.PathLike, mode: int = 0o644) -> Iterator[BinaryIO
     """
     target = Path(path)
     try:
-        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=TEMP_SUFFIX)
     except OSError as exc:
         raise InputError(f"cannot write {target}: {exc.strerror or exc}") from None
     try:
@@ -49,6 +57,27 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 def write_text(path: str | os.PathLike, text: str) -> Path:
     """Atomically replace ``path`` with UTF-8 ``text``."""
     return write_bytes(path, text.encode("utf-8"))
+
+
+def remove_stale_temps(folder: str | os.PathLike, recursive: bool = False, target: str | None = None) -> list[Path]:
+    """Delete the temp files that killed :func:`atomic_open` writes left in ``folder`` (and, with
+    ``recursive``, its subfolders): only names of atomic_open's pattern, and with ``target`` only
+    the temp files of that file name. Returns the deleted paths.
+
+    Call it only where no other process is writing into the folder at the same time.
+    """
+    root = Path(folder)
+    pattern = f".{target}.*{TEMP_SUFFIX}" if target is not None else f"*{TEMP_SUFFIX}"
+    candidates = root.rglob(pattern) if recursive else root.glob(pattern)
+    removed = []
+    for path in candidates:
+        if _TEMP_NAME.match(path.name) and path.is_file() and not path.is_symlink():
+            try:
+                path.unlink()
+            except OSError:
+                continue
+            removed.append(path)
+    return removed
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -4,7 +4,8 @@ Layout of a run directory ``DIR``::
 
     config.json      the full configuration and seed (written once; checked on --resume)
     history.jsonl    one JSON object per accepted event (rewritten from the checkpoint on resume)
-    checkpoint.pt    the latest resumable state (atomic: temp file + rename)
+    checkpoint.pt    the latest resumable state (atomic: temp file + rename; temp files a kill
+                     left behind are deleted when the run is reopened)
     model            the final network (netbonsai.load)
     front/           the Pareto-front networks, one file per point
     report.md        tables; *.png plots
@@ -30,7 +31,7 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-from .atomic import write_bytes, write_text
+from .atomic import remove_stale_temps, write_bytes, write_text
 from .errors import InputError
 
 CONFIG = "config.json"
@@ -97,6 +98,13 @@ class RunDir:
             raise InputError(f"cannot create output directory {self.path}: {exc.strerror or exc}") from None
         if not os.access(self.path, os.W_OK | os.X_OK):
             raise InputError(f"output directory {self.path} is not writable")
+        # A run killed while writing a file (a checkpoint, a front network) left its temp file
+        # behind. A fresh run can only follow one killed before config.json existed (the folder
+        # may be any existing one, so only config.json's temp files are touched there).
+        if resume:
+            remove_stale_temps(self.path, recursive=True)
+        else:
+            remove_stale_temps(self.path, target=CONFIG)
 
     def file(self, name: str) -> Path:
         """Path of a file inside the run directory."""
