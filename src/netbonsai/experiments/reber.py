@@ -336,7 +336,7 @@ def structure_settings(preset: str = "quick", **overrides: Any) -> StructureSett
         settings = StructureSettings(preset="quick", graphs_per_family=50, population=25, epochs=3,
                                      training=ReberTraining(max_train=6000))
     elif preset == "paper":
-        settings = StructureSettings(preset="paper", graphs_per_family=100)
+        settings = StructureSettings(preset="paper", graphs_per_family=100, population=12)
     elif preset == "smoke":
         settings = StructureSettings(
             preset="smoke", training=ReberTraining(n_strings=600, embedding_dim=8, max_test=200),
