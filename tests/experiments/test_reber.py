@@ -103,3 +103,16 @@ def test_shape_groups_cover_every_structure_once_with_similar_shapes_together() 
     groups = shape_groups(structures, 2)
     assert sorted(i for group in groups for i in group) == list(range(5))
     assert groups == [[4, 1], [2, 3], [0]]  # depth 1 (widths 1, 2), depth 2 (widest 3, then 5), depth 3
+
+
+def test_repeats_average_several_trainings_of_each_structure(tmp_path: Path) -> None:
+    once = reproduce_reber_structure_prediction(tmp_path / "once", preset="smoke", executor="inline")
+    settings = structure_settings("smoke", repeats=2)
+    twice = reproduce_reber_structure_prediction(tmp_path / "twice", settings=settings, executor="inline")
+    for first, second in zip(once["runs"], twice["runs"]):
+        assert len(second["test_accuracy_repeats"]) == 2
+        # repeat 0 is the single run's training; the reported accuracy is the mean of the repeats
+        assert second["test_accuracy_repeats"][0] == pytest.approx(first["test_accuracy"], abs=1e-6)
+        assert second["test_accuracy"] == pytest.approx(sum(second["test_accuracy_repeats"]) / 2)
+    with pytest.raises(InputError, match="repeats"):
+        structure_settings("quick", repeats=0)

@@ -108,8 +108,10 @@ def _run_jobs(run: RunDir, state: dict[str, Any], jobs: dict[str, tuple], execut
     if not todo:
         return
     with make_executor(executor, workers=workers) as pool:
-        futures = {key: pool.submit(*job) for key, job in todo.items()}
-        for key, future in futures.items():
+        futures = ((key, pool.submit(*job)) for key, job in todo.items())
+        if executor != "inline":  # a pool gets every job at once; inline, submit() runs the job, so
+            futures = list(futures)  # submit one at a time, each checkpointed before the next runs
+        for key, future in futures:
             state["done"][key] = future.result()
             run.save_checkpoint(state)
             on_done(key, state["done"][key])
@@ -310,13 +312,14 @@ class StructureSettings:
     cells: tuple[str, ...] = CELL_NAMES
     epochs: int = 1
     population: int = 25  # structures trained together in one job (padded to a common shape)
+    repeats: int = 1  # train each structure this many times (initial weights differ); its accuracy is the mean
     n_splits: int = 20  # random 90/10 splits the R^2 is averaged over
     test_fraction: float = 0.1
 
     def validate(self) -> None:
         self.training.validate()
-        if self.graphs_per_family < 2 or self.population < 1 or self.epochs < 1 or self.n_splits < 1:
-            raise InputError("graphs_per_family must be >= 2; population, epochs and n_splits >= 1")
+        if self.graphs_per_family < 2 or min(self.population, self.epochs, self.n_splits, self.repeats) < 1:
+            raise InputError("graphs_per_family must be >= 2; population, epochs, n_splits and repeats >= 1")
         if self.units_per_vertex < 1 or not 10 <= self.n_range[0] <= self.n_range[1]:
             raise InputError(f"units_per_vertex must be >= 1 and n_range within [10, ...], got {list(self.n_range)}")
         unknown = [c for c in self.cells if c not in CELLS]
@@ -360,16 +363,19 @@ def structure_graphs(settings: StructureSettings, seed: int) -> list[tuple[str, 
 
 def _structures_job(cell: str, structures: list[LayeredStructure], graphs: list[int], settings: StructureSettings,
                     seed: int) -> dict[str, Any]:
-    """Train ``structures`` (of graphs ``graphs``) of one cell as one population.
+    """Train ``structures`` (of graphs ``graphs``), ``settings.repeats`` times each, as one population.
 
-    Member ``i`` is seeded by its graph index alone and every member sees the same batches, so a
-    structure's result does not depend on which others share its population.
+    A member is seeded by its graph index and repeat alone and every member sees the same batches,
+    so a structure's result does not depend on which others share its population. Returned lists
+    are repeat-major: entry ``r * len(graphs) + i`` is graph ``graphs[i]``, repeat ``r``.
     """
     started = time.perf_counter()
     training = settings.training
     data = _reber(training, seed)
-    model = MaskedRecurrent(structures, cell, 2, vocab_size=128, embedding_dim=training.embedding_dim,
-                            seed=[seed * 1_000_003 + graph for graph in graphs])
+    repeats = range(settings.repeats)
+    model = MaskedRecurrent(list(structures) * settings.repeats, cell, 2, vocab_size=128,
+                            embedding_dim=training.embedding_dim,
+                            seed=[seed * 1_000_003 + graph + 7_919_000 * r for r in repeats for graph in graphs])
     fit = _train(model, data, settings.epochs, training, seed)
     return {"graphs": list(graphs), "test_accuracy": _test_accuracy(model, data),
             "train_loss": [float(v) for v in fit.loss], "params": [int(v) for v in model.num_params(embedding=False)],
@@ -416,7 +422,7 @@ def reproduce_reber_structure_prediction(
 
     def done(key: str, value: dict[str, Any]) -> None:
         run.append_event({"event": "job", "key": key, **value})
-        say(f"{key}: {len(value['test_accuracy'])} structures, mean test accuracy "
+        say(f"{key}: {len(value['test_accuracy'])} trainings, mean test accuracy "
             f"{float(np.mean(value['test_accuracy'])):.4f}, {value['seconds']:.0f} s")
 
     groups = shape_groups(structures, settings.population)
@@ -426,16 +432,20 @@ def reproduce_reber_structure_prediction(
 
     runs, correlations, r2, accuracy_by_cell = [], {}, {}, {}
     for cell in settings.cells:
-        by_graph: dict[int, tuple[dict[str, Any], int]] = {}
+        per_graph: dict[int, dict[str, list]] = {}
         for number in range(len(groups)):
             value = state["done"][f"{cell}/{number}"]
-            by_graph.update({graph: (value, i) for i, graph in enumerate(value["graphs"])})
-        accuracy = np.array([by_graph[g][0]["test_accuracy"][by_graph[g][1]] for g in range(len(structures))])
+            size = len(value["graphs"])
+            for i, graph in enumerate(value["graphs"]):
+                rows = range(i, len(value["test_accuracy"]), size)  # the graph's repeats
+                per_graph[graph] = {key: [value[key][j] for j in rows] for key in ("test_accuracy", "train_loss")}
+                per_graph[graph]["params"] = value["params"][i]
+        accuracy = np.array([float(np.mean(per_graph[g]["test_accuracy"])) for g in range(len(structures))])
         for g, (family, _) in enumerate(graphs):
-            value, i = by_graph[g]
             runs.append({"cell": cell, "family": family, "graph": g, "test_accuracy": float(accuracy[g]),
-                         "train_loss": value["train_loss"][i], "params": value["params"][i], **describe(dags[g]),
-                         "features": dict(zip(names, map(float, features[g])))})
+                         "test_accuracy_repeats": per_graph[g]["test_accuracy"],
+                         "train_loss": float(np.mean(per_graph[g]["train_loss"])), "params": per_graph[g]["params"],
+                         **describe(dags[g]), "features": dict(zip(names, map(float, features[g])))})
         accuracy_by_cell[cell] = accuracy
         correlations[cell] = pearson_correlations(features, names, accuracy)
         r2[cell] = {name: {"mean": v["mean"], "std": v["std"]} for name, v in regression_r2(
