@@ -1,5 +1,6 @@
 """Kill -9 and ``--resume``: a run SIGKILLed at random moments, then resumed, ends exactly as an
-uninterrupted run with the same seed.
+uninterrupted run with the same seed (``grow``, ``compare``, ``prune mnist``, and the resume path
+of ``reproduce reber-rnn-pruning`` through the Python API with its smoke preset).
 
 Each test runs the command once uninterrupted (the reference), then again in real child
 processes that it kills with SIGKILL (no cleanup handler runs) and restarts with ``--resume``
@@ -18,7 +19,9 @@ temp file of an interrupted atomic write left anywhere in the run directory.
 
 The kill moments are drawn with a seeded ``random.Random``: one as soon as history.jsonl holds
 the k-th event (k random; it often lands between an event and its checkpoint), others at a
-random delay (20% to 80% of the reference's wall time) once the child has made progress.
+random delay (20% to 80% of the reference's wall time) once the child has made progress, or at a
+random delay once a given file exists (compare: after its dense sweep; reproduce: after the first
+cell's checkpoint).
 """
 
 from __future__ import annotations
@@ -40,8 +43,9 @@ import torch
 import netbonsai
 from experiments.synthetic_idx import write_synthetic_mnist  # tests/ is on sys.path
 from netbonsai.cli import main
+from netbonsai.experiments.reber import _cell_event, _run_jobs, pruning_settings
 from netbonsai.runs import RunDir, read_history
-from tiny_runs import SHRUNK, assert_same_run, crop_of_camera, without_clock
+from tiny_runs import SHRUNK, SMALL_DENSE_GRID, assert_same_run, crop_of_camera, without_clock
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="kills child process groups (Linux)")
 
@@ -50,12 +54,26 @@ KILLING_SECONDS = 25.0  # no new kill is planned after this long; the final resu
 CHILD_TIMEOUT = 90.0  # a child that hangs fails the test instead of blocking it
 POLL = 0.005
 
+# What a child runs, before its arguments and ``--out DIR [--resume]``:
+CLI = ["-m", "netbonsai.cli"]
+# the command line with tiny_runs.shrunk_preset (a small dense grid) as the image presets;
+SHRUNK_PRESET_CLI = ["-c", "import sys, tiny_runs; sys.exit(tiny_runs.main_with_shrunk_preset(sys.argv[1:]))"]
+# reproduce reber-rnn-pruning with the smoke preset (which the command line does not offer), inline.
+REBER_SMOKE = ["-c", """
+import sys, torch
+from netbonsai.experiments.reber import reproduce_reber_rnn_pruning
+torch.set_num_threads(1)
+reproduce_reber_rnn_pruning(sys.argv[sys.argv.index("--out") + 1], preset="smoke", executor="inline",
+                            resume="--resume" in sys.argv)
+"""]
+
 
 def child_env() -> dict[str, str]:
-    """The test's environment, with this checkout's package first on the path."""
+    """The test's environment, with this checkout's package and tests/ (tiny_runs) first on the path."""
     env = dict(os.environ)
     src = str(Path(netbonsai.__file__).resolve().parents[1])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
+    tests = str(Path(__file__).resolve().parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (src, tests, env.get("PYTHONPATH")) if p)
     env["MPLBACKEND"] = "Agg"
     return env
 
@@ -78,8 +96,10 @@ def mtime(path: Path) -> int | None:
 class KilledRun:
     """One run directory driven through kills and resumes by child processes."""
 
-    def __init__(self, args: list[str], root: Path, reference: Path, checkpointed: Callable[[dict], list[dict]]) -> None:
-        self.args = args  # the command line, without --out and --resume
+    def __init__(self, args: list[str], root: Path, reference: Path, checkpointed: Callable[[dict], list[dict]],
+                 program: list[str] = CLI) -> None:
+        self.program = program  # what the child runs (CLI, SHRUNK_PRESET_CLI, REBER_SMOKE)
+        self.args = args  # its arguments, without --out and --resume
         self.out = root / "killed"
         self.logs = root / "logs"
         self.logs.mkdir(parents=True)
@@ -90,7 +110,7 @@ class KilledRun:
 
     # ------------------------------------------------------------------ children
     def argv(self, resume: bool) -> list[str]:
-        return [sys.executable, "-m", "netbonsai.cli", *self.args, "--out", str(self.out), *(["--resume"] if resume else [])]
+        return [sys.executable, *self.program, *self.args, "--out", str(self.out), *(["--resume"] if resume else [])]
 
     def launch(self, resume: bool | None = None) -> subprocess.Popen:
         """Start the command; by default with --resume exactly when the folder holds a run."""
@@ -175,6 +195,18 @@ class KilledRun:
         k = rng.randint(have + 1, len(self.reference))
         self.kill_when(self.launch(), lambda: history_lines(history) >= k, f"after event {k}")
 
+    def kill_after_file(self, name: str, delay: float = 0.0) -> None:
+        """Killed ``delay`` seconds after the file ``name`` exists in the run directory."""
+        path, seen = self.out / name, []
+        proc = self.launch()
+
+        def ready() -> bool:
+            if not seen and path.exists():
+                seen.append(time.monotonic())
+            return bool(seen) and time.monotonic() - seen[0] >= delay
+
+        self.kill_when(proc, ready, f"{delay:.2f} s after {name} exists")
+
     def kill_after_delay(self, rng: random.Random, reference_seconds: float) -> None:
         """Killed after a random delay (20% to 80% of the reference's wall time), but not before
         the child made progress: a new checkpoint, or a finished search (all events in history)."""
@@ -211,15 +243,23 @@ class KilledRun:
             left.append(f"{temps} temp files")
         return f" ({', '.join(left)})" if left else ""
 
-    def assert_finished_like(self, reference: Path) -> None:
+    def assert_finished_like(self, reference: Path, result: str = "result.json",
+                             same_bytes: tuple[str, ...] = ("config.json", "model")) -> None:
+        """The same events, no temp file, ``result`` equal but for wall-clock fields, and the files
+        (or every file of the folders) in ``same_bytes`` byte-identical."""
         events = list(read_history(self.out / "history.jsonl"))
         assert [without_clock(e) for e in events] == self.reference, self.outcomes
         leftovers = [str(p.relative_to(self.out)) for p in self.out.rglob("*") if p.name.endswith(".tmp")]
         assert not leftovers, f"temp files left behind: {leftovers}; {self.outcomes}"
-        assert (self.out / "config.json").read_bytes() == (reference / "config.json").read_bytes()
-        assert (self.out / "model").read_bytes() == (reference / "model").read_bytes()
-        results = [json.loads((run / "result.json").read_text()) for run in (reference, self.out)]
-        assert without_clock(results[0]) == without_clock(results[1])
+        for name in same_bytes:
+            files = [sorted(p.relative_to(run) for p in (run / name).rglob("*")) if (run / name).is_dir()
+                     else [Path(name)] for run in (reference, self.out)]
+            assert files[0] == files[1] and files[0], (name, files, self.outcomes)
+            for file in files[0]:
+                same = (self.out / file).read_bytes() == (reference / file).read_bytes()
+                assert same, (file, self.outcomes)
+        results = [json.loads((run / result).read_text()) for run in (reference, self.out)]
+        assert without_clock(results[0]) == without_clock(results[1]), self.outcomes
 
 
 def test_reopening_a_run_removes_the_temp_files_of_killed_writes(tmp_path: Path) -> None:
@@ -243,10 +283,10 @@ def test_reopening_a_run_removes_the_temp_files_of_killed_writes(tmp_path: Path)
     assert sorted(p.name for p in fresh.iterdir()) == [".history.jsonl.abcdefgh.tmp", "mine.txt"]
 
 
-def run_reference(args: list[str], out: Path) -> float:
+def run_reference(args: list[str], out: Path, program: list[str] = CLI) -> float:
     """The uninterrupted run, as a child process like the killed ones; its wall time in seconds."""
     started = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "netbonsai.cli", *args, "--out", str(out)], env=child_env(),
+    done = subprocess.run([sys.executable, *program, *args, "--out", str(out)], env=child_env(),
                           capture_output=True, text=True, timeout=CHILD_TIMEOUT)
     assert done.returncode == 0, done.stdout + done.stderr
     return time.monotonic() - started
@@ -298,3 +338,67 @@ def test_prune_mnist_killed_at_random_moments_resumes_to_the_uninterrupted_resul
     run.assert_finished_like(reference)
     assert [e["round"] for e in read_history(run.out / "history.jsonl")] == list(range(len(run.reference)))
     print(f"reference {seconds:.1f} s; launches: {run.outcomes}")
+
+
+@pytest.mark.slow  # about 35 s on a loaded 2-core machine
+def test_compare_killed_at_random_moments_resumes_to_the_uninterrupted_result(tmp_path: Path) -> None:
+    """compare with the shrunken search and a two-network dense grid (its sweep runs in a process
+    pool beside the search): killed before the first checkpoint, mid-search, and after the sweep
+    (dense.json written; the resume reuses it), then resumed."""
+    image = crop_of_camera(tmp_path / "crop.png")
+    args = ["compare", "brightness", "--quiet", "--threads", "1", "--image", str(image), "--seed", "3", *SHRUNK]
+    reference = tmp_path / "reference"
+    seconds = run_reference(args, reference, SHRUNK_PRESET_CLI)
+    dense = json.loads((reference / "dense.json").read_text())
+    assert [d["hidden"] for d in dense] == [list(h) for h in SMALL_DENSE_GRID]
+    run = KilledRun(args, tmp_path, reference, checkpointed=lambda saved: saved["search"]["events"],
+                    program=SHRUNK_PRESET_CLI)
+    rng = random.Random(SEED + 2)
+    # after dense.json: polishing done, then front/, model, comparison.json, plots, report.md
+    tail = (mtime(reference / "report.md") - mtime(reference / "dense.json")) / 1e9  # type: ignore[operator]
+
+    run.kill_before_checkpoint()
+    run.kill_after_event(rng)
+    run.kill_after_file("dense.json", rng.uniform(0.0, 1.0) * tail)
+    run.finish()
+
+    run.assert_finished_like(reference, result="comparison.json",
+                             same_bytes=("config.json", "model", "front", "dense"))
+    events = list(read_history(run.out / "history.jsonl"))
+    assert [e["index"] for e in events] == list(range(len(events)))
+    print(f"reference {seconds:.1f} s; launches: {run.outcomes}")
+
+
+def test_reproduce_reber_killed_at_random_moments_resumes_to_the_uninterrupted_result(tmp_path: Path) -> None:
+    """reproduce_reber_rnn_pruning(preset="smoke", executor="inline") in a child process: killed
+    once the first cell's checkpoint exists and at a random delay, then resumed."""
+    reference = tmp_path / "reference"
+    seconds = run_reference([], reference, REBER_SMOKE)
+    run = KilledRun([], tmp_path, reference, program=REBER_SMOKE,
+                    checkpointed=lambda saved: [_cell_event(v) for v in saved["done"].values()])
+    cells = list(pruning_settings("smoke").cells)
+    assert [e["cell"] for e in run.reference] == cells and len(cells) > 2
+    rng = random.Random(SEED + 3)
+
+    run.kill_after_file("checkpoint.pt")
+    run.kill_after_delay(rng, seconds)
+    run.finish()
+
+    run.assert_finished_like(reference, result="result.json", same_bytes=("config.json",))
+    print(f"reference {seconds:.1f} s; launches: {run.outcomes}")
+
+
+def test_inline_jobs_of_reproduce_are_checkpointed_one_by_one(tmp_path: Path) -> None:
+    """Inline, a job runs only once the one before it is checkpointed, so a kill loses at most the
+    job that was running (it used to run every job before the first checkpoint)."""
+    run = RunDir(tmp_path / "run")
+    seen = []
+
+    def job(key: str) -> str:
+        seen.append(list((run.load_checkpoint() or {"done": {}})["done"]))
+        return key.upper()
+
+    state: dict = {"done": {}}
+    _run_jobs(run, state, {key: (job, key) for key in "abc"}, "inline", 1, lambda key, value: None)
+    assert seen == [[], ["a"], ["a", "b"]]
+    assert state["done"] == run.load_checkpoint()["done"] == {"a": "A", "b": "B", "c": "C"}

@@ -4,11 +4,13 @@ shrunken ``netbonsai grow brightness`` command line the determinism and kill/res
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
-from netbonsai.experiments.presets import DataSettings, TaskSettings
+from netbonsai.experiments.presets import DataSettings, TaskSettings, task_settings
 from netbonsai.grow import GrowConfig
 from netbonsai.runs import read_history
 
@@ -20,8 +22,34 @@ SHRUNK = ["--set", "start_epochs=100", "--set", "trial_epochs=5", "--set", "grow
           "--set", "attempt_samples=1000", "--set", "max_cycles=2", "--max-params", "150"]
 
 
-def without_clock(record: dict) -> dict:
-    return {k: v for k, v in record.items() if k not in WALL_CLOCK}
+def without_clock(record: Any) -> Any:
+    """``record`` without its wall-clock fields, at any depth (e.g. the dense runs of comparison.json)."""
+    if isinstance(record, dict):
+        return {k: without_clock(v) for k, v in record.items() if k not in WALL_CLOCK}
+    if isinstance(record, list):
+        return [without_clock(v) for v in record]
+    return record
+
+
+# The dense baseline of a shrunken ``compare``: two networks, trained like the shrunken search's
+# starting network, and a shorter final training (none of it is a command-line setting).
+SMALL_DENSE_GRID = ((5, 5), (8, 7))
+
+
+def shrunk_preset(task: str, preset: str = "quick") -> TaskSettings:
+    """The preset with the small dense grid, 100 dense epochs and 50 polish epochs."""
+    settings = task_settings(task, preset)
+    return replace(settings, dense_grid=SMALL_DENSE_GRID, dense_epochs=100, polish_epochs=50)
+
+
+def main_with_shrunk_preset(argv: list[str]) -> int:
+    """``netbonsai ARGV`` with :func:`shrunk_preset` as the image presets (a child process's entry
+    point, see test_kill_resume.SHRUNK_PRESET_CLI)."""
+    from netbonsai.cli import main
+    from netbonsai.experiments import image_runs
+
+    image_runs.task_settings = shrunk_preset
+    return main(argv)
 
 
 def crop_of_camera(path: Path) -> Path:
