@@ -116,3 +116,11 @@ def test_repeats_average_several_trainings_of_each_structure(tmp_path: Path) -> 
         assert second["test_accuracy"] == pytest.approx(sum(second["test_accuracy_repeats"]) / 2)
     with pytest.raises(InputError, match="repeats"):
         structure_settings("quick", repeats=0)
+
+
+def test_shape_groups_are_balanced() -> None:
+    from netbonsai.experiments.reber import shape_groups
+
+    structures = [LayeredStructure.stacked(3, [w]) for w in range(1, 51)]
+    assert [len(g) for g in shape_groups(structures, 12)] == [10, 10, 10, 10, 10]
+    assert [len(g) for g in shape_groups(structures, 50)] == [50]
