@@ -106,7 +106,7 @@ def main() -> None:
 def reber_workload(args: argparse.Namespace) -> None:
     """The reber-structure-prediction jobs: grouped populations against one structure at a time."""
     from netbonsai.data.reber import make_reber
-    from netbonsai.experiments.reber import shape_groups
+    from netbonsai.experiments.reber import shape_groups, structure_population
     from netbonsai.priors import orient, sample_graphs, to_structure
 
     half = args.structures // 2
@@ -120,8 +120,7 @@ def reber_workload(args: argparse.Namespace) -> None:
     groups = shape_groups(structures, args.population)
 
     def model(indices: list[int]) -> MaskedRecurrent:
-        return MaskedRecurrent([structures[i] for i in indices], args.cell, 2, vocab_size=128, embedding_dim=128,
-                               seed=[args.seed * 1_000_003 + i for i in indices])
+        return structure_population(args.cell, [structures[i] for i in indices], indices, 128, args.seed)
 
     started = time.perf_counter()
     joint = {}

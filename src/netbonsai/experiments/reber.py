@@ -211,7 +211,7 @@ def reproduce_reber_rnn_pruning(
     say = on_progress or (lambda text: None)
     run = RunDir(out, resume=resume)
     run.write_config({"command": "reproduce", "experiment": "reber-rnn-pruning", "netbonsai_version": __version__,
-                      "seed": seed, **_plain(asdict(settings))})
+                      "seed": seed, **asdict(settings)})
     state = (run.load_checkpoint() if resume else None) or {"done": {}, "seconds": 0.0}
     run.write_history([_cell_event(state["done"][c]) for c in settings.cells if c in state["done"]])
     clock = time.perf_counter()
@@ -290,15 +290,6 @@ def _pair(point: dict[str, Any]) -> str:
     return f"{point['accuracy_pruned']:.3f} / " + ("-" if retrained is None else f"{retrained:.3f}")
 
 
-def _plain(value: Any) -> Any:
-    """Tuples as lists (config.json round-trips)."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
 # ---------------------------------------------------------------------- reber-structure-prediction
 @dataclass(frozen=True)
 class StructureSettings:
@@ -361,6 +352,14 @@ def structure_graphs(settings: StructureSettings, seed: int) -> list[tuple[str, 
     return graphs
 
 
+def structure_population(cell: str, structures: Sequence[LayeredStructure], graphs: Sequence[int],
+                         embedding_dim: int, seed: int, repeats: int = 1) -> MaskedRecurrent:
+    """The Reber classifiers of ``structures`` (graphs ``graphs``), ``repeats`` copies each, as one
+    population; member ``(r, i)`` (repeat-major) is seeded by graph ``graphs[i]`` and repeat ``r`` alone."""
+    return MaskedRecurrent(list(structures) * repeats, cell, 2, vocab_size=128, embedding_dim=embedding_dim,
+                           seed=[seed * 1_000_003 + graph + 7_919_000 * r for r in range(repeats) for graph in graphs])
+
+
 def _structures_job(cell: str, structures: list[LayeredStructure], graphs: list[int], settings: StructureSettings,
                     seed: int) -> dict[str, Any]:
     """Train ``structures`` (of graphs ``graphs``), ``settings.repeats`` times each, as one population.
@@ -372,10 +371,7 @@ def _structures_job(cell: str, structures: list[LayeredStructure], graphs: list[
     started = time.perf_counter()
     training = settings.training
     data = _reber(training, seed)
-    repeats = range(settings.repeats)
-    model = MaskedRecurrent(list(structures) * settings.repeats, cell, 2, vocab_size=128,
-                            embedding_dim=training.embedding_dim,
-                            seed=[seed * 1_000_003 + graph + 7_919_000 * r for r in repeats for graph in graphs])
+    model = structure_population(cell, structures, graphs, training.embedding_dim, seed, settings.repeats)
     fit = _train(model, data, settings.epochs, training, seed)
     return {"graphs": list(graphs), "test_accuracy": _test_accuracy(model, data),
             "train_loss": [float(v) for v in fit.loss], "params": [int(v) for v in model.num_params(embedding=False)],
@@ -414,7 +410,7 @@ def reproduce_reber_structure_prediction(
     say = on_progress or (lambda text: None)
     run = RunDir(out, resume=resume)
     run.write_config({"command": "reproduce", "experiment": "reber-structure-prediction",
-                      "netbonsai_version": __version__, "seed": seed, **_plain(asdict(settings))})
+                      "netbonsai_version": __version__, "seed": seed, **asdict(settings)})
     state = (run.load_checkpoint() if resume else None) or {"done": {}, "seconds": 0.0}
     clock = time.perf_counter()
     graphs = structure_graphs(settings, seed)
