@@ -355,3 +355,30 @@ def test_stack_members_puts_differently_pruned_copies_in_one_population() -> Non
         stack_members([base, MaskedRecurrent(structures[:1], "lstm", 2)])
     with pytest.raises(InputError, match="non-empty"):
         stack_members([])
+
+
+def test_layers_run_only_on_the_members_that_have_them() -> None:
+    """A layer runs on the contiguous members that have it (a population ordered by depth skips its
+    padded layers), on every member when they are not contiguous; each member still computes
+    exactly what it computes alone, outputs and gradients."""
+    structures = population_structures()  # depths 2, 3, 4
+    x, lengths = batch(n=4, t=5, features=4, seed=9)
+    orders = {(0, 1, 2): [(0, 3), (0, 3), (1, 3), (2, 3)],
+              (2, 1, 0): [(0, 3), (0, 3), (0, 2), (0, 1)],
+              (2, 0, 1): [(0, 3), (0, 3), (0, 3), (0, 1)]}  # layer 2: members 0 and 2, not contiguous
+    for order, spans in orders.items():
+        seeds = [member_seed(4, k) for k in order]
+        model = MaskedRecurrent([structures[k] for k in order], "lstm", 2, seed=seeds).double()
+        assert model._layer_members() == spans
+        out = model(x, lengths)
+        out.sum().backward()
+        for j, k in enumerate(order):
+            alone = MaskedRecurrent([structures[k]], "lstm", 2, seed=[seeds[j]]).double()
+            alone_out = alone(x, lengths)
+            torch.testing.assert_close(out[j], alone_out[0], atol=1e-12, rtol=0)
+            alone_out.sum().backward()
+            for name in ("weight_out", "weight_hh_l0", "weight_ih_l1"):
+                mask = getattr(model, name.replace("weight", "mask"))[j]
+                alone_mask = getattr(alone, name.replace("weight", "mask"))[0]
+                torch.testing.assert_close(getattr(model, name).grad[j][mask],
+                                           getattr(alone, name).grad[0][alone_mask], atol=1e-12, rtol=0)

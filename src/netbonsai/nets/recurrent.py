@@ -325,6 +325,19 @@ class MaskedRecurrent(nn.Module):
             reads.append([block for block in blocks if any(used[block[1] : block[2]])])
         return reads
 
+    def _layer_members(self) -> list[tuple[int, int]]:
+        """Per layer, the members ``lo:hi`` it is computed for. Members shallower than a layer are
+        only padding there (their state is exactly zero and nothing reads it), so when the members
+        that have the layer are contiguous (a population ordered by depth, either way) the layer
+        runs on that slice alone; otherwise on every member."""
+        depths = [s.num_layers for s in self.structures]
+        spans = []
+        for l in range(self.num_layers):
+            having = [k for k, depth in enumerate(depths) if depth > l]
+            lo, hi = having[0], having[-1] + 1
+            spans.append((lo, hi) if hi - lo == len(having) else (0, len(depths)))
+        return spans
+
     def _input_lookup(self, x: torch.Tensor) -> torch.Tensor:
         """What :meth:`_input_projection` reads: the codes as a one-hot ``(vocab, T*B)`` matrix for a
         small vocabulary, the flat codes ``(T*B,)`` otherwise, or the shared features ``(I, T*B)``
@@ -337,9 +350,10 @@ class MaskedRecurrent(nn.Module):
         return codes
 
     def _input_projection(
-        self, lookup: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
+        self, lookup: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, lo: int = 0, hi: int | None = None
     ) -> torch.Tensor:
-        """``weight @ input + bias`` for every time step, ``(K, rows, T*B)``.
+        """``weight @ input + bias`` for every time step, ``(K, rows, T*B)``, for members ``lo:hi``
+        (``weight`` and ``bias`` are theirs).
 
         Codes never materialise the embedded sequence: the embedding is folded into the weight
         first (a ``(K, rows, vocab)`` table), then the table is read by a one-hot product (small
@@ -349,7 +363,7 @@ class MaskedRecurrent(nn.Module):
         if self.vocab_size is None:
             out = torch.addmm(bias.reshape(-1, 1), weight.reshape(k * rows, -1), lookup)
             return out.view(k, rows, -1)
-        table = torch.baddbmm(bias.unsqueeze(2), weight, self.embedding.transpose(1, 2))
+        table = torch.baddbmm(bias.unsqueeze(2), weight, self.embedding[lo:hi].transpose(1, 2))
         if lookup.dim() == 1:
             return table.index_select(2, lookup)
         return torch.mm(table.reshape(k * rows, -1), lookup).view(k, rows, -1)
@@ -362,18 +376,19 @@ class MaskedRecurrent(nn.Module):
         transposed layout for layers this narrow.
         """
         x, lengths = self._check_inputs(x, lengths)
-        k, (b, t_max) = self.population_size, x.shape[:2]
+        k_all, (b, t_max) = self.population_size, x.shape[:2]
         steps = torch.arange(t_max, device=x.device)
         valid = (lengths.unsqueeze(0) > steps.unsqueeze(1)).view(t_max, 1, 1, b)  # (T, 1, 1, B)
         full_until = int(lengths.min())  # steps before this one are real for every sample
         reads = self._reads()
         lookup = self._input_lookup(x)
-        sources: list[torch.Tensor | None] = [None]  # layer s's states over time at s + 1
+        sources: list[tuple[int, torch.Tensor] | None] = [None]  # layer s's (lo, states over time) at s + 1
         finals = []
-        for l, w in enumerate(self.widths):
-            w_ih = self._p("weight_ih", l) * self._p("mask_ih", l)
-            w_hh = self._p("weight_hh", l) * self._p("mask_hh", l)
-            b_ih, b_hh = self._p("bias_ih", l), self._p("bias_hh", l)
+        for l, ((lo, hi), w) in enumerate(zip(self._layer_members(), self.widths)):
+            k = hi - lo
+            w_ih = self._p("weight_ih", l)[lo:hi] * self._p("mask_ih", l)[lo:hi]
+            w_hh = self._p("weight_hh", l)[lo:hi] * self._p("mask_hh", l)[lo:hi]
+            b_ih, b_hh = self._p("bias_ih", l)[lo:hi], self._p("bias_hh", l)[lo:hi]
             if self.cell == "lstm":  # torch's order i, f, g, o -> i, f, o, g: one sigmoid, one tanh
                 order = torch.arange(4 * w, device=w_ih.device).view(4, w)[[0, 1, 3, 2]].reshape(-1)
                 w_ih, w_hh, b_ih, b_hh = (p.index_select(1, order) for p in (w_ih, w_hh, b_ih, b_hh))
@@ -382,17 +397,19 @@ class MaskedRecurrent(nn.Module):
             pre = bias.unsqueeze(2)
             for block, start, stop in reads[l]:
                 if block == 0:
-                    pre = self._input_projection(lookup, w_ih[:, :, start:stop], bias)
+                    pre = self._input_projection(lookup, w_ih[:, :, start:stop], bias, lo, hi)
                 else:
-                    pre = torch.baddbmm(pre, w_ih[:, :, start:stop], sources[block].view(k, stop - start, -1))
+                    source_lo, states = sources[block]
+                    states = states[lo - source_lo : hi - source_lo]  # a layer's members include every later one's
+                    pre = torch.baddbmm(pre, w_ih[:, :, start:stop], states.view(k, stop - start, -1))
             if reads[l]:
                 pre = pre.view(k, -1, t_max, b)
             else:  # no member reads anything: the bias alone
                 pre = pre.unsqueeze(3).expand(k, -1, t_max, b)
             needed = any(block == l + 1 for later in reads[l + 1 :] for block, _, _ in later)
             outputs, final = self._recur(pre, w_hh, b_hh, valid, full_until, needed)
-            sources.append(outputs)
-            finals.append(final)
+            sources.append((lo, outputs))
+            finals.append(final if k == k_all else F.pad(final, (0, 0, 0, 0, lo, k_all - hi)))
         state = torch.cat(finals, 1) if len(finals) > 1 else finals[0]  # (K, units, B)
         head = self.weight_out * self.mask_out
         return torch.baddbmm(self.bias_out.unsqueeze(2), head, state).transpose(1, 2)
