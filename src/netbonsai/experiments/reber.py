@@ -355,9 +355,12 @@ def structure_graphs(settings: StructureSettings, seed: int) -> list[tuple[str, 
 def structure_population(cell: str, structures: Sequence[LayeredStructure], graphs: Sequence[int],
                          embedding_dim: int, seed: int, repeats: int = 1) -> MaskedRecurrent:
     """The Reber classifiers of ``structures`` (graphs ``graphs``), ``repeats`` copies each, as one
-    population; member ``(r, i)`` (repeat-major) is seeded by graph ``graphs[i]`` and repeat ``r`` alone."""
-    return MaskedRecurrent(list(structures) * repeats, cell, 2, vocab_size=128, embedding_dim=embedding_dim,
-                           seed=[seed * 1_000_003 + graph + 7_919_000 * r for r in range(repeats) for graph in graphs])
+    population; member ``i * repeats + r`` (a structure's copies side by side, so a population in
+    depth order stays in depth order and skips its padded layers) is seeded by graph ``graphs[i]``
+    and repeat ``r`` alone."""
+    return MaskedRecurrent([s for s in structures for _ in range(repeats)], cell, 2, vocab_size=128,
+                           embedding_dim=embedding_dim,
+                           seed=[seed * 1_000_003 + graph + 7_919_000 * r for graph in graphs for r in range(repeats)])
 
 
 def _structures_job(cell: str, structures: list[LayeredStructure], graphs: list[int], settings: StructureSettings,
@@ -366,7 +369,7 @@ def _structures_job(cell: str, structures: list[LayeredStructure], graphs: list[
 
     A member is seeded by its graph index and repeat alone and every member sees the same batches,
     so a structure's result does not depend on which others share its population. Returned lists
-    are repeat-major: entry ``r * len(graphs) + i`` is graph ``graphs[i]``, repeat ``r``.
+    are structure-major: entry ``i * repeats + r`` is graph ``graphs[i]``, repeat ``r``.
     """
     started = time.perf_counter()
     training = settings.training
@@ -434,11 +437,11 @@ def reproduce_reber_structure_prediction(
         per_graph: dict[int, dict[str, list]] = {}
         for number in range(len(groups)):
             value = state["done"][f"{cell}/{number}"]
-            size = len(value["graphs"])
+            repeats = len(value["test_accuracy"]) // len(value["graphs"])
             for i, graph in enumerate(value["graphs"]):
-                rows = range(i, len(value["test_accuracy"]), size)  # the graph's repeats
+                rows = range(i * repeats, (i + 1) * repeats)  # the graph's repeats
                 per_graph[graph] = {key: [value[key][j] for j in rows] for key in ("test_accuracy", "train_loss")}
-                per_graph[graph]["params"] = value["params"][i]
+                per_graph[graph]["params"] = value["params"][i * repeats]
         accuracy = np.array([float(np.mean(per_graph[g]["test_accuracy"])) for g in range(len(structures))])
         for g, (family, _) in enumerate(graphs):
             runs.append({"cell": cell, "family": family, "graph": g, "test_accuracy": float(accuracy[g]),
