@@ -82,8 +82,12 @@ def _reporter(quiet: bool):
 
 
 def _set_threads(threads: int) -> None:
+    """Every command's process setup: torch threads and an allocator that keeps freed memory."""
     import torch
 
+    from .runtime import keep_freed_memory
+
+    keep_freed_memory()
     torch.set_num_threads(threads)
 
 

@@ -63,14 +63,20 @@ def _ray_call(threads: int, fn: Callable[..., Any], args: tuple, kwargs: dict) -
     """Body of a Ray task: the same one-thread torch setting as a process-pool worker."""
     import torch
 
+    from .runtime import keep_freed_memory
+
+    keep_freed_memory()
     torch.set_num_threads(threads)
     return fn(*args, **kwargs)
 
 
 def _init_worker(threads: int, parent_pid: int) -> None:
-    """Set the worker's torch threads and make it exit when the parent process dies."""
+    """Set the worker's torch threads and allocator and make it exit when the parent process dies."""
     import torch
 
+    from .runtime import keep_freed_memory
+
+    keep_freed_memory()
     torch.set_num_threads(threads)
     _exit_with_parent(parent_pid)
 

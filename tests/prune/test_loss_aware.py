@@ -181,7 +181,7 @@ def test_deterministic_given_a_seed_with_adam_and_subsamples() -> None:
     x, y = data()
     cfg = config(
         trainer=TrainerConfig(method="adam", lr=3e-3, batch_size=64), trial_epochs=2, trial_samples=200,
-        score_samples=300, eps=0.1, max_steps=4,
+        score_samples=300, eps=10.0, max_steps=4,
     )
     a = loss_aware_prune(net, x, y, cfg)
     b = loss_aware_prune(net, x, y, cfg)

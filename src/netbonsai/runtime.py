@@ -1,0 +1,40 @@
+"""Process-wide settings that make training many small networks on a CPU fast.
+
+Training here allocates and frees the same large activation tensors thousands of times (a
+population of 12 networks on 60,000 samples: 37 MB per level). glibc serves allocations above
+its mmap threshold (at most 32 MB) with fresh pages from the kernel and gives them back on
+free, so every such tensor pays its page faults again: measured on one core, ``sigmoid`` of a
+(12, 13, 60000) tensor took 23 ms this way and 4.7 ms from a heap that keeps its memory.
+:func:`keep_freed_memory` raises the thresholds (the process keeps its peak memory instead of
+returning it); the CLI and every executor worker call it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import sys
+
+M_TRIM_THRESHOLD = -1  # glibc mallopt parameters (malloc.h)
+M_MMAP_THRESHOLD = -3
+ENV_SWITCH = "NETBONSAI_SYSTEM_MALLOC"  # set to 1 to leave the allocator alone (benchmarks)
+
+
+def keep_freed_memory(limit_bytes: int = 1 << 30) -> bool:
+    """Serve allocations below ``limit_bytes`` from the heap and keep freed memory for reuse.
+
+    Returns True when the setting was applied (Linux with glibc), False elsewhere or when the
+    environment variable ``NETBONSAI_SYSTEM_MALLOC=1`` asks to leave the allocator alone.
+    """
+    if not sys.platform.startswith("linux") or os.environ.get(ENV_SWITCH) == "1":
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (e.g. musl)
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    # some glibc versions refuse an mmap threshold above 32 MB: then that is the most they allow
+    applied = any(mallopt(M_MMAP_THRESHOLD, limit) for limit in (min(int(limit_bytes), 2**31 - 1), 32 << 20))
+    return applied and bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
