@@ -131,18 +131,22 @@ def _dense_job(data: TaskData, hidden: tuple[int, ...], settings: TaskSettings) 
 def submit_dense(executor, data: TaskData, settings: TaskSettings, reporter: Reporter) -> list[Future]:
     """Submit one job per architecture of the grid; progress is reported as each finishes."""
     reporter.dense_started(len(settings.dense_grid))
-    futures = []
     # Workers get their own copy: a process pool pickles tensors in a feeder thread, and torch's
     # pickling moves a tensor's storage into shared memory *in place*. Done on the search's own
     # tensors, that move races with the search reading them in this thread (measured: the
     # neuron-attempt sample of a compare run read as garbage, attempt losses of 3.8e25).
     shipped = replace(data, **{f.name: getattr(data, f.name).clone() for f in fields(data)
                               if isinstance(getattr(data, f.name), torch.Tensor)})
-    for hidden in settings.dense_grid:
-        future = executor.submit(_dense_job, shipped, tuple(hidden), settings)
+    # largest first: the big networks take longest, so the pool ends with small jobs filling the
+    # gaps instead of one big job running alone at the end; futures stay in grid order
+    layers = [[data.n_in, *hidden, data.n_out] for hidden in settings.dense_grid]
+    sizes = [sum(a * b + b for a, b in zip(units, units[1:])) for units in layers]  # weights + biases
+    submitted = {}
+    for index in sorted(range(len(sizes)), key=lambda i: -sizes[i]):
+        future = executor.submit(_dense_job, shipped, tuple(settings.dense_grid[index]), settings)
         future.add_done_callback(lambda f: None if f.exception() else reporter.dense_done(f.result()))
-        futures.append(future)
-    return futures
+        submitted[index] = future
+    return [submitted[i] for i in range(len(sizes))]
 
 
 def collect_dense(
