@@ -326,16 +326,16 @@ class MaskedRecurrent(nn.Module):
         return reads
 
     def _layer_members(self) -> list[tuple[int, int]]:
-        """Per layer, the members ``lo:hi`` it is computed for. Members shallower than a layer are
-        only padding there (their state is exactly zero and nothing reads it), so when the members
-        that have the layer are contiguous (a population ordered by depth, either way) the layer
-        runs on that slice alone; otherwise on every member."""
+        """Per layer, the members ``lo:hi`` it is computed for: the first to the last member that
+        has the layer. Members shallower than a layer are only padding there (their state is
+        exactly zero and nothing reads it), so a population ordered by depth (either way) runs
+        each layer on the members that have it alone. A layer's span lies within every earlier
+        layer's span (a member with layer ``l`` has every layer before it)."""
         depths = [s.num_layers for s in self.structures]
         spans = []
         for l in range(self.num_layers):
             having = [k for k, depth in enumerate(depths) if depth > l]
-            lo, hi = having[0], having[-1] + 1
-            spans.append((lo, hi) if hi - lo == len(having) else (0, len(depths)))
+            spans.append((having[0], having[-1] + 1))
         return spans
 
     def _input_lookup(self, x: torch.Tensor) -> torch.Tensor:
