@@ -22,6 +22,7 @@ from netbonsai.data import load_task
 from netbonsai.experiments.presets import task_settings
 from netbonsai.grow.search import start_network
 from netbonsai.grow.steps import addition_step, lowest_synapses, neuron_targets
+from netbonsai.runtime import keep_freed_memory
 from netbonsai.train import Budget, evaluate, fit
 
 
@@ -108,6 +109,7 @@ def main() -> None:
     parser.add_argument("--trial-samples", type=int, default=None,
                         help="override the preset's trial-retraining sample (0: the whole training split)")
     args = parser.parse_args()
+    keep_freed_memory()  # the process setup every netbonsai command uses
     torch.set_num_threads(args.threads)
     settings = task_settings("brightness", args.preset)
     d, g = settings.data, settings.grow.with_overrides(attempt_samples=args.attempt_samples)
