@@ -385,3 +385,12 @@ def test_layers_run_only_on_the_members_that_have_them() -> None:
                 alone_mask = getattr(alone, name.replace("weight", "mask"))[0]
                 torch.testing.assert_close(getattr(model, name).grad[j][mask],
                                            getattr(alone, name).grad[0][alone_mask], atol=1e-12, rtol=0)
+
+
+def test_the_cached_reads_follow_the_masks() -> None:
+    model = MaskedRecurrent([skip_structure()], "gru", 2, seed=0)
+    assert (0, 0, 4) in model._reads()[2]  # layer 2 reads input 1 directly
+    assert model._reads() is model._reads()  # cached while the masks stay
+    with torch.no_grad():
+        model.mask_ih_l2[:, :, :4] = False  # prune the skip connection in place
+    assert (0, 0, 4) not in model._reads()[2]

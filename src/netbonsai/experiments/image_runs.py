@@ -150,10 +150,10 @@ def submit_dense(executor, data: TaskData, settings: TaskSettings, reporter: Rep
 
 
 def collect_dense(
-    futures: list[Future], run: RunDir, data: TaskData, settings: TaskSettings | None = None
+    futures: list[Future], run: RunDir, data: TaskData, settings: TaskSettings
 ) -> list[dict[str, Any]]:
     """Wait for the dense jobs, save their networks under dense/ (with the task's preprocessing,
-    loss scale and, given ``settings``, the training config), write dense.json."""
+    loss scale and training config), write dense.json."""
     (run.path / "dense").mkdir(exist_ok=True)
     results = []
     for future in futures:
@@ -201,7 +201,7 @@ def run_search(
     return grow(data, settings.grow, state=state, on_event=on_event, checkpoint=checkpoint)
 
 
-def _model_info(data: TaskData, settings: TaskSettings | None, extra: dict[str, Any]) -> dict[str, Any]:
+def _model_info(data: TaskData, settings: TaskSettings, extra: dict[str, Any]) -> dict[str, Any]:
     """What a saved model carries: the task's preprocessing (``netbonsai predict`` rebuilds the
     samples of a new image from it), the loss scale and units, and the training config."""
     info = {
@@ -210,9 +210,8 @@ def _model_info(data: TaskData, settings: TaskSettings | None, extra: dict[str, 
         "preprocessing": data.preprocessing,
         "loss_units": LOSS_UNITS[data.task],
         "loss_scale": data.loss_scale,
+        "config": settings.to_dict(),
     }
-    if settings is not None:
-        info["config"] = settings.to_dict()
     return {**info, **extra}
 
 

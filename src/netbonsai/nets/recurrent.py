@@ -123,6 +123,10 @@ class MaskedRecurrent(nn.Module):
             max(s.widths[l] for s in structures if s.num_layers > l) for l in range(depth)
         )
         self.num_layers = depth
+        having = [[k for k, s in enumerate(structures) if s.num_layers > l] for l in range(depth)]
+        self._spans = tuple((members[0], members[-1] + 1) for members in having)  # see _layer_members
+        self._reads_key: tuple | None = None  # see _reads
+        self._reads_cache: list = []
         self.num_units = sum(self.widths)
         g, c = self.gates, self.num_classes
         if self.vocab_size is not None:
@@ -316,11 +320,19 @@ class MaskedRecurrent(nn.Module):
 
     def _reads(self) -> list[list[tuple[int, int, int]]]:
         """Per layer, the source blocks some member reads: ``(block, start, stop)`` with block 0
-        the input and block ``s + 1`` layer ``s``, and its columns ``start:stop`` of ``weight_ih``."""
+        the input and block ``s + 1`` layer ``s``, and its columns ``start:stop`` of ``weight_ih``.
+        Cached until an i2h mask changes (pruning), like ``DagNet.plan``."""
+        masks = [self._p("mask_ih", l) for l in range(self.num_layers)]
+        key = tuple((m.data_ptr(), m._version) for m in masks)
+        if self._reads_key != key:
+            self._reads_cache, self._reads_key = self._compute_reads(masks), key
+        return self._reads_cache
+
+    def _compute_reads(self, masks: list[torch.Tensor]) -> list[list[tuple[int, int, int]]]:
         edges = np.cumsum([0, self.input_size, *self.widths]).tolist()
         reads = []
         for l in range(self.num_layers):
-            used = self._p("mask_ih", l).flatten(0, 1).any(0).tolist()
+            used = masks[l].flatten(0, 1).any(0).tolist()
             blocks = [(s, edges[s], edges[s + 1]) for s in range(l + 1)]
             reads.append([block for block in blocks if any(used[block[1] : block[2]])])
         return reads
@@ -331,12 +343,7 @@ class MaskedRecurrent(nn.Module):
         exactly zero and nothing reads it), so a population ordered by depth (either way) runs
         each layer on the members that have it alone. A layer's span lies within every earlier
         layer's span (a member with layer ``l`` has every layer before it)."""
-        depths = [s.num_layers for s in self.structures]
-        spans = []
-        for l in range(self.num_layers):
-            having = [k for k, depth in enumerate(depths) if depth > l]
-            spans.append((having[0], having[-1] + 1))
-        return spans
+        return list(self._spans)
 
     def _input_lookup(self, x: torch.Tensor) -> torch.Tensor:
         """What :meth:`_input_projection` reads: the codes as a one-hot ``(vocab, T*B)`` matrix for a

@@ -189,6 +189,4 @@ def averaged_fit(
     apply_mask = mask_applier(model)
     if apply_mask is not None:
         apply_mask()
-    with torch.no_grad():
-        loss = get_loss(trainer.loss)(population_outputs(model, x), y)
-    return FitResult(loss.detach(), epochs, time.perf_counter() - started)
+    return FitResult(evaluate(model, x, y, trainer.loss), epochs, time.perf_counter() - started)

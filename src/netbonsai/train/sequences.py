@@ -23,6 +23,7 @@ from torch.nn import functional as F
 
 from ..data.checks import require_finite
 from ..errors import InputError
+from ..nets.masked import mask_applier
 from .fit import Budget
 
 
@@ -155,7 +156,7 @@ def fit_sequences(
     population = getattr(model, "population_size", 1)
     if any(p.dim() == 0 or p.shape[0] != population for p in params):
         raise InputError("fit_sequences needs a population model: every parameter's first dimension is K")
-    apply_mask = getattr(model, "apply_mask_", None)
+    apply_mask = mask_applier(model)
     optimizer = torch.optim.Adam(params, lr=lr)
     generator = torch.Generator().manual_seed(int(seed))
     device = params[0].device
@@ -167,7 +168,7 @@ def fit_sequences(
     model.train()
     try:
         for epoch in range(1, max_epochs + 1):
-            total = torch.zeros(population, dtype=torch.float64)
+            total = torch.zeros(population, device=device)
             batches = length_batches(lengths, batch_size, generator)
             for index in batches:
                 steps = int(lengths[index].max())
@@ -178,10 +179,10 @@ def fit_sequences(
                 if clip_norm is not None:
                     clip_member_grads_(params, clip_norm)
                 optimizer.step()
-                if callable(apply_mask):
+                if apply_mask is not None:
                     apply_mask()
-                total += losses.detach().double().cpu()
-            epoch_losses = total / len(batches)
+                total += losses.detach()
+            epoch_losses = total.double().cpu() / len(batches)
             curve.append(epoch_losses.tolist())
             if on_epoch is not None:
                 on_epoch(epoch, epoch_losses)
@@ -189,7 +190,7 @@ def fit_sequences(
                 break
     finally:
         model.train(mode)
-    final, _ = evaluate_sequences(model, codes, lengths, labels)
+    final, _ = _evaluate_checked(model, codes, lengths, labels)
     return SequenceFitResult(final, epoch, time.perf_counter() - started, curve)
 
 
@@ -208,6 +209,13 @@ def evaluate_sequences(
     evaluates 1.6x faster than 1024; for K=1, 2048 is fastest).
     """
     codes, lengths, labels = check_sequences(model, codes, lengths, labels)
+    return _evaluate_checked(model, codes, lengths, labels, batch_size)
+
+
+@torch.no_grad()
+def _evaluate_checked(model: nn.Module, codes: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor,
+                      batch_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`evaluate_sequences` on inputs :func:`check_sequences` has already checked."""
     if batch_size is None:
         batch_size = max(64, 2048 // getattr(model, "population_size", 1))
     device = next(model.parameters()).device
