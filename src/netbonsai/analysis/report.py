@@ -109,3 +109,9 @@ def front_table(
         ]
         rows.append(row)
     return markdown_table(headers, rows)
+
+
+def value_at(points: Sequence[Mapping[str, Any]], level: float, key: str, level_key: str) -> Any:
+    """``key`` of the curve point whose ``level_key`` equals ``level`` (to 1e-9), or None
+    (e.g. the retrained accuracy at 80% pruning of a pruning curve)."""
+    return next((point[key] for point in points if abs(point[level_key] - level) < 1e-9), None)

@@ -82,7 +82,7 @@ def brightness_samples(
     pixel minus it, all divided by ``scale``. Pixels are taken row by row, over every position
     whose neighbourhood lies inside the image (see :func:`brightness_positions`).
     """
-    inputs, targets, _ = _brightness(image, neighbourhood, scale)
+    inputs, targets, *_ = _brightness(image, neighbourhood, scale)
     return inputs, targets
 
 
@@ -117,8 +117,9 @@ def brightness_positions(shape: tuple[int, int], neighbourhood=NEIGHBOURHOOD) ->
     return rows, cols
 
 
-def _brightness(image: np.ndarray, neighbourhood, scale: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Inputs, targets and the reference brightness (point 0) of every predicted pixel."""
+def _brightness(image: np.ndarray, neighbourhood, scale: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, slice, slice]:
+    """Inputs, targets and the reference brightness (point 0) of every predicted pixel, and the
+    rows and columns of the predicted pixels."""
     points = check_neighbourhood(neighbourhood)
     image = _checked_image(image)
     ys, xs = brightness_positions(image.shape, points)
@@ -129,7 +130,7 @@ def _brightness(image: np.ndarray, neighbourhood, scale: float) -> tuple[np.ndar
     base = point(*points[0])
     inputs = np.stack([point(*offset) - base for offset in points[1:]], axis=1) / scale
     target = (image[ys, xs].reshape(-1) - base)[:, None] / scale
-    return inputs.astype(np.float32), target.astype(np.float32), base
+    return inputs.astype(np.float32), target.astype(np.float32), base, ys, xs
 
 
 @dataclass
@@ -166,8 +167,7 @@ def samples_from_preprocessing(image: np.ndarray, preprocessing: dict) -> ImageS
         scale = preprocessing.get("scale", 255.0)
         if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not np.isfinite(scale) or scale <= 0:
             raise InputError(f"preprocessing scale must be a positive number, got {scale!r}")
-        inputs, targets, base = _brightness(image, neighbourhood, float(scale))
-        rows, cols = brightness_positions(image.shape, neighbourhood)
+        inputs, targets, base, rows, cols = _brightness(image, neighbourhood, float(scale))
         return ImageSamples("brightness", inputs, targets, rows, cols, base, float(scale))
     inputs, targets = approx_samples(image)
     height, width = image.shape
@@ -224,16 +224,6 @@ def load_task(
         if value is not None and value < 1:
             raise InputError(f"{name} must be a positive number of samples, got {value}")
     pixels, source = load_image(image)
-    builder = brightness_samples if task == "brightness" else approx_samples
-    inputs, targets = builder(pixels)
-    if len(inputs) < MIN_SAMPLES:
-        raise InputError(f"{source}: the image gives only {len(inputs)} samples; need at least {MIN_SAMPLES}")
-    train, val = split_indices(len(inputs), val_fraction, seed)
-    rng = np.random.default_rng(seed + 1)
-    if max_train is not None and len(train) > max_train:
-        train = np.sort(rng.choice(train, max_train, replace=False))
-    if max_val is not None and len(val) > max_val:
-        val = np.sort(rng.choice(val, max_val, replace=False))
     height, width = pixels.shape
     if task == "brightness":
         loss_scale = 255.0**2
@@ -253,6 +243,16 @@ def load_task(
             "width": width,
             "height": height,
         }
+    samples = samples_from_preprocessing(pixels, preprocessing)  # what `netbonsai predict` rebuilds too
+    inputs, targets = samples.inputs, samples.targets
+    if len(inputs) < MIN_SAMPLES:
+        raise InputError(f"{source}: the image gives only {len(inputs)} samples; need at least {MIN_SAMPLES}")
+    train, val = split_indices(len(inputs), val_fraction, seed)
+    rng = np.random.default_rng(seed + 1)
+    if max_train is not None and len(train) > max_train:
+        train = np.sort(rng.choice(train, max_train, replace=False))
+    if max_val is not None and len(val) > max_val:
+        val = np.sort(rng.choice(val, max_val, replace=False))
     return TaskData(
         task=task,
         x_train=torch.from_numpy(inputs[train]),

@@ -23,6 +23,7 @@ from typing import Any, Callable
 import torch
 
 from .. import __version__
+from ..analysis.report import value_at
 from ..data.idx import load_mnist, resolve_data_root
 from ..errors import InputError
 from ..executor import make_executor
@@ -204,10 +205,7 @@ def _curve_event(key: str, points: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _accuracy_at(points: list[dict[str, Any]], level: float, key: str = "accuracy_retrained") -> float | None:
-    for point in points:
-        if abs(point["compression"] - level) < 1e-9:
-            return point[key]
-    return None
+    return value_at(points, level, key, "compression")
 
 
 def _headline(curves: dict[str, dict[str, list]]) -> dict[str, Any]:

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from .. import __version__
+from ..analysis.report import value_at
 from ..data.reber import ReberData, make_reber
 from ..errors import InputError
 from ..executor import make_executor
@@ -248,7 +249,7 @@ def _cell_event(value: dict[str, Any]) -> dict[str, Any]:
 
 
 def _point(points: list[dict[str, Any]], level: float, key: str) -> float | None:
-    return next((p[key] for p in points if abs(p["pruned"] - level) < 1e-9), None)
+    return value_at(points, level, key, "pruned")
 
 
 def _pruning_headline(cells: list[dict[str, Any]]) -> dict[str, Any]:
