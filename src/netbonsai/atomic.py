@@ -59,6 +59,18 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
     return write_bytes(path, text.encode("utf-8"))
 
 
+def check_output_file(path: str | os.PathLike, label: str = "output path") -> Path:
+    """An output file path that is not a directory and whose folder exists: checked before any
+    work is done, so a bad path fails at once instead of after the work. ``label`` names the path
+    in the message (e.g. the option that gave it)."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{label} {path} is a directory; give a file path")
+    if not path.parent.is_dir():
+        raise InputError(f"output folder {path.parent} does not exist ({label} {path})")
+    return path
+
+
 def remove_stale_temps(folder: str | os.PathLike, recursive: bool = False, target: str | None = None) -> list[Path]:
     """Delete the temp files that killed :func:`atomic_open` writes left in ``folder`` (and, with
     ``recursive``, its subfolders): only names of atomic_open's pattern, and with ``target`` only

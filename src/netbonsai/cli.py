@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from .atomic import check_output_file
 from .errors import InputError
 
 TASK = click.Choice(["brightness", "approx"])
@@ -352,14 +353,6 @@ def draw(model: Path, output: Path, title: str | None) -> None:
     click.echo(f"wrote {output} ({int(net.num_params()[0])} parameters, {net.n_hidden} hidden neurons)")
 
 
-def _check_output_file(path: Path, option: str) -> None:
-    """An output file path whose folder exists (checked before any work)."""
-    if path.is_dir():
-        raise InputError(f"{option} {path} is a directory; give a file path")
-    if not path.parent.is_dir():
-        raise InputError(f"output folder {path.parent} does not exist ({option} {path})")
-
-
 @cli.command(name="export")
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -377,7 +370,7 @@ def export_command(model: Path, onnx_path: Path | None, torchscript_path: Path |
         raise InputError("--onnx and --torchscript name the same file")
     for path, option in ((onnx_path, "--onnx"), (torchscript_path, "--torchscript")):
         if path is not None:
-            _check_output_file(path, option)
+            check_output_file(path, option)
     if onnx_path is not None:
         from .nets.export import _require_onnx
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..atomic import write_bytes
+from ..atomic import check_output_file, write_bytes
 from ..data.images import load_image
 from ..data.tasks import ImageSamples, samples_from_preprocessing
 from ..errors import InputError
@@ -120,11 +120,7 @@ def check_png_path(path: str | os.PathLike) -> Path:
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise InputError(f"the predicted image is written as PNG; give a .png path, got {path}")
-    if path.is_dir():
-        raise InputError(f"output path {path} is a directory")
-    if not path.parent.is_dir():
-        raise InputError(f"output folder {path.parent} does not exist")
-    return path
+    return check_output_file(path)
 
 
 def write_png(image: np.ndarray, path: str | os.PathLike) -> Path:
