@@ -38,6 +38,9 @@ class ForwardPlan:
     out_pos: torch.Tensor  # permuted positions of the output nodes, in output order
     out_slice: tuple[int, int] | None  # the same as a contiguous range, when it is one
     bounds: tuple[tuple[int, int], ...]  # (start, end) of level 0 (inputs) and of every later level
+    # per level >= 1: indices into ``bounds`` of the earlier levels with a live synapse into it
+    # (a dense layered MLP reads only the level just before; the other blocks are all zero)
+    sources: tuple[tuple[int, ...], ...]
 
 
 @dataclass(frozen=True)
@@ -226,7 +229,8 @@ class DagNet(nn.Module):
         """The cached evaluation order, recomputed whenever the mask changes."""
         key = (self.mask.data_ptr(), self.mask._version, tuple(self.mask.shape))
         if self._plan is None or self._plan_key != key:
-            self._plan = _make_plan(self.levels(), self.activations, self.n_out, self.mask.device)
+            union = self.mask.any(dim=0).cpu().numpy()
+            self._plan = _make_plan(_levels(union, self.n_in), union, self.activations, self.n_out, self.mask.device)
             self._plan_key = key
         return self._plan
 
@@ -298,18 +302,7 @@ class DagNet(nn.Module):
         weight_t = weight.transpose(1, 2)  # weight_t[k, j, i]: synapse i -> j
         x = (x.to(weight.dtype) - self.in_shift) / self.in_scale
         blocks = [x.transpose(1, 2).contiguous().expand(k, -1, -1)]
-        for start, end, groups in plan.levels:
-            pre = bias[:, start:end, None]
-            for (src_start, src_end), block in zip(plan.bounds, blocks):
-                pre = torch.baddbmm(pre, weight_t[:, start:end, src_start:src_end], block)
-            if probe is not None:
-                pre = pre + probe[:, start:end]
-            if len(groups) == 1:
-                level = apply_activation(groups[0][0], pre)
-            else:
-                parts = [apply_activation(a, pre[:, s - start : e - start]) for a, s, e in groups]
-                level = torch.cat(parts, dim=1)
-            blocks.append(level)
+        run_levels(plan, weight_t, bias, blocks, probe)
         return blocks, plan
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -536,7 +529,45 @@ def _levels(union: np.ndarray, n_in: int) -> np.ndarray:
     return level
 
 
-def _make_plan(levels: np.ndarray, activations: Sequence[str], n_out: int, device) -> ForwardPlan:
+def run_levels(
+    plan: ForwardPlan,
+    weight_t: torch.Tensor,
+    bias: torch.Tensor,
+    blocks: list[torch.Tensor],
+    probe: torch.Tensor | None = None,
+    offset: int = 0,
+) -> None:
+    """Evaluate every level of ``plan`` after the input block ``blocks[0]``, appending one
+    ``(K, n_level, B)`` block per level.
+
+    ``weight_t[k, q, p]`` is the weight of the synapse from plan position ``p`` to position
+    ``offset + q`` and ``bias[k, q]`` the bias at ``offset + q`` (``offset`` lets a caller hold
+    only the non-input rows). Earlier levels with no live synapse into a level are skipped:
+    their products are exactly zero, and in a layered MLP they are most of the matmuls.
+    """
+    k, batch = blocks[0].shape[0], blocks[0].shape[-1]
+    for (start, end, groups), sources in zip(plan.levels, plan.sources):
+        rows = slice(start - offset, end - offset)
+        pre = bias[:, rows, None]
+        if not sources:  # nodes without live inputs: constant at their bias
+            pre = pre.expand(k, end - start, batch).contiguous()
+        for index in sources:
+            src_start, src_end = plan.bounds[index]
+            pre = torch.baddbmm(pre, weight_t[:, rows, src_start:src_end], blocks[index])
+        if probe is not None:
+            pre = pre + probe[:, start:end]
+        blocks.append(activate_level(groups, pre, start))
+
+
+def activate_level(groups: tuple[tuple[str, int, int], ...], pre: torch.Tensor, start: int) -> torch.Tensor:
+    """Apply a level's activations to its pre-activations ``(K, n_level, B)``; ``groups`` are
+    ``(activation, start, end)`` runs in plan positions, the level beginning at ``start``."""
+    if len(groups) == 1:
+        return apply_activation(groups[0][0], pre)
+    return torch.cat([apply_activation(a, pre[:, s - start : e - start]) for a, s, e in groups], dim=1)
+
+
+def _make_plan(levels: np.ndarray, union: np.ndarray, activations: Sequence[str], n_out: int, device) -> ForwardPlan:
     n = len(levels)
     act_rank = {a: i for i, a in enumerate(sorted(set(activations)))}
     order = sorted(range(n), key=lambda i: (levels[i], act_rank[activations[i]], i))
@@ -559,12 +590,19 @@ def _make_plan(levels: np.ndarray, activations: Sequence[str], n_out: int, devic
     inverse = np.empty(n, dtype=np.int64)
     inverse[perm] = np.arange(n)
     out_pos = inverse[n - n_out :]
+    bounds = ((0, int((levels == 0).sum())),) + tuple((s, e) for s, e, _ in blocks)
+    live = union[perm][:, perm]  # live[p, q]: some variant has a synapse from position p to q
+    sources = tuple(
+        tuple(i for i, (src_start, src_end) in enumerate(bounds[: level + 1]) if live[src_start:src_end, start:end].any())
+        for level, (start, end, _) in enumerate(blocks)
+    )
     return ForwardPlan(
         perm=torch.as_tensor(perm, device=device),
         identity=bool(np.array_equal(perm, np.arange(n))),
         levels=tuple(blocks),
         out_pos=torch.as_tensor(out_pos, device=device),
-        bounds=((0, int((levels == 0).sum())),) + tuple((s, e) for s, e, _ in blocks),
+        bounds=bounds,
+        sources=sources,
         out_slice=(int(out_pos[0]), int(out_pos[-1]) + 1) if np.array_equal(out_pos, np.arange(out_pos[0], out_pos[0] + n_out)) else None,
     )
 

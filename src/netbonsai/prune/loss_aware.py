@@ -58,8 +58,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError
-from ..nets.activations import apply_activation
-from ..nets.dag import DagNet
+from ..nets.dag import DagNet, activate_level, run_levels
 from ..nets.synapses import lowest_synapses, removal_scores
 from ..train import Budget, TrainerConfig, evaluate, fit
 from ..train.losses import get_loss
@@ -147,11 +146,7 @@ def single_removal_losses(
                         pre = pre.clone()
                     cand = hit + c0
                     pre[hit, dst_pos[cand] - s] -= removed_w[cand, None] * values[src_pos[cand]]
-                if len(groups) == 1:
-                    level = apply_activation(groups[0][0], pre)
-                else:
-                    level = torch.cat([apply_activation(a, pre[:, gs - s : ge - s]) for a, gs, ge in groups], dim=1)
-                blocks.append((s, e, level))
+                blocks.append((s, e, activate_level(groups, pre, s)))
             if last_level_out:
                 out = blocks[-1][2]
             else:
@@ -219,15 +214,7 @@ class _TargetColumns(nn.Module):
             x = x.unsqueeze(0)
         x = (x.to(weight.dtype) - net.in_shift) / net.in_scale
         blocks = [x.transpose(1, 2).contiguous().expand(k, -1, -1)]
-        for start, end, groups in plan.levels:
-            pre = bias[:, start - c0 : end - c0, None]
-            for (src_start, src_end), block in zip(plan.bounds, blocks):
-                pre = torch.baddbmm(pre, weight_t[:, start - c0 : end - c0, src_start:src_end], block)
-            if len(groups) == 1:
-                level = apply_activation(groups[0][0], pre)
-            else:
-                level = torch.cat([apply_activation(a, pre[:, s - start : e - start]) for a, s, e in groups], dim=1)
-            blocks.append(level)
+        run_levels(plan, weight_t, bias, blocks, offset=c0)
         if plan.out_slice is not None and plan.out_slice == plan.bounds[-1]:
             out = blocks[-1]
         else:
