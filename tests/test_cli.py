@@ -247,7 +247,7 @@ def test_compare_polishes_every_reported_network(
     )
     assert code == 0, err
     config = json.loads((out / "config.json").read_text())
-    assert config["polish"] == {"epochs": 10, "points": 3}
+    assert config["polish"] == {"epochs": 10, "points": 3, "group": 1}
     assert config["grow"]["n_attempts"] == 4 and config["grow"]["trainer"]["history_size"] == 5
     comparison = json.loads((out / "comparison.json").read_text())
     assert 1 <= len(comparison["grown"]) <= 3

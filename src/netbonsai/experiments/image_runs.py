@@ -128,15 +128,22 @@ def _dense_job(data: TaskData, hidden: tuple[int, ...], settings: TaskSettings) 
     return {**summary, "net": net_to_state(net)}
 
 
+def _shipped(data: TaskData) -> TaskData:
+    """A copy of ``data`` for executor jobs.
+
+    Workers get their own copy: a process pool pickles tensors in a feeder thread, and torch's
+    pickling moves a tensor's storage into shared memory *in place*. Done on the search's own
+    tensors, that move races with the search reading them in this thread (measured: the
+    neuron-attempt sample of a compare run read as garbage, attempt losses of 3.8e25).
+    """
+    return replace(data, **{f.name: getattr(data, f.name).clone() for f in fields(data)
+                            if isinstance(getattr(data, f.name), torch.Tensor)})
+
+
 def submit_dense(executor, data: TaskData, settings: TaskSettings, reporter: Reporter) -> list[Future]:
     """Submit one job per architecture of the grid; progress is reported as each finishes."""
     reporter.dense_started(len(settings.dense_grid))
-    # Workers get their own copy: a process pool pickles tensors in a feeder thread, and torch's
-    # pickling moves a tensor's storage into shared memory *in place*. Done on the search's own
-    # tensors, that move races with the search reading them in this thread (measured: the
-    # neuron-attempt sample of a compare run read as garbage, attempt losses of 3.8e25).
-    shipped = replace(data, **{f.name: getattr(data, f.name).clone() for f in fields(data)
-                              if isinstance(getattr(data, f.name), torch.Tensor)})
+    shipped = _shipped(data)
     # largest first: the big networks take longest, so the pool ends with small jobs filling the
     # gaps instead of one big job running alone at the end; futures stay in grid order
     layers = [[data.n_in, *hidden, data.n_out] for hidden in settings.dense_grid]
@@ -215,37 +222,58 @@ def _model_info(data: TaskData, settings: TaskSettings, extra: dict[str, Any]) -
     return {**info, **extra}
 
 
-def polish(points: list[FrontPoint], data: TaskData, settings: TaskSettings) -> list[FrontPoint]:
-    """Give every reported network the same final training (``polish_epochs``), in one population.
+def polish(points: list[FrontPoint], data: TaskData, settings: TaskSettings, executor=None) -> list[FrontPoint]:
+    """Give every reported network the same final training (``polish_epochs``).
 
     Dense baselines get exactly this treatment too, so front networks and dense networks are
     both compared after the same final budget rather than at whatever point of training the
-    search happened to leave them.
+    search happened to leave them. Networks are trained in populations of
+    ``settings.polish_group`` (consecutive in ``points``), one job per population on
+    ``executor`` (in this process when None); the grouping, not the executor, fixes the result.
     """
     if settings.polish_epochs <= 0 or not points:
         return points
+    size = max(1, settings.polish_group)
+    groups = [[net_to_state(p.net) for p in points[i : i + size]] for i in range(0, len(points), size)]
+    if executor is None:
+        done = [_polish_job(data, group, settings) for group in groups]
+    else:
+        shipped = _shipped(data)
+        done = [future.result() for future in [executor.submit(_polish_job, shipped, g, settings) for g in groups]]
+    trained = [item for group in done for item in group]
+    return [
+        FrontPoint(item["params"], item["train_loss"], item["val_loss"], point.event, net_from_state(item["net"]))
+        for point, item in zip(points, trained)
+    ]
+
+
+def _polish_job(data: TaskData, states: list[dict[str, Any]], settings: TaskSettings) -> list[dict[str, Any]]:
+    """Polish one population of networks (given as states); returns plain data per network."""
     trainer = settings.grow.trainer
     trained, _ = fit_together(
-        [p.net for p in points], data.x_train, data.y_train, Budget(epochs=settings.polish_epochs), trainer,
-        seed=settings.grow.seed,
+        [net_from_state(state) for state in states], data.x_train, data.y_train,
+        Budget(epochs=settings.polish_epochs), trainer, seed=settings.grow.seed,
     )
-    polished = []
-    for point, net in zip(points, trained):
-        train_loss = float(evaluate(net, data.x_train, data.y_train, trainer.loss)[0]) * data.loss_scale
-        val_loss = float(evaluate(net, data.x_val, data.y_val, trainer.loss)[0]) * data.loss_scale
-        polished.append(FrontPoint(int(net.num_params()[0]), train_loss, val_loss, point.event, net))
-    return polished
+    return [
+        {
+            "params": int(net.num_params()[0]),
+            "train_loss": float(evaluate(net, data.x_train, data.y_train, trainer.loss)[0]) * data.loss_scale,
+            "val_loss": float(evaluate(net, data.x_val, data.y_val, trainer.loss)[0]) * data.loss_scale,
+            "net": net_to_state(net),
+        }
+        for net in trained
+    ]
 
 
-def final_front(result: GrowResult, data: TaskData, settings: TaskSettings) -> list[FrontPoint]:
+def final_front(result: GrowResult, data: TaskData, settings: TaskSettings, executor=None) -> list[FrontPoint]:
     """The reported front: up to ``polish_points`` search-front networks (evenly spread over
-    the parameter range), polished, then reduced to their own Pareto front."""
+    the parameter range), polished (on ``executor``), then reduced to their own Pareto front."""
     points = sorted(result.front, key=lambda p: p.params)
     limit = settings.polish_points
     if settings.polish_epochs > 0 and len(points) > limit:
         chosen = sorted({round(i * (len(points) - 1) / (limit - 1)) for i in range(limit)})
         points = [points[i] for i in chosen]
-    points = polish(points, data, settings)
+    points = polish(points, data, settings, executor)
     kept = {p["event"] for p in pareto_front([p.summary() for p in points])}
     return [p for p in points if p.event in kept]
 
@@ -279,7 +307,8 @@ def run_grow(options: RunOptions, out: str | Path, resume: bool = False, reporte
     settings, data, run = prepare(options, out, resume)
     result = run_search(data, settings, run, reporter)
     reporter.message("polishing the front networks")
-    front = save_front(final_front(result, data, settings), run, data, settings)
+    with make_executor(options.executor, workers=_workers(options.executor)) as executor:
+        front = save_front(final_front(result, data, settings, executor), run, data, settings)
     final = result.net
     save(final, run.file(MODEL), info=_model_info(data, settings, {"params": int(final.num_params()[0])}))
     wall = time.perf_counter() - started
@@ -339,7 +368,7 @@ def run_compare(options: RunOptions, out: str | Path, resume: bool = False, repo
         futures = submit_dense(executor, data, settings, reporter) if dense is None else []
         result = run_search(data, settings, run, reporter)
         reporter.message("polishing the front networks")
-        polished = final_front(result, data, settings)
+        polished = final_front(result, data, settings, executor)
         if dense is None:
             dense = collect_dense(futures, run, data, settings)
     front = save_front(polished, run, data, settings)

@@ -48,6 +48,10 @@ class TaskSettings:
     dense_epochs: int  # the same budget as the search's starting network
     polish_epochs: int = 0  # final training of every reported network, dense and grown alike
     polish_points: int = 12  # at most this many front networks are polished and reported
+    # networks per polish population, each population one executor job. 1: every front network
+    # is polished alone, exactly as each dense baseline is, and the jobs spread over the cores
+    # (on CPU a population of full-batch trainings costs the sum of its members anyway)
+    polish_group: int = 1
     extras: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -57,7 +61,7 @@ class TaskSettings:
             "data": asdict(self.data),
             "grow": self.grow.to_dict(),
             "dense": {"grid": [list(h) for h in self.dense_grid], "epochs": self.dense_epochs},
-            "polish": {"epochs": self.polish_epochs, "points": self.polish_points},
+            "polish": {"epochs": self.polish_epochs, "points": self.polish_points, "group": self.polish_group},
         }
 
 
