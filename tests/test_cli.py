@@ -260,6 +260,57 @@ def test_compare_polishes_every_reported_network(
         assert net.info["val_loss"] == pytest.approx(point["val_loss"])
 
 
+@pytest.mark.fast
+def test_compare_over_several_seeds_pools_them(capsys: pytest.CaptureFixture, tmp_path: Path, tiny: None) -> None:
+    image = write_image(tmp_path / "img.png")
+    out = tmp_path / "run"
+    args = ["compare", "brightness", "--image", image, "--out", out, "--executor", "inline", "--quiet",
+            "--seed", "3", "--seeds", "2"]
+    code, stdout, err = run_cli(capsys, *args)
+    assert code == 0, err
+    assert "Per-seed median ratio" in stdout
+    assert json.loads((out / "config.json").read_text())["seeds"] == [3, 4]
+    singles = [json.loads((out / f"seed-{s}" / "comparison.json").read_text()) for s in (3, 4)]
+    assert [c["seed"] for c in singles] == [3, 4]
+    assert singles[0]["dense"] != singles[1]["dense"]  # the dense networks' initial weights follow the seed
+    pooled = json.loads((out / "comparison.json").read_text())
+    assert pooled["seeds"] == [3, 4] and [r["seed"] for r in pooled["per_seed"]] == [3, 4]
+    assert [r["median_ratio"] for r in pooled["per_seed"]] == [c["median_ratio"] for c in singles]
+    assert len(pooled["dense"]) == sum(len(c["dense"]) for c in singles)
+    # the pooled grown front: no pooled network is beaten by a grown network of any seed
+    every = [g for c in singles for g in c["grown"]]
+    for g in pooled["grown"]:
+        assert not any(o["params"] <= g["params"] and o["val_loss"] < g["val_loss"] for o in every)
+    best = min(pooled["grown"], key=lambda g: g["val_loss"])
+    assert int(netbonsai.load(out / "model").num_params()[0]) == best["params"]
+    assert (out / "pareto.png").read_bytes()[:8] == PNG_SIGNATURE
+    code, stdout, err = run_cli(capsys, "show", out)
+    assert code == 0, err
+    assert "pooled over seeds [3, 4]" in stdout
+    # finished seeds are not run again on --resume; the pooled figures are the same
+    (out / "seed-4" / "history.jsonl").unlink()
+    code, _, err = run_cli(capsys, *args, "--resume")
+    assert code == 0, err
+    assert not (out / "seed-4" / "history.jsonl").exists()
+    assert json.loads((out / "comparison.json").read_text())["ratios"] == pooled["ratios"]
+
+
+def test_pool_comparisons_uses_both_pooled_fronts() -> None:
+    runs = [
+        {"seed": 0, "median_ratio": 1.0, "dense": [{"params": 10, "val_loss": 5.0}, {"params": 100, "val_loss": 1.0}],
+         "grown": [{"params": 10, "val_loss": 3.0}]},
+        {"seed": 1, "median_ratio": 2.0, "dense": [{"params": 20, "val_loss": 4.0}],
+         "grown": [{"params": 12, "val_loss": 2.0}, {"params": 15, "val_loss": 2.5}]},
+    ]
+    pooled = image_runs.pool_comparisons(runs)
+    assert [(g["seed"], g["params"]) for g in pooled["grown"]] == [(0, 10), (1, 12)]
+    assert len(pooled["dense"]) == 3 and {d["seed"] for d in pooled["dense"]} == {0, 1}
+    # loss 2.0 on the dense front 20 (4.0) .. 100 (1.0): log-interpolated at 2/3 of the way
+    assert [r["grown_params"] for r in pooled["ratios"]] == [10, 12]
+    assert pooled["ratios"][1]["ratio"] == pytest.approx(20 * (100 / 20) ** (2 / 3) / 12)
+    assert pooled["per_seed_median"]["mean"] == 1.5 and pooled["per_seed_median"]["std"] == pytest.approx(0.7071, abs=1e-4)
+
+
 @pytest.mark.parametrize("setting,expect", [("n_attempts=abc", "must be int"), ("bogus=1", "unknown"), ("x", "KEY=VALUE")])
 def test_bad_set_values_exit_2(capsys: pytest.CaptureFixture, tmp_path: Path, setting: str, expect: str) -> None:
     code, _, err = run_cli(capsys, "grow", "brightness", "--out", tmp_path / "o", "--set", setting, "--quiet")

@@ -154,7 +154,7 @@ def _parse_overrides(items: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _execute(kind: str, task, image, preset, seed, max_params, max_seconds, overrides, executor, threads, out, resume, quiet,
-             tensorboard=None):
+             tensorboard=None, seeds: int = 1):
     from .experiments import image_runs
 
     if max_params is not None and max_params < 1:
@@ -166,9 +166,9 @@ def _execute(kind: str, task, image, preset, seed, max_params, max_seconds, over
     _set_threads(threads)
     options = image_runs.RunOptions(
         task=task, image=image, preset=preset, seed=seed, max_params=max_params,
-        max_seconds=max_seconds, executor=executor, overrides=_parse_overrides(overrides),
+        max_seconds=max_seconds, executor=executor, overrides=_parse_overrides(overrides), seeds=seeds,
     )
-    runner = {"grow": image_runs.run_grow, "baseline": image_runs.run_baseline, "compare": image_runs.run_compare}[kind]
+    runner = {"grow": image_runs.run_grow, "baseline": image_runs.run_baseline, "compare": image_runs.run_compare_seeds}[kind]
     logging = _event_logging(tensorboard)
     reporter = _reporter(quiet)
     try:
@@ -200,9 +200,12 @@ def cli() -> None:
 
 @cli.command()
 @_run_options
-def compare(**kwargs) -> None:
+@click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Independent comparisons (seeds --seed, --seed + 1, ...; same data split) in DIR/seed-S, "
+                   "pooled: a single seed measures the ratio to about +-0.2.")
+def compare(seeds: int, **kwargs) -> None:
     """Grow-and-prune against a dense MLP sweep (same trainer, same budget): the parameter ratio."""
-    _execute("compare", **kwargs)
+    _execute("compare", seeds=seeds, **kwargs)
 
 
 @cli.command(name="grow")

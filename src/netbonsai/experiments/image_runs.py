@@ -6,6 +6,7 @@ checkpoints after every search event, and resumes from the last checkpoint when 
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import time
@@ -14,12 +15,13 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from .. import __version__
 from ..analysis.compare import param_ratios, ratio_summary
 from ..analysis.pareto import pareto_front
-from ..analysis.report import comparison_table, front_table
+from ..analysis.report import comparison_table, front_table, markdown_table
 from ..data.tasks import TaskData, load_task
 from ..errors import InputError
 from ..executor import make_executor
@@ -27,7 +29,7 @@ from ..grow.config import GrowConfig
 from ..grow.search import FrontPoint, GrowResult, SearchState, grow
 from ..nets.dag import DagNet
 from ..nets.io import load, net_from_state, net_to_state, save
-from ..runs import MODEL, REPORT, RunDir
+from ..runs import CONFIG, MODEL, REPORT, RunDir
 from ..train import Budget, evaluate
 from ..train.sweep import train_dense
 from ..train.together import fit_together
@@ -48,6 +50,7 @@ class RunOptions:
     max_seconds: float | None = None
     executor: str = "process"
     command: str = "compare"
+    seeds: int = 1  # compare: independent comparisons with seeds seed, seed + 1, ... (pooled)
     overrides: dict[str, Any] = field(default_factory=dict)  # GrowConfig fields, "trainer.x" for the trainer
 
     def settings(self) -> TaskSettings:
@@ -86,7 +89,12 @@ def _config(options: RunOptions, settings: TaskSettings, data: TaskData) -> dict
         "split": {k: v for k, v in data.describe().items() if k not in ("task", "image")},
         "loss_units": LOSS_UNITS[settings.task],
         "executor": options.executor,
+        **({"seeds": _seed_list(settings.grow.seed, options.seeds)} if options.seeds > 1 else {}),
     }
+
+
+def _seed_list(first: int, count: int) -> list[int]:
+    return list(range(first, first + count))
 
 
 def _environment() -> dict[str, Any]:
@@ -283,9 +291,8 @@ def save_front(front: list[FrontPoint], run: RunDir, data: TaskData, settings: T
     (run.path / "front").mkdir(exist_ok=True)
     records = []
     for point in front:
-        name = f"params_{point.params:05d}"
-        save(point.net, run.path / "front" / name, info=_model_info(data, settings, point.summary()))
-        records.append({**point.summary(), "file": f"front/{name}"})
+        save(point.net, run.path / _front_file(point.params), info=_model_info(data, settings, point.summary()))
+        records.append({**point.summary(), "file": _front_file(point.params)})
     return records
 
 
@@ -353,6 +360,11 @@ def run_baseline(options: RunOptions, out: str | Path, resume: bool = False, rep
     return RunSummary(run.path, table, {"dense": dense, "wall_seconds": wall})
 
 
+def _front_file(params: int) -> str:
+    """Where a run directory keeps its front network with ``params`` parameters."""
+    return f"front/params_{params:05d}"
+
+
 def run_compare(options: RunOptions, out: str | Path, resume: bool = False, reporter: Reporter | None = None) -> RunSummary:
     """``netbonsai compare``: dense sweep and search side by side, then the parameter ratios.
 
@@ -417,6 +429,117 @@ def run_compare(options: RunOptions, out: str | Path, resume: bool = False, repo
         "![front](pareto.png) ![history](history.png) ![network](network.png)\n",
     )
     return RunSummary(run.path, table + "\n" + headline, comparison)
+
+
+def run_compare_seeds(
+    options: RunOptions, out: str | Path, resume: bool = False, reporter: Reporter | None = None
+) -> RunSummary:
+    """``netbonsai compare --seeds N``: N complete comparisons, then the ratio over all of them.
+
+    One seed decides both the search and the dense networks' initial weights, so a single
+    comparison measures the ratio to about +-0.2 on these tasks (RESULTS.md). Seed ``s`` runs in
+    ``DIR/seed-s`` (a full compare run directory; the data split is the same for all). The pooled
+    figure compares the Pareto front of every seed's grown networks with the Pareto front of
+    every seed's dense networks: best of N on both sides, so neither side gets more tries. Each
+    seed's own median ratio is reported next to it (mean, spread). ``--resume`` skips finished
+    seeds and continues an interrupted one.
+    """
+    if options.seeds < 1:
+        raise InputError(f"--seeds must be at least 1, got {options.seeds}")
+    if options.seeds == 1:
+        return run_compare(options, out, resume, reporter)
+    reporter = reporter or Reporter()
+    options.command = "compare"
+    started = time.perf_counter()
+    settings, data, run = prepare(options, out, resume)
+    per_seed = []
+    for index, seed in enumerate(_seed_list(settings.grow.seed, options.seeds)):
+        sub = run.path / f"seed-{seed}"
+        if (sub / "comparison.json").exists():
+            figures = json.loads((sub / "comparison.json").read_text())
+        else:
+            reporter.message(f"seed {seed} ({index + 1} of {options.seeds})")
+            single = replace(options, seed=seed, seeds=1)
+            figures = run_compare(single, sub, resume and (sub / CONFIG).exists(), reporter).figures
+        per_seed.append(figures)
+    pooled = pool_comparisons(per_seed)
+    best = min(pooled["grown"], key=lambda g: g["val_loss"])
+    best_net = load(run.path / f"seed-{best['seed']}" / _front_file(best["params"]))
+    save(best_net, run.file(MODEL), info=_model_info(data, settings, {k: best[k] for k in ("params", "train_loss", "val_loss", "seed")}))
+    comparison = {
+        "task": data.task, "image": data.image, "preset": settings.preset, "seeds": [c["seed"] for c in per_seed],
+        "loss_units": LOSS_UNITS[data.task], **pooled, "wall_seconds": time.perf_counter() - started,
+        "environment": _environment(),
+    }
+    run.write_json("comparison.json", comparison)
+    series = {"dense MLP (all seeds)": comparison["dense"]}
+    series.update({f"netbonsai seed {c['seed']}": c["grown"] for c in per_seed})
+    from ..analysis.plots import pareto_plot
+
+    pareto_plot(series, run.file("pareto.png"), title=f"{data.task} on {data.image}, {options.seeds} seeds")
+    text = seeds_summary(comparison)
+    from ..atomic import write_text
+
+    write_text(
+        run.file(REPORT),
+        f"# netbonsai compare: {data.task} on {data.image}, seeds {comparison['seeds']}\n\n"
+        f"Preset `{settings.preset}`; the same data split for every seed. Losses: {LOSS_UNITS[data.task]}, on "
+        f"the validation set. Wall time {comparison['wall_seconds']:.1f} s. Each seed's run: `seed-S/`.\n\n"
+        f"{text}\n\n![front](pareto.png)\n",
+    )
+    return RunSummary(run.path, text, comparison)
+
+
+def pool_comparisons(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
+    """The pooled ratio of several compare runs (``comparison.json`` contents) and each run's own.
+
+    ``dense`` holds every run's dense networks and ``grown`` the Pareto front of every run's
+    grown networks, each tagged with its ``seed``; the ratios compare the two pooled fronts.
+    """
+    if not per_seed:
+        raise InputError("pooling needs at least one comparison")
+    dense = [{**d, "seed": c["seed"]} for c in per_seed for d in c["dense"]]
+    grown = pareto_front([{**g, "seed": c["seed"]} for c in per_seed for g in c["grown"]])
+    ratios = param_ratios(grown, dense)
+    summary = ratio_summary(ratios)
+    medians = [c["median_ratio"] for c in per_seed if c.get("median_ratio") is not None]
+    return {
+        "dense": dense, "grown": grown, "ratios": ratios,
+        "median_ratio": summary["median_ratio"], "min_ratio": summary["min_ratio"],
+        "max_ratio": summary["max_ratio"], "n_ratios": summary["n"],
+        "per_seed": [
+            {k: c.get(k) for k in ("seed", "median_ratio", "min_ratio", "max_ratio", "n_ratios", "wall_seconds")}
+            for c in per_seed
+        ],
+        "per_seed_median": {
+            "mean": float(np.mean(medians)) if medians else None,
+            "std": float(np.std(medians, ddof=1)) if len(medians) > 1 else None,
+            "min": min(medians, default=None), "max": max(medians, default=None),
+        },
+    }
+
+
+def seeds_summary(comparison: dict[str, Any]) -> str:
+    """The printed summary of a multi-seed comparison: per-seed table, pooled table, headline."""
+    rows = [[r["seed"], _fmt(r["median_ratio"]), _fmt(r["min_ratio"]), _fmt(r["max_ratio"]), r["n_ratios"],
+             _fmt(r["wall_seconds"], ".1f")] for r in comparison["per_seed"]]
+    spread = comparison["per_seed_median"]
+    pooled = (f"**{comparison['median_ratio']:.2f}** (min {comparison['min_ratio']:.2f}, max "
+              f"{comparison['max_ratio']:.2f}, {comparison['n_ratios']} front points)"
+              if comparison["n_ratios"] else "none (no pooled grown network inside the dense loss range)")
+    per_seed = (f"{spread['mean']:.2f} +- {spread['std']:.2f} (mean +- sd over seeds)"
+                if spread["std"] is not None else "-")
+    return (
+        "## Each seed\n\n"
+        + markdown_table(["seed", "median ratio", "min", "max", "front points", "wall (s)"], rows)
+        + "\n## All seeds pooled (Pareto front of every grown network against that of every dense one)\n\n"
+        + comparison_table(comparison["ratios"], loss_format="{:.6g}")
+        + f"\nPooled median parameter ratio at equal validation loss: {pooled}. Per-seed median ratio: {per_seed}."
+    )
+
+
+def _fmt(value: Any, spec: str = ".2f") -> str:
+    return "-" if value is None else format(value, spec)
 
 
 def _headline(summary: dict[str, Any], comparison: dict[str, Any]) -> str:

@@ -92,6 +92,9 @@ def _describe_image_run(run_dir: Path, config: dict[str, Any]) -> str:
         if data.get("median_ratio") is not None:
             lines.append(f"median ratio {_number(data['median_ratio'], '.2f')}, min {_number(data.get('min_ratio'), '.2f')}; "
                          f"wall {_number(data.get('wall_seconds'), '.1f')} s")
+        if data.get("per_seed"):
+            medians = ", ".join(f"seed {r.get('seed')}: {_number(r.get('median_ratio'), '.2f')}" for r in data["per_seed"])
+            lines.append(f"pooled over seeds {data.get('seeds')}; each seed's median ratio: {medians}")
     elif not events and not (run_dir / "dense.json").exists():
         lines.append("no results yet")
     return "\n".join(lines).rstrip() + "\n"
