@@ -122,6 +122,26 @@ def test_levels_of_an_mlp() -> None:
     assert mlp().levels().tolist() == [0] * 4 + [1] * 5 + [2] * 5 + [3]
 
 
+def test_plan_multiplies_only_levels_with_live_synapses() -> None:
+    net = mlp()  # 4-5-5-1: each level reads only the level before it
+    assert net.plan().sources == ((0,), (1,), (2,))
+    # a skip synapse input -> output makes the inputs a source of the output level
+    skip = torch.zeros_like(net.mask)
+    skip[0, 0, 14] = True
+    wired = net._rebuild(net.weight.detach(), net.mask | skip, net.bias.detach())
+    assert wired.plan().sources == ((0,), (1,), (0, 2))
+    # the output of a skipped block is exactly what the full sum of zero products gives
+    reference = wired.clone()
+    reference._plan = reference.plan().__class__(**{**reference.plan().__dict__, "sources": ((0,), (0, 1), (0, 1, 2))})
+    reference._plan_key = wired._plan_key
+    assert torch.equal(wired.population(inputs()), reference.population(inputs()))
+    # a level cut off from every earlier level keeps its bias
+    cut = remove(mlp(), [(i, j) for i in range(4) for j in range(4, 9)])
+    assert cut.plan().sources[0] == ()
+    hidden = cut.node_values(inputs())[0, :, 4:9]
+    torch.testing.assert_close(hidden, torch.tanh(cut.bias.detach()[0, 4:9]).expand_as(hidden), atol=1e-6, rtol=0)
+
+
 def test_fold_normalization_preserves_outputs() -> None:
     net = normalize(mlp())
     assert net.has_normalization
