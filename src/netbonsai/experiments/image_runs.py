@@ -456,7 +456,10 @@ def run_compare_seeds(
     for index, seed in enumerate(_seed_list(settings.grow.seed, options.seeds)):
         sub = run.path / f"seed-{seed}"
         if (sub / "comparison.json").exists():
-            figures = json.loads((sub / "comparison.json").read_text())
+            try:
+                figures = json.loads((sub / "comparison.json").read_text())
+            except (OSError, json.JSONDecodeError) as exc:
+                raise InputError(f"cannot read {sub / 'comparison.json'}: {exc}") from None
         else:
             reporter.message(f"seed {seed} ({index + 1} of {options.seeds})")
             single = replace(options, seed=seed, seeds=1)

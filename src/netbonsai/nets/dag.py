@@ -281,8 +281,9 @@ class DagNet(nn.Module):
         """Level-by-level evaluation, feature-major: one ``(K, n_level, B)`` block per level.
 
         Activations are rows per node (contiguous over samples). A level's pre-activation is
-        its bias plus one batched matmul per earlier level, so no level is ever copied into a
-        concatenated buffer, and each elementwise op runs on contiguous memory.
+        its bias plus one batched matmul per earlier level that feeds it (:func:`run_levels`),
+        so no level is ever copied into a concatenated buffer, and each elementwise op runs on
+        contiguous memory.
         ``probe`` (``(K, N, B)`` zeros in plan order) is added to the pre-activations so that
         its gradient is the per-sample sensitivity of a scalar to every node's pre-activation.
         """
