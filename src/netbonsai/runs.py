@@ -125,10 +125,7 @@ class RunDir:
         write_text(self.file(CONFIG), text)
 
     def read_config(self) -> dict[str, Any]:
-        try:
-            return json.loads(self.file(CONFIG).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise InputError(f"cannot read {self.file(CONFIG)}: {exc}") from None
+        return read_json(self.file(CONFIG))
 
     # -------------------------------------------------------------- history
     def append_event(self, event: dict[str, Any]) -> None:
@@ -185,6 +182,19 @@ class RunDir:
     def write_json(self, name: str, value: Any) -> Path:
         """Atomically write a JSON file into the run directory."""
         return write_text(self.file(name), dumps(value, indent=2) + "\n")
+
+
+def read_json(path: str | os.PathLike, kind: type | None = dict) -> Any:
+    """The JSON in ``path``; InputError for an unreadable or damaged file, or one of the wrong kind."""
+    path = Path(path)
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"cannot read {path}: {exc}") from None
+    if kind is not None and not isinstance(value, kind):
+        raise InputError(f"cannot read {path}: expected a JSON {'object' if kind is dict else 'list'}, "
+                         f"got {type(value).__name__}")
+    return value
 
 
 def read_history(path: str | os.PathLike) -> Iterator[dict[str, Any]]:

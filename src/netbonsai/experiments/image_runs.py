@@ -6,7 +6,6 @@ checkpoints after every search event, and resumes from the last checkpoint when 
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import time
@@ -29,7 +28,7 @@ from ..grow.config import GrowConfig
 from ..grow.search import FrontPoint, GrowResult, SearchState, grow
 from ..nets.dag import DagNet
 from ..nets.io import load, net_from_state, net_to_state, save
-from ..runs import CONFIG, MODEL, REPORT, RunDir
+from ..runs import CONFIG, MODEL, REPORT, RunDir, read_json
 from ..train import Budget, evaluate
 from ..train.sweep import train_dense
 from ..train.together import fit_together
@@ -183,12 +182,8 @@ def collect_dense(
 
 def load_dense(run: RunDir) -> list[dict[str, Any]] | None:
     """Dense results of an earlier (interrupted) run, if its sweep had finished."""
-    import json
-
     path = run.file("dense.json")
-    if not path.exists():
-        return None
-    return json.loads(path.read_text())
+    return read_json(path, list) if path.exists() else None
 
 
 # ---------------------------------------------------------------------- grow
@@ -456,10 +451,7 @@ def run_compare_seeds(
     for index, seed in enumerate(_seed_list(settings.grow.seed, options.seeds)):
         sub = run.path / f"seed-{seed}"
         if (sub / "comparison.json").exists():
-            try:
-                figures = json.loads((sub / "comparison.json").read_text())
-            except (OSError, json.JSONDecodeError) as exc:
-                raise InputError(f"cannot read {sub / 'comparison.json'}: {exc}") from None
+            figures = read_json(sub / "comparison.json")
         else:
             reporter.message(f"seed {seed} ({index + 1} of {options.seeds})")
             single = replace(options, seed=seed, seeds=1)

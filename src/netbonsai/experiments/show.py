@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from ..analysis.report import comparison_table, front_table, markdown_table
 from ..errors import InputError
-from ..runs import CONFIG, HISTORY, read_history
-
-
-def _read_json(path: Path, kind: type | None = dict) -> Any:
-    """The JSON in ``path``; InputError for an unreadable or damaged file, or one of the wrong kind."""
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"cannot read {path}: {exc}") from None
-    if kind is not None and not isinstance(value, kind):
-        raise InputError(f"cannot read {path}: expected a JSON {'object' if kind is dict else 'list'}, "
-                         f"got {type(value).__name__}")
-    return value
+from ..runs import CONFIG, HISTORY, read_history, read_json
 
 
 def _require(path: Path, value: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
@@ -46,7 +33,7 @@ def describe_run(run_dir: str | Path) -> str:
         raise InputError(f"run directory {run_dir} does not exist")
     if not (run_dir / CONFIG).exists():
         raise InputError(f"{run_dir} is not a netbonsai run directory (no {CONFIG})")
-    config = _read_json(run_dir / CONFIG)
+    config = read_json(run_dir / CONFIG)
     try:
         if config.get("command") == "prune" or "experiment" in config:
             return _describe_generic(run_dir, config)
@@ -84,9 +71,9 @@ def _describe_image_run(run_dir: Path, config: dict[str, Any]) -> str:
         lines.append(markdown_table(["#", "event", "params", "train loss", "val loss", "seconds"], rows))
     if (run_dir / "dense.json").exists():
         lines.append("Dense MLPs:\n")
-        lines.append(front_table(_read_json(run_dir / "dense.json", list)))
+        lines.append(front_table(read_json(run_dir / "dense.json", list)))
     if comparison.exists():
-        data = _require(comparison, _read_json(comparison), ("ratios",))
+        data = _require(comparison, read_json(comparison), ("ratios",))
         lines.append("Parameter ratio at equal validation loss:\n")
         lines.append(comparison_table(data["ratios"]))
         if data.get("median_ratio") is not None:
@@ -130,7 +117,7 @@ def _describe_generic(run_dir: Path, config: dict[str, Any]) -> str:
         lines.append("Latest events:\n")
         lines.append(_events_table(events))
     if result_path.exists():
-        result = _read_json(result_path)
+        result = read_json(result_path)
         headline = {k: v for k, v in result.items() if _scalar(v)}
         headline.update({k: v for k, v in result.get("headline", {}).items() if _scalar(v)})
         lines.append("Result:\n")
