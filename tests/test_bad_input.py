@@ -232,6 +232,10 @@ CASES: dict[str, tuple[Case, str]] = {
                                "cannot resume"),
     "reproduce-bad-preset": (lambda t: ["reproduce", "reber-rnn-pruning", "--preset", "huge", "--out", t / "out"],
                              "huge"),
+    "reproduce-repeats-elsewhere": (lambda t: ["reproduce", "reber-rnn-pruning", "--repeats", "2", "--out", t / "out"],
+                                    "reber-structure-prediction only"),
+    "reproduce-repeats-zero": (lambda t: ["reproduce", "reber-structure-prediction", "--repeats", "0", "--out",
+                                          t / "out"], "--repeats"),
     # model files and run directories
     "draw-corrupt-model": (lambda t: ["draw", corrupt_model(t), "-o", t / "net.png"], "model"),
     "draw-missing-model": (lambda t: ["draw", t / "absent", "-o", t / "net.png"], "does not exist"),

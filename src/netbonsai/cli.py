@@ -295,10 +295,13 @@ def prune(dataset: str, data_dir, download, arch, activation, method, schedule, 
 @click.option("--executor", type=click.Choice(["inline", "process", "ray"]), default=None,
               help="Where independent trainings run (default: the experiment's own choice; ray needs netbonsai[ray]).")
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Parallel workers of the executor (default 2).")
+@click.option("--repeats", type=click.IntRange(min=1), default=None,
+              help="Trainings per structure from different initial weights; its accuracy is their mean "
+                   "(reber-structure-prediction; default 1, as in the paper).")
 @click.option("--tensorboard", type=click.Path(file_okay=False, path_type=Path), default=None, help=TENSORBOARD_HELP)
 @click.option("--quiet", is_flag=True, help="No progress lines.")
 def reproduce(experiment: str | None, preset, data_dir, download, seed, threads, out, resume, executor, workers,
-              tensorboard, quiet) -> None:
+              repeats, tensorboard, quiet) -> None:
     """Reproduce a paper's table or figure (lists the experiments when EXPERIMENT is omitted)."""
     from .experiments.registry import EXPERIMENTS, get_experiment
 
@@ -320,9 +323,15 @@ def reproduce(experiment: str | None, preset, data_dir, download, seed, threads,
         if not quiet:
             click.echo(f"{chosen.name}: {text}", err=True)
 
-    parallel = {k: v for k, v in (("executor", executor), ("workers", workers)) if v is not None}
+    options = {k: v for k, v in (("executor", executor), ("workers", workers)) if v is not None}
+    for option, value in (("repeats", repeats),):
+        if value is not None:
+            if option not in chosen.options:
+                takers = [e.name for e in EXPERIMENTS.values() if option in e.options]
+                raise InputError(f"--{option} applies to {', '.join(takers)} only, not {chosen.name}")
+            options[option] = value
     with _event_logging(tensorboard):
-        result = chosen.runner(out, preset, data_dir, seed, resume, progress, **parallel)
+        result = chosen.runner(out, preset, data_dir, seed, resume, progress, **options)
     headline = {k: v for k, v in result.items() if not isinstance(v, (dict, list))}
     headline.update(result.get("headline", {}))
     click.echo(json.dumps(headline, indent=2))

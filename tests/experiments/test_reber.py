@@ -124,3 +124,16 @@ def test_shape_groups_are_balanced() -> None:
     structures = [LayeredStructure.stacked(3, [w]) for w in range(1, 51)]
     assert [len(g) for g in shape_groups(structures, 12)] == [10, 10, 10, 10, 10]
     assert [len(g) for g in shape_groups(structures, 50)] == [50]
+
+
+def test_command_line_repeats_reach_the_settings(tmp_path: Path) -> None:
+    """``reproduce reber-structure-prediction --repeats 2`` trains every structure twice (the
+    registry's runner builds the preset's settings with the override; config.json records it)."""
+    from netbonsai.experiments.registry import get_experiment
+
+    runner = get_experiment("reber-structure-prediction").runner
+    result = runner(tmp_path / "run", "smoke", None, 0, False, lambda text: None, repeats=2, executor="inline")
+    assert all(len(r["test_accuracy_repeats"]) == 2 for r in result["runs"])
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["repeats"] == 2 and config["preset"] == "smoke"
+    assert "2 times each" in (tmp_path / "run" / "report.md").read_text()

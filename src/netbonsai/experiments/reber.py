@@ -493,13 +493,17 @@ def _structure_report(run: RunDir, settings: StructureSettings, result: dict[str
             f"{settings.graphs_per_family} Watts-Strogatz and {settings.graphs_per_family} Barabasi-Albert graphs "
             f"(n in {list(settings.n_range)}), each a sparse recurrent network ({settings.units_per_vertex} unit(s) "
             f"per vertex, embedding {settings.training.embedding_dim}), trained {settings.epochs} epoch(s) per cell "
-            f"type. Wall time {result['wall_seconds']:.0f} s.\n\nMean test accuracy:\n\n{means}\n\n"
+            f"type{_repeats_note(settings.repeats)}. Wall time {result['wall_seconds']:.0f} s.\n\nMean test accuracy:\n\n{means}\n\n"
             f"## R^2 of predicting test accuracy from the 23 graph features\n\nMean ± std over {settings.n_splits} "
             f"random {round(100 * (1 - settings.test_fraction))}/{round(100 * settings.test_fraction)} splits:\n\n"
             f"{r2_table(result['r2'])}\n\nThe paper (one split):\n\n{r2_table(paper)}\n\n"
             f"## Pearson correlation of each feature with test accuracy (Table 1)\n\n"
             f"{correlation_table(result['correlations'])}\n\n![accuracy](accuracy.png)\n")
     write_text(run.file("report.md"), text)
+
+
+def _repeats_note(repeats: int) -> str:
+    return "" if repeats == 1 else f", {repeats} times each from different initial weights (accuracy: their mean)"
 
 
 def _accuracy_plot(path: Path, accuracy_by_cell: dict[str, np.ndarray], families: list[str]) -> None:

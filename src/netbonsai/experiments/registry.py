@@ -2,7 +2,8 @@
 
 Every runner takes ``(out, preset, data_root, seed, resume, progress, **parallel)`` and returns
 the dict it wrote to ``out/result.json``; ``parallel`` holds ``executor`` / ``workers`` when the
-user chose them (runners without independent trainings ignore them).
+user chose them (runners without independent trainings ignore them). A runner also takes, as
+keywords, the settings its ``options`` name when the user set them on the command line.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ class Experiment:
     paper: str
     summary: str
     runner: Callable[..., dict[str, Any]]
+    options: tuple[str, ...] = ()  # settings the command line may override (e.g. "repeats")
 
 
 def _mnist_7_7(out: Path, preset: str, data_root: str | None, seed: int, resume: bool, progress: Progress,
@@ -53,11 +55,12 @@ def _reber_pruning(out: Path, preset: str, data_root: str | None, seed: int, res
 
 
 def _reber_structures(out: Path, preset: str, data_root: str | None, seed: int, resume: bool, progress: Progress,
-                      **parallel: Any) -> dict:
-    from .reber import reproduce_reber_structure_prediction
+                      repeats: int | None = None, **parallel: Any) -> dict:
+    from .reber import reproduce_reber_structure_prediction, structure_settings
 
+    settings = structure_settings(preset, **({} if repeats is None else {"repeats": repeats}))
     return reproduce_reber_structure_prediction(out, preset=preset, seed=seed, resume=resume, on_progress=progress,
-                                                **parallel)
+                                                settings=settings, **parallel)
 
 
 EXPERIMENTS: dict[str, Experiment] = {
@@ -74,7 +77,7 @@ EXPERIMENTS: dict[str, Experiment] = {
                    _reber_pruning),
         Experiment("reber-structure-prediction", "001 (Table 1, R^2)",
                    "random-graph sparse RNNs on the Reber grammar: graph features predict test accuracy",
-                   _reber_structures),
+                   _reber_structures, options=("repeats",)),
     )
 }
 
