@@ -304,6 +304,7 @@ def reproduce(experiment: str | None, preset, data_dir, download, seed, threads,
               repeats, tensorboard, quiet) -> None:
     """Reproduce a paper's table or figure (lists the experiments when EXPERIMENT is omitted)."""
     from .experiments.registry import EXPERIMENTS, get_experiment
+    from .experiments.show import result_tables
 
     if experiment is None:
         from .analysis.report import markdown_table
@@ -335,6 +336,9 @@ def reproduce(experiment: str | None, preset, data_dir, download, seed, threads,
     headline = {k: v for k, v in result.items() if not isinstance(v, (dict, list))}
     headline.update(result.get("headline", {}))
     click.echo(json.dumps(headline, indent=2))
+    tables = result_tables(result)
+    if tables:
+        click.echo(tables)
     click.echo(f"Run directory: {out} (result.json, report.md, plots)")
 
 

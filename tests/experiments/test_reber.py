@@ -137,3 +137,10 @@ def test_command_line_repeats_reach_the_settings(tmp_path: Path) -> None:
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["repeats"] == 2 and config["preset"] == "smoke"
     assert "2 times each" in (tmp_path / "run" / "report.md").read_text()
+    # show prints the R^2 table, one row per cell, with the run's own numbers
+    from netbonsai.experiments.show import describe_run
+
+    summary = describe_run(tmp_path / "run")
+    gru_r2 = result["r2"]["gru"]["random_forest"]
+    assert "R^2 of predicting test accuracy" in summary
+    assert f"{gru_r2['mean']:.2f} ± {gru_r2['std']:.2f}" in summary.split("\n| gru ")[1].splitlines()[0]

@@ -122,4 +122,22 @@ def _describe_generic(run_dir: Path, config: dict[str, Any]) -> str:
         headline.update({k: v for k, v in result.get("headline", {}).items() if _scalar(v)})
         lines.append("Result:\n")
         lines.append(markdown_table(["key", "value"], [[k, v] for k, v in headline.items()]))
+        lines.append(result_tables(result))
+        if (run_dir / "report.md").exists():
+            lines.append(f"Full report: {run_dir / 'report.md'}")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def result_tables(result: dict[str, Any]) -> str:
+    """The tables a reproduce result is read for (empty when it has none): the R^2 per cell and
+    regressor (reber-structure-prediction), the base accuracy per cell (reber-rnn-pruning)."""
+    from ..analysis.structure_prediction import r2_table
+
+    parts = []
+    if isinstance(result.get("r2"), dict) and result["r2"]:
+        parts.append("R^2 of predicting test accuracy from graph features (mean ± std over splits):\n")
+        parts.append(r2_table(result["r2"]))
+    if isinstance(result.get("base_accuracy"), dict) and result["base_accuracy"]:
+        parts.append("Base test accuracy:\n")
+        parts.append(markdown_table(["cell", "accuracy"], [[c, _number(v, ".4f")] for c, v in result["base_accuracy"].items()]))
+    return "\n".join(parts)
