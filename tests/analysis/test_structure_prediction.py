@@ -16,8 +16,10 @@ from netbonsai.analysis.structure_prediction import (
     REGRESSORS,
     correlation_table,
     pearson_correlations,
+    r2_by_repeats,
     r2_table,
     regression_r2,
+    repeat_correlation,
 )
 from netbonsai.errors import InputError
 
@@ -139,3 +141,27 @@ def test_r2_table_rows_are_cells():
     assert cells[3] == ["LSTM", "0.37 ± 0.20", ""]
     with pytest.raises(InputError):
         r2_table({})
+
+
+def test_averaging_noisy_trainings_raises_r2_towards_the_noise_free_value():
+    """Each structure's 'trainings' are its smooth accuracy plus independent noise: the trainings
+    correlate as the noise allows, and the R^2 of their mean rises with the number averaged."""
+    x, y = _smooth()
+    rng = np.random.default_rng(3)
+    trainings = y[:, None] + rng.normal(scale=0.7 * y.std(), size=(len(y), 4))
+    corr = repeat_correlation(trainings)
+    pairs = [np.corrcoef(trainings[:, i], trainings[:, j])[0, 1] for i in range(4) for j in range(i + 1, 4)]
+    assert corr == pytest.approx(np.mean(pairs))
+    assert 0.5 < corr < 0.8  # 1 / (1 + 0.7^2) = 0.67 expected
+    by_r = r2_by_repeats(x, trainings, n_splits=5, seed=0, regressors=("bayesian_ridge",))
+    assert list(by_r) == [1, 2, 3, 4]
+    means = [by_r[r]["bayesian_ridge"]["mean"] for r in by_r]
+    assert means == sorted(means) and means[3] > means[0] + 0.2
+    # r = 1 is the first training alone, on the same splits as regression_r2
+    alone = regression_r2(x, trainings[:, 0], n_splits=5, seed=0, regressors=("bayesian_ridge",))
+    assert by_r[1]["bayesian_ridge"]["scores"] == alone["bayesian_ridge"]["scores"]
+    assert math.isnan(repeat_correlation(trainings[:, :1]))
+    with pytest.raises(InputError, match="2-d"):
+        repeat_correlation(trainings[:, 0])
+    with pytest.raises(InputError, match="NaN"):
+        r2_by_repeats(x, np.full((len(y), 2), np.nan))

@@ -114,6 +114,14 @@ def test_repeats_average_several_trainings_of_each_structure(tmp_path: Path) -> 
         # repeat 0 is the single run's training; the reported accuracy is the mean of the repeats
         assert second["test_accuracy_repeats"][0] == pytest.approx(first["test_accuracy"], abs=1e-6)
         assert second["test_accuracy"] == pytest.approx(sum(second["test_accuracy_repeats"]) / 2)
+    # with repeats, the result says how alike the trainings are and the R^2 of 1 and 2 averaged
+    assert set(twice["repeat_correlation"]) == set(twice["r2"]) and "repeat_correlation" not in once
+    assert twice["r2_by_repeats"]["gru"]["2"] == twice["r2"]["gru"]
+    single = [r["test_accuracy_repeats"][0] for r in twice["runs"]]
+    assert single == pytest.approx([r["test_accuracy"] for r in once["runs"]], abs=1e-6)
+    assert twice["r2_by_repeats"]["gru"]["1"]["bayesian_ridge"]["mean"] == pytest.approx(
+        once["r2"]["gru"]["bayesian_ridge"]["mean"], abs=1e-6)
+    assert "against the number of trainings" in (tmp_path / "twice" / "report.md").read_text()
     with pytest.raises(InputError, match="repeats"):
         structure_settings("quick", repeats=0)
 

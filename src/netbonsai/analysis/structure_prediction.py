@@ -6,6 +6,9 @@ random structural prior explain the accuracy of the network built from it?
   the accuracy from the MinMax-scaled features, over repeated seeded random 90/10 splits.
 * :func:`correlation_table` / :func:`r2_table`: markdown tables of the two, one column or row per
   cell (a network type such as ``RNN_Tanh``, ``GRU``).
+* :func:`repeat_correlation` / :func:`r2_by_repeats`: when every structure was trained several
+  times, how much of one training's accuracy is the structure's at all (the trainings' mutual
+  correlation), and the R^2 when a structure's accuracy is the mean of its first 1, 2, ... trainings.
 
 Undefined correlations (a constant feature or a constant accuracy) are ``float('nan')``,
 never ``None``, and the tables print them as ``nan``.
@@ -144,6 +147,37 @@ def regression_r2(
         array = np.asarray(scores)
         results[name] = {"mean": float(array.mean()), "std": float(array.std()), "scores": scores}
     return results
+
+
+def _as_repeats(accuracy_repeats: Any) -> np.ndarray:
+    y = np.asarray(accuracy_repeats, dtype=float)
+    if y.ndim != 2 or y.shape[1] < 1:
+        raise InputError(f"accuracy repeats must be a 2-d array (structures, trainings), got shape {y.shape}")
+    if not np.isfinite(y).all():
+        raise InputError("accuracy repeats contain NaN or infinite values")
+    return y
+
+
+def repeat_correlation(accuracy_repeats: Any) -> float:
+    """Mean Pearson correlation between the accuracies of two trainings of the same structures,
+    over every pair of the ``(structures, trainings)`` columns. It bounds what a structural
+    predictor can explain of one training (R^2 at most about this value); NaN with one training
+    or a constant column."""
+    y = _as_repeats(accuracy_repeats)
+    pairs = [(i, j) for i in range(y.shape[1]) for j in range(i + 1, y.shape[1])]
+    values = [pearson_correlations(y[:, [i]], ["a"], y[:, j])["a"] for i, j in pairs]
+    finite = [v for v in values if not math.isnan(v)]
+    return float(np.mean(finite)) if finite else float("nan")
+
+
+def r2_by_repeats(features: np.ndarray, accuracy_repeats: Any, n_splits: int = 20, test_fraction: float = 0.1,
+                  seed: int = 0, regressors: Sequence[str] = REGRESSORS) -> dict[int, dict[str, dict[str, Any]]]:
+    """:func:`regression_r2` of the mean accuracy of each structure's first ``r`` trainings, for
+    ``r`` = 1 .. the trainings given (``accuracy_repeats``: ``(structures, trainings)``), on the
+    same splits: how the prediction improves as training noise is averaged out."""
+    y = _as_repeats(accuracy_repeats)
+    return {r: regression_r2(features, y[:, :r].mean(1), n_splits=n_splits, test_fraction=test_fraction, seed=seed,
+                             regressors=regressors) for r in range(1, y.shape[1] + 1)}
 
 
 def _fmt(value: Any, digits: int) -> str:

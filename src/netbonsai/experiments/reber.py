@@ -406,7 +406,7 @@ def reproduce_reber_structure_prediction(
     trained structure: cell, family, features, accuracy), ``report.md``, ``accuracy.png``.
     """
     from ..analysis.graph_features import feature_table
-    from ..analysis.structure_prediction import pearson_correlations, regression_r2
+    from ..analysis.structure_prediction import pearson_correlations, r2_by_repeats, regression_r2, repeat_correlation
     from ..priors import describe, orient, to_structure
 
     settings = settings or structure_settings(preset)
@@ -434,6 +434,8 @@ def reproduce_reber_structure_prediction(
     _run_jobs(run, state, jobs, executor, workers, done)
 
     runs, correlations, r2, accuracy_by_cell = [], {}, {}, {}
+    repeat_corr: dict[str, float] = {}  # with repeats > 1: how alike two trainings of a structure are
+    by_repeats: dict[str, dict[str, Any]] = {}  # with repeats > 1: R^2 of the mean of the first r trainings
     for cell in settings.cells:
         per_graph: dict[int, dict[str, list]] = {}
         for number in range(len(groups)):
@@ -450,6 +452,12 @@ def reproduce_reber_structure_prediction(
                          "train_loss": float(np.mean(per_graph[g]["train_loss"])), "params": per_graph[g]["params"],
                          **describe(dags[g]), "features": dict(zip(names, map(float, features[g])))})
         accuracy_by_cell[cell] = accuracy
+        if settings.repeats > 1:
+            trainings = np.array([per_graph[g]["test_accuracy"] for g in range(len(structures))])
+            repeat_corr[cell] = repeat_correlation(trainings)
+            by_repeats[cell] = {str(r): {name: {"mean": v["mean"], "std": v["std"]} for name, v in table.items()}
+                                for r, table in r2_by_repeats(features, trainings, n_splits=settings.n_splits,
+                                                              test_fraction=settings.test_fraction, seed=seed).items()}
         correlations[cell] = pearson_correlations(features, names, accuracy)
         r2[cell] = {name: {"mean": v["mean"], "std": v["std"]} for name, v in regression_r2(
             features, accuracy, n_splits=settings.n_splits, test_fraction=settings.test_fraction, seed=seed).items()}
@@ -464,6 +472,7 @@ def reproduce_reber_structure_prediction(
                                                          if r["cell"] == cell and r["family"] == family]))
                                  for family in dict.fromkeys(f for f, _ in graphs)} for cell in settings.cells},
         "paper_r2": {cell: dict(zip(("bayesian_ridge", "random_forest", "adaboost"), v)) for cell, v in PAPER_R2.items()},
+        **({"repeat_correlation": repeat_corr, "r2_by_repeats": by_repeats} if settings.repeats > 1 else {}),
         "wall_seconds": float(state["seconds"]) + time.perf_counter() - clock,
     }
     state["seconds"] = result["wall_seconds"]
@@ -497,9 +506,28 @@ def _structure_report(run: RunDir, settings: StructureSettings, result: dict[str
             f"## R^2 of predicting test accuracy from the 23 graph features\n\nMean ± std over {settings.n_splits} "
             f"random {round(100 * (1 - settings.test_fraction))}/{round(100 * settings.test_fraction)} splits:\n\n"
             f"{r2_table(result['r2'])}\n\nThe paper (one split):\n\n{r2_table(paper)}\n\n"
+            f"{_repeats_section(result)}"
             f"## Pearson correlation of each feature with test accuracy (Table 1)\n\n"
             f"{correlation_table(result['correlations'])}\n\n![accuracy](accuracy.png)\n")
     write_text(run.file("report.md"), text)
+
+
+def _repeats_section(result: dict[str, Any]) -> str:
+    """The report's table of R^2 against the number of trainings averaged (runs with repeats > 1)."""
+    from ..analysis.report import markdown_table
+
+    if "r2_by_repeats" not in result:
+        return ""
+    rows = []
+    for cell, tables in result["r2_by_repeats"].items():
+        for r, table in tables.items():
+            rows.append([cell, r, f"{result['repeat_correlation'][cell]:.2f}" if r == "1" else ""]
+                        + [f"{v['mean']:.2f} ± {v['std']:.2f}" for v in table.values()])
+    names = list(next(iter(next(iter(result["r2_by_repeats"].values())).values())))
+    return ("## R^2 against the number of trainings averaged\n\nThe same structures and splits; a structure's "
+            "accuracy is the mean of its first r trainings. Repeat correlation: the mean Pearson correlation "
+            "between two trainings of the same structures.\n\n"
+            + markdown_table(["cell", "trainings", "repeat correlation"] + names, rows) + "\n\n")
 
 
 def _repeats_note(repeats: int) -> str:
