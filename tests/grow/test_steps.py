@@ -9,6 +9,8 @@ from netbonsai.nets import DagNet
 from netbonsai.nets.normalization import standardize_for
 from netbonsai.grow import addition_step, lowest_synapses, removal_scores, removal_step
 from netbonsai.grow.steps import neuron_targets
+from netbonsai.errors import InputError
+from netbonsai.grow import GrowConfig
 from netbonsai.train import Budget, TrainerConfig, evaluate, fit
 
 
@@ -166,6 +168,30 @@ def test_addition_step_adds_one_neuron_after_the_inputs() -> None:
     assert torch.nonzero(fed.net.mask[0, 4]).squeeze(1).tolist() == list(range(5, 12))
     assert neuron_targets(grown) == list(range(5, 11))
     assert neuron_targets(grown, feed_added=True) == list(range(4, 11))
+
+
+def test_cascade_placement_adds_a_neuron_fed_by_every_neuron_before_the_outputs() -> None:
+    net = trained(hidden=(3, 2))  # inputs 0-3, hidden 4-6 and 7-8, output 9
+    x, y = data()
+    result = addition_step(net, x, y, 10, "tanh", torch.Generator().manual_seed(0), init_range_out=0.1,
+                           placement="cascade")
+    grown = result.net
+    assert result.position == 9 and grown.n_nodes == 11
+    assert grown.roles[9] == "hidden" and grown.roles[10] == "output"
+    # fed by every input and hidden neuron, feeding only the output
+    assert torch.nonzero(grown.mask[0, :, 9]).squeeze(1).tolist() == list(range(9))
+    assert torch.nonzero(grown.mask[0, 9]).squeeze(1).tolist() == [10]
+    old = [*range(9), 10]
+    assert torch.equal(grown.mask[0][old][:, old], net.mask[0])
+    assert int(grown.num_params()[0]) == int(net.num_params()[0]) + 9 + 1 + 1
+    assert result.attempt_loss == pytest.approx(float(evaluate(grown, x, y)[0]), rel=1e-5)
+    # the next cascade neuron reads this one too: the network gets deeper
+    again = addition_step(grown, x, y, 4, "tanh", torch.Generator().manual_seed(1), placement="cascade").net
+    assert bool(again.mask[0, 9, 10]) and again.roles[9:11] == ("hidden", "hidden")
+    with pytest.raises(InputError, match="placement"):
+        addition_step(net, x, y, 4, "tanh", torch.Generator().manual_seed(1), placement="sideways")
+    with pytest.raises(InputError, match="placement"):
+        GrowConfig(placement="sideways")
 
 
 def test_addition_step_picks_the_best_attempt() -> None:

@@ -10,6 +10,11 @@ from ..nets.activations import check_activation
 from ..train import TrainerConfig
 
 REFERENCES = ("phase", "previous")
+# "half-layer": paper 000's new neuron, fed by the inputs, feeding the starting network's neurons.
+# "cascade": a neuron after every other one (before the outputs), fed by the inputs and every
+# neuron, feeding the outputs (as in Fahlman and Lebiere's cascade-correlation): grown
+# networks get deeper, where half-layer neurons only widen the first layer.
+PLACEMENTS = ("half-layer", "cascade")
 _TYPES = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}
 
 
@@ -55,6 +60,7 @@ class GrowConfig:
     init_range: float = 1.0  # new-neuron input weights and bias ~ U[-init_range, init_range]
     init_range_out: float = 0.1  # new-neuron output weights ~ U[-init_range_out, init_range_out]
     feed_added: bool = False  # a new neuron also feeds earlier added neurons
+    placement: str = "half-layer"  # where a new neuron goes: see PLACEMENTS
     max_params: int = 300  # stop when a prune phase ends at or above this complexity
     max_cycles: int | None = None  # stop after this many added neurons
     max_seconds: float | None = None  # stop once the search has run this long
@@ -80,6 +86,8 @@ class GrowConfig:
             raise InputError(f"n_trials ({self.n_trials}) cannot exceed n_candidates ({self.n_candidates})")
         if not 0 <= self.eps < 1:
             raise InputError(f"eps must be in [0, 1), got {self.eps}")
+        if self.placement not in PLACEMENTS:
+            raise InputError(f"placement must be one of {', '.join(PLACEMENTS)}, got {self.placement!r}")
         if self.reference not in REFERENCES:
             raise InputError(f"reference must be one of {', '.join(REFERENCES)}, got {self.reference!r}")
         if not 0 < self.init_range < float("inf") or not 0 < self.init_range_out < float("inf"):

@@ -263,6 +263,7 @@ class _Search:
         added = addition_step(
             state.net, self.x_attempt, self.y_attempt, config.n_attempts, config.activation,
             self.generator, config.init_range, config.init_range_out, config.feed_added, config.trainer.loss,
+            config.placement,
         )
         net = added.net
         if config.grow_epochs > 0:

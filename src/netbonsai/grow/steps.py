@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..errors import InputError
 from ..nets.dag import DagNet
 from ..nets.synapses import lowest_synapses, removal_scores
 from ..train import Budget, TrainerConfig, evaluate, fit
@@ -93,6 +94,17 @@ def neuron_targets(net: DagNet, feed_added: bool = False) -> list[int]:
     return [j for j, role in enumerate(net.roles) if role in roles]
 
 
+def neuron_wiring(net: DagNet, placement: str = "half-layer", feed_added: bool = False) -> tuple[int, list[int], list[int]]:
+    """Where a new neuron goes and how it is wired: ``(position, sources, targets)`` as node
+    indices of ``net`` (see :data:`~netbonsai.grow.config.PLACEMENTS`)."""
+    if placement == "half-layer":
+        return net.n_in, list(range(net.n_in)), neuron_targets(net, feed_added)
+    if placement == "cascade":
+        position = net.n_nodes - net.n_out
+        return position, list(range(position)), list(range(position, net.n_nodes))
+    raise InputError(f"unknown placement {placement!r}; choose half-layer or cascade")
+
+
 def addition_step(
     net: DagNet,
     x_sample: torch.Tensor,
@@ -104,26 +116,28 @@ def addition_step(
     init_range_out: float = 1.0,
     feed_added: bool = False,
     loss: str = "mse",
+    placement: str = "half-layer",
 ) -> AdditionResult:
-    """Add one neuron after the inputs; try ``n_attempts`` random weight sets in one pass.
+    """Add one neuron (after the inputs, or with ``placement="cascade"`` before the outputs, fed
+    by every neuron); try ``n_attempts`` random weight sets in one pass.
 
     Input weights and bias are drawn from U[-init_range, init_range], output weights from
     U[-init_range_out, init_range_out] (the paper draws all from U[-1, 1] in its raw units; on
     standardised units a smaller output range keeps an attempt from wiping out what the network
     has learned).
     """
-    position = net.n_in
-    targets = neuron_targets(net, feed_added)
-    grown = net.insert_neuron(position, range(net.n_in), targets, activation)
+    position, sources, targets = neuron_wiring(net, placement, feed_added)
+    role = "added" if placement == "half-layer" else "hidden"
+    grown = net.insert_neuron(position, sources, targets, activation, role=role)
     attempts = grown.expand(n_attempts)
     new_targets = [t + 1 for t in targets]  # indices after the insertion
     with torch.no_grad():
-        shape_in = (n_attempts, net.n_in)
+        shape_in = (n_attempts, len(sources))
         shape_out = (n_attempts, len(new_targets))
         def uniform(scale: float, *shape: int) -> torch.Tensor:
             return ((torch.rand(*shape, generator=generator) * 2 - 1) * scale).to(attempts.weight)
 
-        attempts.weight[:, : net.n_in, position] = uniform(init_range, *shape_in)
+        attempts.weight[:, sources, position] = uniform(init_range, *shape_in)
         attempts.bias[:, position] = uniform(init_range, n_attempts)
         attempts.weight[:, position, new_targets] = uniform(init_range_out, *shape_out)
     losses = evaluate(attempts, x_sample, y_sample, loss)  # N3 attempts in one pass
