@@ -67,6 +67,20 @@ def test_resume_checks_the_config(tmp_path: Path) -> None:
     RunDir(tmp_path, resume=True).write_config({**CONFIG_DATA, "grow": {"hidden": (6, 6), "eps": 0.002}})
 
 
+def test_a_run_written_before_a_setting_existed_resumes_with_its_old_value(tmp_path: Path) -> None:
+    """config.json of an older netbonsai lacks grow.placement (added later): resuming with the value
+    every older run used is accepted, asking for another one is refused and names the setting."""
+    RunDir(tmp_path).write_config(CONFIG_DATA)
+    now = {**CONFIG_DATA, "grow": {**CONFIG_DATA["grow"], "placement": "half-layer"}}
+    RunDir(tmp_path, resume=True).write_config(now)
+    assert json.loads((tmp_path / CONFIG).read_text()) == CONFIG_DATA  # the stored file is not rewritten
+    other = {**CONFIG_DATA, "grow": {**CONFIG_DATA["grow"], "placement": "cascade"}}
+    with pytest.raises(InputError, match=r"differs from the stored run \(grow\.placement\)"):
+        RunDir(tmp_path, resume=True).write_config(other)
+    with pytest.raises(InputError, match=r"\(grow\.eps, seed\)"):
+        RunDir(tmp_path, resume=True).write_config({**now, "seed": 9, "grow": {**now["grow"], "eps": 0.01}})
+
+
 def test_history_append_rewrite_and_torn_line(tmp_path: Path) -> None:
     run = RunDir(tmp_path)
     events = [{"event": "start", "index": 0, "val_loss": 1.5}, {"event": "prune", "index": 1, "val_loss": 1.25}]

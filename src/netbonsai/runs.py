@@ -40,6 +40,33 @@ CHECKPOINT = "checkpoint.pt"
 MODEL = "model"
 REPORT = "report.md"
 
+# Settings added after run directories were first written, each with the value every run written
+# before it used: on --resume, a stored config.json without the key counts as holding this value,
+# so a run started by an older netbonsai resumes unless the setting is now asked to differ.
+ADDED_SETTINGS: dict[tuple[str, ...], Any] = {
+    ("grow", "placement"): "half-layer",
+}
+
+
+def _with_added_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``config`` with every :data:`ADDED_SETTINGS` key it lacks (under a section it has) filled in."""
+    filled = json.loads(json.dumps(config))
+    for path, value in ADDED_SETTINGS.items():
+        section = filled
+        for key in path[:-1]:
+            section = section.get(key) if isinstance(section, dict) else None
+        if isinstance(section, dict) and path[-1] not in section:
+            section[path[-1]] = value
+    return filled
+
+
+def _differences(stored: Any, wanted: Any, prefix: str = "") -> list[str]:
+    """Dotted paths of the settings that differ between two configs (sections compared key by key)."""
+    if isinstance(stored, dict) and isinstance(wanted, dict):
+        return [path for key in sorted(set(stored) | set(wanted), key=str)
+                for path in _differences(stored.get(key), wanted.get(key), f"{prefix}{key}.")]
+    return [] if stored == wanted else [prefix.rstrip(".")]
+
 
 def _json_safe(value: Any) -> Any:
     """Replace non-finite floats (not valid JSON) by None, recursively."""
@@ -112,15 +139,15 @@ class RunDir:
 
     # -------------------------------------------------------------- config
     def write_config(self, config: dict[str, Any]) -> None:
-        """Write config.json, or on resume check that it matches the stored one."""
+        """Write config.json, or on resume check that it matches the stored one (a setting added
+        to netbonsai since the run was written counts as its :data:`ADDED_SETTINGS` value)."""
         text = dumps(config, indent=2) + "\n"
         if self.resume:
-            stored = self.read_config()
-            if _json_safe(stored) != json.loads(text):
-                changed = sorted(k for k in set(stored) | set(config) if stored.get(k) != json.loads(text).get(k))
-                raise InputError(
-                    f"cannot resume {self.path}: the configuration differs from the stored run ({', '.join(changed)})"
-                )
+            stored = _json_safe(_with_added_settings(self.read_config()))
+            wanted = _with_added_settings(json.loads(text))
+            if stored != wanted:
+                changed = ", ".join(_differences(stored, wanted))
+                raise InputError(f"cannot resume {self.path}: the configuration differs from the stored run ({changed})")
             return
         write_text(self.file(CONFIG), text)
 
