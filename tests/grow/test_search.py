@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+import networkx as nx
 import numpy as np
 import pytest
 import torch
@@ -14,6 +15,7 @@ from netbonsai.data.tasks import TaskData
 from netbonsai.errors import InputError
 from netbonsai.grow import GrowConfig, SearchState, grow
 from netbonsai.nets import DagNet
+from netbonsai.nets.convert import to_networkx
 from netbonsai.train import evaluate
 
 CONFIG = GrowConfig(
@@ -198,3 +200,25 @@ def test_decisions_on_held_out_training_data(task: TaskData) -> None:
     assert result.events[-1]["train_loss"] == pytest.approx(final_train, rel=1e-5)
     with pytest.raises(InputError):
         GrowConfig(selection_fraction=1.0)
+
+
+def test_cascade_search_grows_deeper_networks(task: TaskData) -> None:
+    """With placement=cascade an added neuron reads every earlier neuron and feeds the output:
+    right after the first addition the network is one level deeper than the 4-4 start (later
+    pruning may remove it again on this small task), and no neuron has the "added" role."""
+    config = GrowConfig(**{**CONFIG.__dict__, "placement": "cascade"})
+    after_growth: list[DagNet] = []
+
+    def checkpoint(state: SearchState) -> None:
+        if state.cycles == 1 and not after_growth:
+            after_growth.append(state.net)
+
+    result = grow(task, config, checkpoint=checkpoint)
+    assert sum(e["event"] == "grow" for e in result.events) == 2
+    grown = after_growth[0]
+    assert "added" not in grown.roles
+    graph = to_networkx(grown)
+    assert nx.dag_longest_path_length(graph, weight=None) == 4  # inputs -> 4 -> 4 -> new -> output
+    new = grown.n_nodes - grown.n_out - 1
+    assert set(graph.successors(new)) == {grown.n_nodes - 1}
+    assert result.events[-1]["params"] == int(result.net.num_params()[0])
