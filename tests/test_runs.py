@@ -79,6 +79,12 @@ def test_a_run_written_before_a_setting_existed_resumes_with_its_old_value(tmp_p
         RunDir(tmp_path, resume=True).write_config(other)
     with pytest.raises(InputError, match=r"\(grow\.eps, seed\)"):
         RunDir(tmp_path, resume=True).write_config({**now, "seed": 9, "grow": {**now["grow"], "eps": 0.01}})
+    # a setting on one side only is named, even when its value is null
+    with pytest.raises(InputError, match=r"\(limit\)"):
+        RunDir(tmp_path, resume=True).write_config({**now, "limit": None})
+    # the version that wrote the run is recorded, not compared: a newer netbonsai may resume it
+    RunDir(tmp_path / "versioned").write_config({**CONFIG_DATA, "netbonsai_version": "0.0.9"})
+    RunDir(tmp_path / "versioned", resume=True).write_config({**now, "netbonsai_version": "0.1.0"})
 
 
 def test_history_append_rewrite_and_torn_line(tmp_path: Path) -> None:

@@ -297,7 +297,7 @@ def prune(dataset: str, data_dir, download, arch, activation, method, schedule, 
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Parallel workers of the executor (default 2).")
 @click.option("--repeats", type=click.IntRange(min=1), default=None,
               help="Trainings per structure from different initial weights; its accuracy is their mean "
-                   "(reber-structure-prediction; default 1, as in the paper).")
+                   "(reber-structure-prediction; default 1, as in the paper; give it again with --resume).")
 @click.option("--tensorboard", type=click.Path(file_okay=False, path_type=Path), default=None, help=TENSORBOARD_HELP)
 @click.option("--quiet", is_flag=True, help="No progress lines.")
 def reproduce(experiment: str | None, preset, data_dir, download, seed, threads, out, resume, executor, workers,

@@ -42,7 +42,8 @@ REPORT = "report.md"
 
 # Settings added after run directories were first written, each with the value every run written
 # before it used: on --resume, a stored config.json without the key counts as holding this value,
-# so a run started by an older netbonsai resumes unless the setting is now asked to differ.
+# so a run started by an older netbonsai resumes unless the setting is now asked to differ. (The
+# version that wrote a run is recorded in its config but not compared: upgrading is allowed.)
 ADDED_SETTINGS: dict[tuple[str, ...], Any] = {
     ("grow", "placement"): "half-layer",
 }
@@ -60,12 +61,17 @@ def _with_added_settings(config: dict[str, Any]) -> dict[str, Any]:
     return filled
 
 
+_MISSING = object()
+VERSION_KEY = "netbonsai_version"
+
+
 def _differences(stored: Any, wanted: Any, prefix: str = "") -> list[str]:
-    """Dotted paths of the settings that differ between two configs (sections compared key by key)."""
+    """Dotted paths of the settings that differ between two configs (sections compared key by key;
+    a key on one side only is a difference)."""
     if isinstance(stored, dict) and isinstance(wanted, dict):
         return [path for key in sorted(set(stored) | set(wanted), key=str)
-                for path in _differences(stored.get(key), wanted.get(key), f"{prefix}{key}.")]
-    return [] if stored == wanted else [prefix.rstrip(".")]
+                for path in _differences(stored.get(key, _MISSING), wanted.get(key, _MISSING), f"{prefix}{key}.")]
+    return [] if stored == wanted and (stored is _MISSING) == (wanted is _MISSING) else [prefix.rstrip(".")]
 
 
 def _json_safe(value: Any) -> Any:
@@ -145,6 +151,8 @@ class RunDir:
         if self.resume:
             stored = _json_safe(_with_added_settings(self.read_config()))
             wanted = _with_added_settings(json.loads(text))
+            for config_of in (stored, wanted):
+                config_of.pop(VERSION_KEY, None)
             if stored != wanted:
                 changed = ", ".join(_differences(stored, wanted))
                 raise InputError(f"cannot resume {self.path}: the configuration differs from the stored run ({changed})")

@@ -152,3 +152,30 @@ def test_command_line_repeats_reach_the_settings(tmp_path: Path) -> None:
     gru_r2 = result["r2"]["gru"]["random_forest"]
     assert "R^2 of predicting test accuracy" in summary
     assert f"{gru_r2['mean']:.2f} ± {gru_r2['std']:.2f}" in summary.split("\n| gru ")[1].splitlines()[0]
+
+
+def test_the_repeats_option_of_the_command_line_reaches_the_runner(monkeypatch: pytest.MonkeyPatch,
+                                                                    tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """``netbonsai reproduce reber-structure-prediction --repeats 3`` hands repeats=3 to the runner
+    (recorded by a stand-in runner), and prints the R^2 table of what it returns."""
+    from dataclasses import replace
+
+    from netbonsai.cli import main
+    from netbonsai.experiments import registry
+
+    seen: dict = {}
+
+    def runner(out, preset, data_root, seed, resume, progress, **options):
+        seen.update(options, preset=preset)
+        return {"experiment": "reber-structure-prediction", "wall_seconds": 1.0,
+                "r2": {"gru": {"random_forest": {"mean": 0.5, "std": 0.1}}}}
+
+    name = "reber-structure-prediction"
+    monkeypatch.setitem(registry.EXPERIMENTS, name, replace(registry.EXPERIMENTS[name], runner=runner))
+    code = main(["reproduce", name, "--repeats", "3", "--preset", "paper", "--out", str(tmp_path / "run"), "--quiet"])
+    out = capsys.readouterr().out
+    assert code == 0 and seen == {"repeats": 3, "preset": "paper"}
+    assert "| gru  | 0.50 ± 0.10" in out
+    seen.clear()
+    assert main(["reproduce", name, "--out", str(tmp_path / "run2"), "--quiet"]) == 0
+    assert "repeats" not in seen  # not given: the preset's own value

@@ -192,6 +192,8 @@ def test_cascade_placement_adds_a_neuron_fed_by_every_neuron_before_the_outputs(
         addition_step(net, x, y, 4, "tanh", torch.Generator().manual_seed(1), placement="sideways")
     with pytest.raises(InputError, match="placement"):
         GrowConfig(placement="sideways")
+    with pytest.raises(InputError, match="feed_added"):
+        GrowConfig(placement="cascade", feed_added=True)
 
 
 def test_addition_step_picks_the_best_attempt() -> None:

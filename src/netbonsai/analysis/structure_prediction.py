@@ -161,8 +161,8 @@ def _as_repeats(accuracy_repeats: Any) -> np.ndarray:
 def repeat_correlation(accuracy_repeats: Any) -> float:
     """Mean Pearson correlation between the accuracies of two trainings of the same structures,
     over every pair of the ``(structures, trainings)`` columns. It bounds what a structural
-    predictor can explain of one training (R^2 at most about this value); NaN with one training
-    or a constant column."""
+    predictor can explain of one training (R^2 at most about this value). Pairs with a constant
+    column have no correlation and are left out; NaN when no pair is left (e.g. one training)."""
     y = _as_repeats(accuracy_repeats)
     pairs = [(i, j) for i in range(y.shape[1]) for j in range(i + 1, y.shape[1])]
     values = [pearson_correlations(y[:, [i]], ["a"], y[:, j])["a"] for i, j in pairs]

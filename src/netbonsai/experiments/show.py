@@ -137,6 +137,9 @@ def result_tables(result: dict[str, Any]) -> str:
     if isinstance(result.get("r2"), dict) and result["r2"]:
         parts.append("R^2 of predicting test accuracy from graph features (mean ± std over splits):\n")
         parts.append(r2_table(result["r2"]))
+        if isinstance(result.get("repeat_correlation"), dict) and result["repeat_correlation"]:
+            alike = ", ".join(f"{c} {_number(v, '.2f')}" for c, v in result["repeat_correlation"].items())
+            parts.append(f"\nTwo trainings of the same structure correlate: {alike} (report.md: R^2 for 1..N trainings)")
     if isinstance(result.get("base_accuracy"), dict) and result["base_accuracy"]:
         parts.append("Base test accuracy:\n")
         parts.append(markdown_table(["cell", "accuracy"], [[c, _number(v, ".4f")] for c, v in result["base_accuracy"].items()]))

@@ -88,6 +88,8 @@ class GrowConfig:
             raise InputError(f"eps must be in [0, 1), got {self.eps}")
         if self.placement not in PLACEMENTS:
             raise InputError(f"placement must be one of {', '.join(PLACEMENTS)}, got {self.placement!r}")
+        if self.placement == "cascade" and self.feed_added:
+            raise InputError("feed_added applies to half-layer neurons; a cascade neuron already feeds every later one")
         if self.reference not in REFERENCES:
             raise InputError(f"reference must be one of {', '.join(REFERENCES)}, got {self.reference!r}")
         if not 0 < self.init_range < float("inf") or not 0 < self.init_range_out < float("inf"):
