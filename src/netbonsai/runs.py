@@ -49,9 +49,15 @@ ADDED_SETTINGS: dict[tuple[str, ...], Any] = {
 }
 
 
-def _with_added_settings(config: dict[str, Any]) -> dict[str, Any]:
-    """A copy of ``config`` with every :data:`ADDED_SETTINGS` key it lacks (under a section it has) filled in."""
-    filled = json.loads(json.dumps(config))
+VERSION_KEY = "netbonsai_version"  # recorded in config.json, not compared on resume
+_MISSING = object()
+
+
+def _comparable(config: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``config`` as a resume compares it: JSON values, every :data:`ADDED_SETTINGS` key it
+    lacks (under a section it has) filled in, and without the version that wrote it."""
+    filled = json.loads(dumps(config))
+    filled.pop(VERSION_KEY, None)
     for path, value in ADDED_SETTINGS.items():
         section = filled
         for key in path[:-1]:
@@ -61,17 +67,13 @@ def _with_added_settings(config: dict[str, Any]) -> dict[str, Any]:
     return filled
 
 
-_MISSING = object()
-VERSION_KEY = "netbonsai_version"
-
-
 def _differences(stored: Any, wanted: Any, prefix: str = "") -> list[str]:
     """Dotted paths of the settings that differ between two configs (sections compared key by key;
     a key on one side only is a difference)."""
     if isinstance(stored, dict) and isinstance(wanted, dict):
         return [path for key in sorted(set(stored) | set(wanted), key=str)
                 for path in _differences(stored.get(key, _MISSING), wanted.get(key, _MISSING), f"{prefix}{key}.")]
-    return [] if stored == wanted and (stored is _MISSING) == (wanted is _MISSING) else [prefix.rstrip(".")]
+    return [] if stored == wanted else [prefix.rstrip(".")]
 
 
 def _json_safe(value: Any) -> Any:
@@ -149,10 +151,7 @@ class RunDir:
         to netbonsai since the run was written counts as its :data:`ADDED_SETTINGS` value)."""
         text = dumps(config, indent=2) + "\n"
         if self.resume:
-            stored = _json_safe(_with_added_settings(self.read_config()))
-            wanted = _with_added_settings(json.loads(text))
-            for config_of in (stored, wanted):
-                config_of.pop(VERSION_KEY, None)
+            stored, wanted = _comparable(self.read_config()), _comparable(config)
             if stored != wanted:
                 changed = ", ".join(_differences(stored, wanted))
                 raise InputError(f"cannot resume {self.path}: the configuration differs from the stored run ({changed})")

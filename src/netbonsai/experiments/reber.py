@@ -407,7 +407,7 @@ def reproduce_reber_structure_prediction(
     trained structure: cell, family, features, accuracy), ``report.md``, ``accuracy.png``.
     """
     from ..analysis.graph_features import feature_table
-    from ..analysis.structure_prediction import pearson_correlations, r2_by_repeats, regression_r2, repeat_correlation
+    from ..analysis.structure_prediction import pearson_correlations, r2_by_repeats, repeat_correlation
     from ..priors import describe, orient, to_structure
 
     settings = settings or structure_settings(preset)
@@ -455,18 +455,17 @@ def reproduce_reber_structure_prediction(
         accuracy_by_cell[cell] = accuracy
         say(f"{cell}: correlations and R^2 of three regressors over {settings.n_splits} splits"
             + (f", for 1..{settings.repeats} trainings averaged" if settings.repeats > 1 else ""))
+        # the R^2 of the mean of the first r trainings for every r (one r without repeats); the
+        # table for all of them is the cell's R^2
+        trainings = np.array([per_graph[g]["test_accuracy"] for g in range(len(structures))])
+        tables = {str(r): {name: {"mean": v["mean"], "std": v["std"]} for name, v in table.items()}
+                  for r, table in r2_by_repeats(features, trainings, n_splits=settings.n_splits,
+                                                test_fraction=settings.test_fraction, seed=seed).items()}
+        r2[cell] = tables[str(settings.repeats)]
         if settings.repeats > 1:
-            trainings = np.array([per_graph[g]["test_accuracy"] for g in range(len(structures))])
             repeat_corr[cell] = repeat_correlation(trainings)
-            by_repeats[cell] = {str(r): {name: {"mean": v["mean"], "std": v["std"]} for name, v in table.items()}
-                                for r, table in r2_by_repeats(features, trainings, n_splits=settings.n_splits,
-                                                              test_fraction=settings.test_fraction, seed=seed).items()}
+            by_repeats[cell] = tables
         correlations[cell] = pearson_correlations(features, names, accuracy)
-        if settings.repeats > 1:  # the mean of all trainings: already computed
-            r2[cell] = by_repeats[cell][str(settings.repeats)]
-        else:
-            r2[cell] = {name: {"mean": v["mean"], "std": v["std"]} for name, v in regression_r2(
-                features, accuracy, n_splits=settings.n_splits, test_fraction=settings.test_fraction, seed=seed).items()}
     result = {
         "experiment": "reber-structure-prediction",
         "preset": settings.preset,

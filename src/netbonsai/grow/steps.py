@@ -19,6 +19,7 @@ from ..errors import InputError
 from ..nets.dag import DagNet
 from ..nets.synapses import lowest_synapses, removal_scores
 from ..train import Budget, TrainerConfig, evaluate, fit
+from .config import PLACEMENTS
 
 __all__ = [
     "AdditionResult", "RemovalResult", "addition_step", "lowest_synapses", "neuron_targets",
@@ -102,7 +103,7 @@ def neuron_wiring(net: DagNet, placement: str = "half-layer", feed_added: bool =
     if placement == "cascade":
         position = net.n_nodes - net.n_out
         return position, list(range(position)), list(range(position, net.n_nodes))
-    raise InputError(f"unknown placement {placement!r}; choose half-layer or cascade")
+    raise InputError(f"unknown placement {placement!r}; choose one of {', '.join(PLACEMENTS)}")
 
 
 def addition_step(
