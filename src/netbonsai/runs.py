@@ -46,6 +46,8 @@ REPORT = "report.md"
 # version that wrote a run is recorded in its config but not compared: upgrading is allowed.)
 ADDED_SETTINGS: dict[tuple[str, ...], Any] = {
     ("grow", "placement"): "half-layer",
+    ("grow", "neuron_init"): "random",
+    ("grow", "neuron_removal"): False,
 }
 
 

@@ -222,3 +222,39 @@ def test_cascade_search_grows_deeper_networks(task: TaskData) -> None:
     new = grown.n_nodes - grown.n_out - 1
     assert set(graph.successors(new)) == {grown.n_nodes - 1}
     assert result.events[-1]["params"] == int(result.net.num_params()[0])
+
+
+def test_neuron_removal_removes_whole_neurons_and_resumes_exactly(task: TaskData) -> None:
+    """With neuron_removal a prune phase first removes whole hidden neurons while one fits eps
+    (an eps this loose lets several go), then continues synapse by synapse; the phase's mode is
+    part of the checkpoint, so a resumed run repeats the uninterrupted one."""
+    config = CONFIG.with_overrides(neuron_removal=True, eps=0.05)
+    checkpoints: list[bytes] = []
+
+    def checkpoint(state: SearchState) -> None:
+        buffer = io.BytesIO()
+        torch.save(state.to_dict(), buffer)
+        checkpoints.append(buffer.getvalue())
+
+    result = grow(task, config, checkpoint=checkpoint)
+    neuron_events = [e for e in result.events if "neuron" in e]
+    assert neuron_events, "no neuron was removed"
+    by_index = {e["index"]: e for e in result.events}
+    for event in neuron_events:
+        before = by_index[event["index"] - 1]
+        assert event["event"] == "prune" and event["n_hidden"] < before["n_hidden"]
+        assert before["params"] - event["params"] >= 2  # at least one synapse in and out, or a bias
+    # within a phase no neuron goes after the first synapse
+    phase_kinds: list[str] = []
+    for event in result.events:
+        if event["event"] != "prune":
+            phase_kinds = []
+            continue
+        phase_kinds.append("neuron" if "neuron" in event else "synapse")
+        assert phase_kinds == sorted(phase_kinds)  # "neuron" < "synapse"
+    middle = neuron_events[0]["index"]
+    state = SearchState.from_dict(torch.load(io.BytesIO(checkpoints[middle]), weights_only=True))
+    resumed = grow(task, config, state=state)
+    assert without_time(resumed.events) == without_time(result.events)
+    plain = grow(task, CONFIG.with_overrides(eps=0.05))
+    assert not any("neuron" in e for e in plain.events)

@@ -235,3 +235,82 @@ def test_trial_retraining_on_a_subsample_compares_candidates_on_all_data() -> No
     # the reported losses are full-data losses of the retrained candidates
     assert result.train_loss == pytest.approx(float(evaluate(result.net, x, y)[0]), rel=1e-5)
     assert result.train_loss == pytest.approx(min(result.trial_losses))
+
+
+def test_output_gradients_are_each_attempts_own_loss_gradient() -> None:
+    from netbonsai.grow.steps import output_gradients
+
+    net = trained(hidden=(3, 2))
+    x, y = data(n=300, seed=3)
+    targets = [t + 1 for t in neuron_targets(net)]
+    grown = net.insert_neuron(4, range(4), neuron_targets(net), "tanh", role="added").expand(5)
+    with torch.no_grad():
+        grown.weight[:, :4, 4] = torch.randn(5, 4, generator=torch.Generator().manual_seed(2))
+        grown.weight[:, 4, targets] = 0.3  # zeroed by output_gradients
+    # chunks of 7 rows: accumulated over many chunks, the same as one pass
+    grad = output_gradients(grown, 4, targets, x, y, chunk_rows=7 * 5 * grown.n_nodes)
+    assert grad.shape == (5, len(targets))
+    assert torch.all(grown.weight.detach()[:, 4, targets] == 0)
+    for k in range(5):
+        alone = grown.select(k)
+        loss = ((alone(x) - y) ** 2).mean()
+        (expected,) = torch.autograd.grad(loss, alone.weight)
+        torch.testing.assert_close(grad[k], expected[0, 4, targets], rtol=1e-4, atol=1e-7)
+    # a neuron whose activation is constant cannot correlate with the error beyond the bias
+    assert grad.abs().sum() > 0
+
+
+def test_gradient_init_lowers_the_loss_and_is_reproducible() -> None:
+    net = trained(hidden=(3, 2))
+    x, y = data()
+    before = float(evaluate(net, x, y)[0])
+    result = addition_step(net, x, y, 20, "tanh", torch.Generator().manual_seed(4), init="gradient")
+    again = addition_step(net, x, y, 20, "tanh", torch.Generator().manual_seed(4), init="gradient")
+    random = addition_step(net, x, y, 20, "tanh", torch.Generator().manual_seed(4), init_range_out=0.1)
+    # FINALISTS x STEPS line-search variants, the best kept; its loss is the network's loss
+    assert len(result.attempt_losses) == 10 * 10
+    assert result.attempt_loss == min(result.attempt_losses)
+    assert result.attempt_loss == pytest.approx(float(evaluate(result.net, x, y)[0]), rel=1e-5)
+    # a small step along the negative gradient always helps
+    assert result.attempt_loss < before
+    torch.testing.assert_close(result.net.weight.detach(), again.net.weight.detach(), atol=0, rtol=0)
+    # the input weights are one of the random draws: the same stream as init="random"
+    assert result.net.roles[4] == "added" and int(result.net.num_params()[0]) == int(random.net.num_params()[0])
+    with pytest.raises(InputError, match="neuron init"):
+        addition_step(net, x, y, 4, "tanh", torch.Generator().manual_seed(1), init="zeros")
+    with pytest.raises(InputError, match="neuron_init"):
+        GrowConfig(neuron_init="zeros")
+
+
+def test_neuron_removal_step_equals_removing_each_neuron_alone() -> None:
+    from netbonsai.grow.steps import neuron_removal_step
+
+    net = trained(hidden=(3, 2))  # hidden neurons 4-8
+    x, y = data()
+    trainer = TrainerConfig(method="lbfgs")
+    result = neuron_removal_step(net, x, y, n_trials=2, trial_epochs=0, trainer=trainer)
+    losses = []
+    for neuron in range(4, 9):
+        alone = net.clone()
+        with torch.no_grad():
+            alone.mask[0, neuron, :] = False
+            alone.mask[0, :, neuron] = False
+            alone.apply_mask_()
+            alone.bias[0, neuron] = 0.0
+        losses.append(float(evaluate(alone, x, y)[0]))
+    torch.testing.assert_close(torch.tensor(result.candidate_losses), torch.tensor(losses), rtol=1e-5, atol=0)
+    best = 4 + min(range(5), key=lambda k: losses[k])
+    assert result.neuron == best and result.train_loss == pytest.approx(min(losses), rel=1e-5)
+    removed = result.net.compact()
+    # the neuron and every synapse and bias it had are gone
+    lost = (net.mask[0, best].sum() + net.mask[0, :, best].sum() + 1).item()
+    assert int(removed.num_params()[0]) <= int(net.num_params()[0]) - lost
+    assert removed.n_hidden <= net.n_hidden - 1
+    torch.testing.assert_close(evaluate(removed, x, y), evaluate(result.net, x, y), rtol=1e-5, atol=1e-7)
+
+    # with retraining: the N2 best are retrained in one population, the best of those returned
+    retrained = neuron_removal_step(net, x, y, n_trials=2, trial_epochs=5, trainer=trainer, seed=1)
+    assert len(retrained.trial_losses) == 2
+    assert retrained.train_loss == min(retrained.trial_losses) < sorted(losses)[1] * 1.5
+    plain = DagNet.mlp([4, 1])  # no hidden neuron: nothing to remove
+    assert neuron_removal_step(plain, x, y, 2, 0, trainer) is None

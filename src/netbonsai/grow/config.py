@@ -15,6 +15,13 @@ REFERENCES = ("phase", "previous")
 # neuron, feeding the outputs (as in Fahlman and Lebiere's cascade-correlation): grown
 # networks get deeper, where half-layer neurons only widen the first layer.
 PLACEMENTS = ("half-layer", "cascade")
+# How a new neuron's weights are chosen. "random" (paper 000): the best of N3 draws from U[-1, 1]
+# by the loss right after insertion. "gradient": the N3 random input-weight draws are ranked by
+# how strongly the new neuron's activation correlates with the network's back-propagated error
+# (the gradient of the loss with respect to its still-zero output weights, as in Fahlman and
+# Lebiere's cascade-correlation and Evci et al.'s GradMax), and the output weights of the best
+# few are set by a batched line search along the negative gradient.
+NEURON_INITS = ("random", "gradient")
 _TYPES = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}
 
 
@@ -61,6 +68,8 @@ class GrowConfig:
     init_range_out: float = 0.1  # new-neuron output weights ~ U[-init_range_out, init_range_out]
     feed_added: bool = False  # a new neuron also feeds earlier added neurons
     placement: str = "half-layer"  # where a new neuron goes: see PLACEMENTS
+    neuron_init: str = "random"  # how a new neuron's weights are chosen: see NEURON_INITS
+    neuron_removal: bool = False  # a prune phase first removes whole hidden neurons while one fits eps
     max_params: int = 300  # stop when a prune phase ends at or above this complexity
     max_cycles: int | None = None  # stop after this many added neurons
     max_seconds: float | None = None  # stop once the search has run this long
@@ -88,6 +97,8 @@ class GrowConfig:
             raise InputError(f"eps must be in [0, 1), got {self.eps}")
         if self.placement not in PLACEMENTS:
             raise InputError(f"placement must be one of {', '.join(PLACEMENTS)}, got {self.placement!r}")
+        if self.neuron_init not in NEURON_INITS:
+            raise InputError(f"neuron_init must be one of {', '.join(NEURON_INITS)}, got {self.neuron_init!r}")
         if self.placement == "cascade" and self.feed_added:
             raise InputError("feed_added applies to half-layer neurons; a cascade neuron already feeds every later one")
         if self.reference not in REFERENCES:

@@ -29,7 +29,7 @@ from ..nets.io import net_from_state, net_to_state
 from ..nets.normalization import standardize_for
 from ..train import Budget, evaluate, fit
 from .config import GrowConfig
-from .steps import addition_step, removal_step
+from .steps import addition_step, neuron_removal_step, removal_step
 
 EventListener = Callable[[dict[str, Any]], None]
 
@@ -58,6 +58,7 @@ class SearchState:
     train_loss: float  # raw MSE of ``net`` on the training set
     cycles: int = 0  # neurons added so far
     phase_steps: int = 0  # removals accepted in the current prune phase
+    neurons_done: bool = False  # this prune phase has stopped removing whole neurons
     seconds: float = 0.0  # search time so far, across resumes
     events: list[dict[str, Any]] = field(default_factory=list)
     front: list[FrontPoint] = field(default_factory=list)
@@ -73,6 +74,7 @@ class SearchState:
             "train_loss": self.train_loss,
             "cycles": self.cycles,
             "phase_steps": self.phase_steps,
+            "neurons_done": self.neurons_done,
             "seconds": self.seconds,
             "events": [dict(e) for e in self.events],
             "front": [{**p.summary(), "net": net_to_state(p.net)} for p in self.front],
@@ -93,6 +95,7 @@ class SearchState:
             train_loss=data["train_loss"],
             cycles=data["cycles"],
             phase_steps=data["phase_steps"],
+            neurons_done=data.get("neurons_done", False),  # absent in checkpoints before neuron removal
             seconds=data["seconds"],
             events=list(data["events"]),
             front=front,
@@ -224,6 +227,8 @@ class _Search:
     # -------------------------------------------------------------- moves
     def prune(self, state: SearchState) -> None:
         config = self.config
+        if config.neuron_removal and not state.neurons_done and self.remove_neuron(state):
+            return
         result = None
         if state.phase_steps < config.max_prune_steps:
             result = removal_step(
@@ -233,11 +238,7 @@ class _Search:
             )
         if result is not None and result.train_loss <= (1.0 + config.eps) * state.reference:
             synapse = [state.net.roles[result.synapse[0]], result.synapse[0], state.net.roles[result.synapse[1]], result.synapse[1]]
-            state.net = result.net.compact()
-            state.train_loss = result.train_loss
-            state.phase_steps += 1
-            if config.reference == "previous":
-                state.reference = result.train_loss
+            self.accept_removal(state, result.net, result.train_loss)
             self.emit(
                 state, "prune",
                 synapse=synapse,
@@ -258,12 +259,37 @@ class _Search:
         else:
             state.phase = "grow"
 
+    def remove_neuron(self, state: SearchState) -> bool:
+        """Try to remove one whole hidden neuron within eps; once one does not fit, the phase goes
+        on synapse by synapse."""
+        config = self.config
+        result = None
+        if state.phase_steps < config.max_prune_steps:
+            result = neuron_removal_step(
+                state.net, self.x_sel, self.y_sel, config.n_trials, config.trial_epochs, config.trainer,
+                seed=self.next_seed(), trial_data=self.trial_data,
+            )
+        if result is None or result.train_loss > (1.0 + config.eps) * state.reference:
+            state.neurons_done = True
+            return False
+        neuron = [state.net.roles[result.neuron], result.neuron]
+        self.accept_removal(state, result.net, result.train_loss)
+        self.emit(state, "prune", neuron=neuron, trial_losses=[round(v * self.scale, 6) for v in result.trial_losses])
+        return True
+
+    def accept_removal(self, state: SearchState, net: DagNet, train_loss: float) -> None:
+        state.net = net.compact()
+        state.train_loss = train_loss
+        state.phase_steps += 1
+        if self.config.reference == "previous":
+            state.reference = train_loss
+
     def add_neuron(self, state: SearchState) -> None:
         config = self.config
         added = addition_step(
             state.net, self.x_attempt, self.y_attempt, config.n_attempts, config.activation,
             self.generator, config.init_range, config.init_range_out, config.feed_added, config.trainer.loss,
-            config.placement,
+            config.placement, config.neuron_init,
         )
         net = added.net
         if config.grow_epochs > 0:
@@ -273,6 +299,7 @@ class _Search:
         state.cycles += 1
         state.phase = "prune"
         state.phase_steps = 0
+        state.neurons_done = False
         self.emit(state, "grow", attempt_loss=round(added.attempt_loss * self.scale, 6))
 
     def stop(self, state: SearchState, reason: str) -> None:

@@ -6,7 +6,9 @@ best briefly (one training of a population of N2), and return the best retrained
 
 Neuron addition: a neuron "in layer 1/2" reads every network input and feeds every neuron of the
 starting network; N3 random weight sets from U[-1, 1] are scored in one forward pass over a
-population of N3 and the best one is kept.
+population of N3 and the best one is kept. With ``init="gradient"`` the N3 draws are ranked by
+the gradient of the loss with respect to the new neuron's (zero) output weights instead, and the
+output weights of the best few are set by a batched line search along that gradient.
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ from ..errors import InputError
 from ..nets.dag import DagNet
 from ..nets.synapses import lowest_synapses, removal_scores
 from ..train import Budget, TrainerConfig, evaluate, fit
-from .config import PLACEMENTS
+from ..train.losses import get_loss, population_outputs
+from .config import NEURON_INITS, PLACEMENTS
 
 __all__ = [
-    "AdditionResult", "RemovalResult", "addition_step", "lowest_synapses", "neuron_targets",
+    "AdditionResult", "RemovalResult", "addition_step", "neuron_removal_step", "output_gradients", "lowest_synapses", "neuron_targets",
     "removal_scores", "removal_step",
 ]
 
@@ -61,13 +64,7 @@ def removal_step(
     candidate_losses = evaluate(candidates, x, y, trainer.loss)  # N1 removals in one pass
     keep = torch.argsort(candidate_losses, stable=True)[: min(n_trials, sources.numel())]
     trials = candidates.select(keep)
-    if trial_epochs > 0 and trial_data is not None:
-        fit(trials, trial_data[0], trial_data[1], Budget(epochs=trial_epochs), trainer, seed=seed)
-        trial_losses = evaluate(trials, x, y, trainer.loss)
-    elif trial_epochs > 0:
-        trial_losses = fit(trials, x, y, Budget(epochs=trial_epochs), trainer, seed=seed).loss
-    else:
-        trial_losses = candidate_losses[keep]
+    trial_losses = _retrain_trials(trials, x, y, trial_epochs, trainer, seed, trial_data, candidate_losses[keep])
     best = int(torch.argmin(trial_losses))
     chosen = int(keep[best])
     return RemovalResult(
@@ -77,6 +74,77 @@ def removal_step(
         candidate_losses=candidate_losses.tolist(),
         trial_losses=trial_losses.tolist(),
     )
+
+
+@dataclass
+class NeuronRemovalResult:
+    """The best retrained candidate of one neuron-removal step."""
+
+    net: DagNet  # population 1, retrained, not compacted
+    train_loss: float  # after trial retraining
+    neuron: int  # node index in the step's input network
+    candidate_losses: list[float]  # loss right after each hidden neuron's removal (no retraining)
+    trial_losses: list[float]
+
+
+def neuron_removal_step(
+    net: DagNet,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    n_trials: int,
+    trial_epochs: int,
+    trainer: TrainerConfig,
+    seed: int = 0,
+    trial_data: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> NeuronRemovalResult | None:
+    """Remove one whole hidden neuron (all its synapses and its bias): every hidden neuron's
+    removal is evaluated in one batched pass, the ``n_trials`` best are retrained briefly in one
+    batched training, the best is returned; None for a network without hidden neurons.
+
+    A neuron costs its in-degree + out-degree + 1 parameters, so one accepted neuron removal
+    saves what many synapse steps would, at the price of one step's evaluations.
+    """
+    hidden = torch.arange(net.n_in, net.n_nodes - net.n_out)
+    if hidden.numel() == 0:
+        return None
+    candidates = net.expand(hidden.numel())
+    rows = torch.arange(hidden.numel())
+    with torch.no_grad():
+        for tensor, value in ((candidates.mask, False), (candidates.weight, 0.0)):
+            tensor[rows, hidden, :] = value
+            tensor[rows, :, hidden] = value
+        candidates.bias[rows, hidden] = 0.0
+    candidate_losses = evaluate(candidates, x, y, trainer.loss)
+    keep = torch.argsort(candidate_losses, stable=True)[: min(n_trials, hidden.numel())]
+    trials = candidates.select(keep)
+    trial_losses = _retrain_trials(trials, x, y, trial_epochs, trainer, seed, trial_data, candidate_losses[keep])
+    best = int(torch.argmin(trial_losses))
+    return NeuronRemovalResult(
+        net=trials.select(best),
+        train_loss=float(trial_losses[best]),
+        neuron=int(hidden[keep[best]]),
+        candidate_losses=candidate_losses.tolist(),
+        trial_losses=trial_losses.tolist(),
+    )
+
+
+def _retrain_trials(
+    trials: DagNet,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    trial_epochs: int,
+    trainer: TrainerConfig,
+    seed: int,
+    trial_data: tuple[torch.Tensor, torch.Tensor] | None,
+    untrained_losses: torch.Tensor,
+) -> torch.Tensor:
+    """Retrain a population of removal candidates briefly (in place); their losses on ``(x, y)``."""
+    if trial_epochs > 0 and trial_data is not None:
+        fit(trials, trial_data[0], trial_data[1], Budget(epochs=trial_epochs), trainer, seed=seed)
+        return evaluate(trials, x, y, trainer.loss)
+    if trial_epochs > 0:
+        return fit(trials, x, y, Budget(epochs=trial_epochs), trainer, seed=seed).loss
+    return untrained_losses
 
 
 @dataclass
@@ -118,6 +186,7 @@ def addition_step(
     feed_added: bool = False,
     loss: str = "mse",
     placement: str = "half-layer",
+    init: str = "random",
 ) -> AdditionResult:
     """Add one neuron (after the inputs, or with ``placement="cascade"`` before the outputs, fed
     by every neuron); try ``n_attempts`` random weight sets in one pass.
@@ -125,7 +194,9 @@ def addition_step(
     Input weights and bias are drawn from U[-init_range, init_range], output weights from
     U[-init_range_out, init_range_out] (the paper draws all from U[-1, 1] in its raw units; on
     standardised units a smaller output range keeps an attempt from wiping out what the network
-    has learned).
+    has learned). ``init="gradient"`` keeps the draws' input weights and biases but chooses the
+    neuron and its output weights by the loss gradient (see :data:`~netbonsai.grow.config.NEURON_INITS`);
+    ``attempt_losses`` are then the losses of its line-search variants.
     """
     position, sources, targets = neuron_wiring(net, placement, feed_added)
     role = "added" if placement == "half-layer" else "hidden"
@@ -141,7 +212,11 @@ def addition_step(
         attempts.weight[:, sources, position] = uniform(init_range, *shape_in)
         attempts.bias[:, position] = uniform(init_range, n_attempts)
         attempts.weight[:, position, new_targets] = uniform(init_range_out, *shape_out)
-    losses = evaluate(attempts, x_sample, y_sample, loss)  # N3 attempts in one pass
+    if init == "gradient":
+        attempts = _gradient_line_search(attempts, position, new_targets, x_sample, y_sample, loss)
+    elif init != "random":
+        raise InputError(f"unknown neuron init {init!r}; choose one of {', '.join(NEURON_INITS)}")
+    losses = evaluate(attempts, x_sample, y_sample, loss)  # every attempt in one pass
     best = int(torch.argmin(losses))
     return AdditionResult(
         net=attempts.select(best),
@@ -149,3 +224,51 @@ def addition_step(
         attempt_loss=float(losses[best]),
         attempt_losses=losses.tolist(),
     )
+
+
+# the line search of init="gradient": this many best-correlated draws, each tried at these norms
+# of its output-weight vector (a geometric grid from well below to well above the random draw's
+# typical norm); FINALISTS x STEPS variants cost one forward pass, as the N3 random attempts do
+GRADIENT_FINALISTS = 10
+GRADIENT_STEPS = tuple(0.01 * 2.0**i for i in range(10))
+
+
+def output_gradients(
+    attempts: DagNet, position: int, targets: list[int], x: torch.Tensor, y: torch.Tensor, loss: str = "mse",
+    chunk_rows: int = 1 << 20,
+) -> torch.Tensor:
+    """``(K, T)`` gradient of each variant's loss on ``(x, y)`` with respect to the output
+    weights ``position -> targets``, taken with those weights set to zero (they are zeroed in
+    place): the correlation of the new neuron's activation with the error back-propagated to
+    each target. One backward pass over the population, in sample chunks to bound memory."""
+    with torch.no_grad():
+        attempts.weight[:, position, targets] = 0.0
+    loss_fn = get_loss(loss)
+    k, width = attempts.population_size, max(attempts.n_nodes, 1)
+    step = max(1, chunk_rows // (k * width))
+    n = x.shape[0]
+    total = torch.zeros(k, len(targets), dtype=attempts.weight.dtype)
+    with torch.enable_grad():
+        for start in range(0, n, step):
+            xb, yb = x[start : start + step], y[start : start + step]
+            part = loss_fn(population_outputs(attempts, xb), yb).sum() * (xb.shape[0] / n)
+            (grad,) = torch.autograd.grad(part, attempts.weight)
+            total += grad[:, position, targets]
+    return total
+
+
+def _gradient_line_search(
+    attempts: DagNet, position: int, targets: list[int], x: torch.Tensor, y: torch.Tensor, loss: str
+) -> DagNet:
+    """The FINALISTS x STEPS variants of ``init="gradient"``: the draws whose output-weight
+    gradient is largest, each with output weights ``-step * g / |g|``."""
+    grad = output_gradients(attempts, position, targets, x, y, loss)
+    norms = grad.norm(dim=1)
+    finalists = torch.argsort(norms, descending=True, stable=True)[: min(GRADIENT_FINALISTS, norms.numel())]
+    steps = torch.tensor(GRADIENT_STEPS, dtype=grad.dtype)
+    variants = attempts.select(finalists.repeat_interleave(steps.numel()))
+    direction = -grad[finalists] / norms[finalists].clamp_min(torch.finfo(grad.dtype).tiny).unsqueeze(1)
+    with torch.no_grad():
+        out_weights = (direction.unsqueeze(1) * steps.view(1, -1, 1)).reshape(-1, len(targets))
+        variants.weight[:, position, targets] = out_weights.to(variants.weight)
+    return variants
