@@ -22,14 +22,22 @@ from netbonsai.data import load_task
 from netbonsai.experiments.presets import task_settings
 from netbonsai.grow.search import start_network
 from netbonsai.grow.steps import addition_step, lowest_synapses, neuron_targets
-from netbonsai.runtime import keep_freed_memory
+from netbonsai.runtime import keep_freed_memory, resolve_device
 from netbonsai.train import Budget, evaluate, fit
 
 
 def timed(func):
+    synchronize()
     started = time.perf_counter()
     value = func()
+    synchronize()
     return time.perf_counter() - started, value
+
+
+def synchronize() -> None:
+    """Wait for queued GPU work, so that a time covers the computation and not only its launch."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
 
 
 def removal_evaluations(net, x, y, n1):
@@ -89,9 +97,9 @@ def neuron_attempts(net, x, y, n3, activation):
         for k in range(n3):
             copy = grown.clone()
             with torch.no_grad():
-                copy.weight[0, : net.n_in, position] = w_in[k]
-                copy.bias[0, position] = b[k]
-                copy.weight[0, position, targets] = w_out[k]
+                copy.weight[0, : net.n_in, position] = w_in[k].to(copy.weight)
+                copy.bias[0, position] = b[k].to(copy.weight)
+                copy.weight[0, position, targets] = w_out[k].to(copy.weight)
             losses.append(evaluate(copy, x, y)[0])
         return torch.stack(losses)
 
@@ -103,6 +111,7 @@ def main() -> None:
     parser.add_argument("--preset", default="quick", choices=["quick", "paper"])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, auto")
     parser.add_argument("--warm-epochs", type=int, default=300, help="training of the start network")
     parser.add_argument("--train-samples", type=int, default=None, help="override the preset's training size")
     parser.add_argument("--attempt-samples", type=int, default=None, help="override the preset's N3 sample")
@@ -115,7 +124,9 @@ def main() -> None:
     d, g = settings.data, settings.grow.with_overrides(attempt_samples=args.attempt_samples)
     if args.trial_samples is not None:
         g = g.with_overrides(trial_samples=args.trial_samples or None)
+    device = resolve_device(args.device)
     data = load_task("brightness", None, d.val_fraction, d.split_seed, args.train_samples or d.max_train, d.max_val)
+    data = data.to(device)
     net = start_network(data, g)
     fit(net, data.x_train, data.y_train, Budget(epochs=args.warm_epochs), g.trainer)
     x, y = data.x_train, data.y_train
@@ -131,7 +142,7 @@ def main() -> None:
          neuron_attempts(net, x[sample], y[sample], g.n_attempts, g.activation)),
     ]
     print(f"brightness, preset {args.preset}: {x.shape[0]} training samples, start network "
-          f"{int(net.num_params()[0])} params, torch threads {args.threads}, median of {args.repeats}\n")
+          f"{int(net.num_params()[0])} params, device {device}, torch threads {args.threads}, median of {args.repeats}\n")
     print("| computation | batched (s) | one at a time (s) | speedup | same choice | max loss difference |")
     print("| --- | ---: | ---: | ---: | :---: | ---: |")
     for name, (batched, sequential) in cases:
@@ -139,6 +150,7 @@ def main() -> None:
         for _ in range(args.repeats):
             tb, losses_b = timed(batched)
             ts, losses_s = timed(sequential)
+            losses_b, losses_s = losses_b.cpu(), losses_s.cpu()
             times_b.append(tb)
             times_s.append(ts)
         same = int(torch.argmin(losses_b)) == int(torch.argmin(losses_s))

@@ -129,6 +129,8 @@ def _run_options(func):
         click.option("--executor", type=click.Choice(["process", "inline"]), default="process", show_default=True,
                      help="Where independent trainings run (a local process pool or this process)."),
         click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True, help="Torch threads per process."),
+        click.option("--device", type=str, default="auto", show_default=True,
+                     help="Torch device: auto (a CUDA GPU when present), cpu, cuda or cuda:N."),
         click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Run directory."),
         click.option("--resume", is_flag=True, help="Continue an interrupted run in --out from its last checkpoint."),
         click.option("--tensorboard", type=click.Path(file_okay=False, path_type=Path), default=None, help=TENSORBOARD_HELP),
@@ -154,7 +156,7 @@ def _parse_overrides(items: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _execute(kind: str, task, image, preset, seed, max_params, max_seconds, overrides, executor, threads, out, resume, quiet,
-             tensorboard=None, seeds: int = 1):
+             tensorboard=None, seeds: int = 1, device: str = "auto"):
     from .experiments import image_runs
 
     if max_params is not None and max_params < 1:
@@ -167,6 +169,7 @@ def _execute(kind: str, task, image, preset, seed, max_params, max_seconds, over
     options = image_runs.RunOptions(
         task=task, image=image, preset=preset, seed=seed, max_params=max_params,
         max_seconds=max_seconds, executor=executor, overrides=_parse_overrides(overrides), seeds=seeds,
+        device=device,
     )
     runner = {"grow": image_runs.run_grow, "baseline": image_runs.run_baseline, "compare": image_runs.run_compare_seeds}[kind]
     logging = _event_logging(tensorboard)

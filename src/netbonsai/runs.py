@@ -52,14 +52,16 @@ ADDED_SETTINGS: dict[tuple[str, ...], Any] = {
 
 
 VERSION_KEY = "netbonsai_version"  # recorded in config.json, not compared on resume
+DEVICE_KEY = "device"  # recorded too, not compared: a run may resume on another device
 _MISSING = object()
 
 
 def _comparable(config: dict[str, Any]) -> dict[str, Any]:
     """A copy of ``config`` as a resume compares it: JSON values, every :data:`ADDED_SETTINGS` key it
-    lacks (under a section it has) filled in, and without the version that wrote it."""
+    lacks (under a section it has) filled in, and without the version that wrote it or the device."""
     filled = json.loads(dumps(config))
     filled.pop(VERSION_KEY, None)
+    filled.pop(DEVICE_KEY, None)
     for path, value in ADDED_SETTINGS.items():
         section = filled
         for key in path[:-1]:

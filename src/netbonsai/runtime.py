@@ -12,10 +12,16 @@ returning it); the CLI and every executor worker call it.
 from __future__ import annotations
 
 import ctypes
+import re
 import ctypes.util
 import os
 import sys
 
+import torch
+
+from .errors import InputError
+
+DEVICES = ("auto", "cpu", "cuda")  # "cuda:N" picks one GPU of several
 M_TRIM_THRESHOLD = -1  # glibc mallopt parameters (malloc.h)
 M_MMAP_THRESHOLD = -3
 ENV_SWITCH = "NETBONSAI_SYSTEM_MALLOC"  # set to 1 to leave the allocator alone (benchmarks)
@@ -38,3 +44,22 @@ def keep_freed_memory(limit_bytes: int = 1 << 30) -> bool:
     # some glibc versions refuse an mmap threshold above 32 MB: then that is the most they allow
     applied = any(mallopt(M_MMAP_THRESHOLD, limit) for limit in (min(int(limit_bytes), 2**31 - 1), 32 << 20))
     return applied and bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
+
+
+def resolve_device(name: str) -> str:
+    """The torch device a run uses: ``auto`` is ``cuda`` when a GPU is available, else ``cpu``;
+    ``cuda`` (or ``cuda:N``) must be available. Raises :class:`InputError` otherwise."""
+    name = str(name).strip().lower()
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cpu":
+        return "cpu"
+    if name == "cuda" or re.fullmatch(r"cuda:\d+", name):
+        if not torch.cuda.is_available():
+            raise InputError(f"device {name!r} asked for, but no CUDA GPU is available (torch {torch.__version__}); "
+                             "use --device cpu or auto")
+        index = int(name.split(":")[1]) if ":" in name else 0
+        if index >= torch.cuda.device_count():
+            raise InputError(f"device {name!r} asked for, but only {torch.cuda.device_count()} CUDA GPU(s) are present")
+        return name
+    raise InputError(f"unknown device {name!r}; choose auto, cpu, cuda or cuda:N")

@@ -10,7 +10,7 @@ Image approximation: f(x, y) -> brightness in [0, 1] with x, y scaled to [-1, 1]
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +57,12 @@ class TaskData:
     @property
     def n_out(self) -> int:
         return self.y_train.shape[1]
+
+    def to(self, device: str | torch.device) -> "TaskData":
+        """The same split with its tensors on ``device`` (``self`` when they are there already)."""
+        if self.x_train.device == torch.device(device):
+            return self
+        return replace(self, **{name: getattr(self, name).to(device) for name in ("x_train", "y_train", "x_val", "y_val")})
 
     def describe(self) -> dict:
         """JSON-ready summary: sizes, split and preprocessing."""

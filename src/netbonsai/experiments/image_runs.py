@@ -28,7 +28,8 @@ from ..grow.config import GrowConfig
 from ..grow.search import FrontPoint, GrowResult, SearchState, grow
 from ..nets.dag import DagNet
 from ..nets.io import load, net_from_state, net_to_state, save
-from ..runs import CONFIG, MODEL, REPORT, RunDir, read_json
+from ..runs import CONFIG, DEVICE_KEY, MODEL, REPORT, RunDir, read_json
+from ..runtime import resolve_device
 from ..train import Budget, evaluate
 from ..train.sweep import train_dense
 from ..train.together import fit_together
@@ -50,6 +51,7 @@ class RunOptions:
     executor: str = "process"
     command: str = "compare"
     seeds: int = 1  # compare: independent comparisons with seeds seed, seed + 1, ... (pooled)
+    device: str = "auto"  # torch device: auto (a GPU when present), cpu, cuda, cuda:N
     overrides: dict[str, Any] = field(default_factory=dict)  # GrowConfig fields, "trainer.x" for the trainer
 
     def settings(self) -> TaskSettings:
@@ -66,7 +68,7 @@ class RunOptions:
         except TypeError as exc:
             raise InputError(f"invalid --set value: {exc}") from None
         grow_config = grow_config.with_overrides(seed=self.seed, max_params=self.max_params, max_seconds=self.max_seconds)
-        return replace(settings, grow=grow_config)
+        return replace(settings, grow=grow_config, device=resolve_device(self.device))
 
 
 class Reporter:
@@ -88,6 +90,7 @@ def _config(options: RunOptions, settings: TaskSettings, data: TaskData) -> dict
         "split": {k: v for k, v in data.describe().items() if k not in ("task", "image")},
         "loss_units": LOSS_UNITS[settings.task],
         "executor": options.executor,
+        DEVICE_KEY: settings.device,
         **({"seeds": _seed_list(settings.grow.seed, options.seeds)} if options.seeds > 1 else {}),
     }
 
@@ -117,12 +120,13 @@ def prepare(options: RunOptions, out: str | Path, resume: bool) -> tuple[TaskSet
     )
     run = RunDir(out, resume=resume)
     run.write_config(_config(options, settings, data))
-    return settings, data, run
+    return settings, data.to(settings.device), run
 
 
 # ---------------------------------------------------------------------- dense baseline
 def _dense_job(data: TaskData, hidden: tuple[int, ...], settings: TaskSettings) -> dict[str, Any]:
     """One dense training, in whatever process the executor picks (returns plain data)."""
+    data = data.to(settings.device)
     result = train_dense(
         data, hidden, settings.grow.activation, settings.dense_epochs, settings.grow.trainer, settings.grow.seed
     )
@@ -141,9 +145,11 @@ def _shipped(data: TaskData) -> TaskData:
     Workers get their own copy: a process pool pickles tensors in a feeder thread, and torch's
     pickling moves a tensor's storage into shared memory *in place*. Done on the search's own
     tensors, that move races with the search reading them in this thread (measured: the
-    neuron-attempt sample of a compare run read as garbage, attempt losses of 3.8e25).
+    neuron-attempt sample of a compare run read as garbage, attempt losses of 3.8e25). The copy
+    is on the CPU (a GPU tensor does not pickle into another process); each job moves it to the
+    run's device.
     """
-    return replace(data, **{f.name: getattr(data, f.name).clone() for f in fields(data)
+    return replace(data, **{f.name: getattr(data, f.name).to("cpu", copy=True) for f in fields(data)
                             if isinstance(getattr(data, f.name), torch.Tensor)})
 
 
@@ -253,8 +259,9 @@ def polish(points: list[FrontPoint], data: TaskData, settings: TaskSettings, exe
 def _polish_job(data: TaskData, states: list[dict[str, Any]], settings: TaskSettings) -> list[dict[str, Any]]:
     """Polish one population of networks (given as states); returns plain data per network."""
     trainer = settings.grow.trainer
+    data = data.to(settings.device)
     trained, _ = fit_together(
-        [net_from_state(state) for state in states], data.x_train, data.y_train,
+        [net_from_state(state).to(settings.device) for state in states], data.x_train, data.y_train,
         Budget(epochs=settings.polish_epochs), trainer, seed=settings.grow.seed,
     )
     return [

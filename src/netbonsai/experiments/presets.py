@@ -53,6 +53,7 @@ class TaskSettings:
     # (on CPU a population of full-batch trainings costs the sum of its members anyway)
     polish_group: int = 1
     extras: dict[str, Any] = field(default_factory=dict)
+    device: str = "cpu"  # where tensors live (resolved, e.g. "cuda"); recorded, not part of to_dict()
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -123,7 +123,7 @@ def start_network(data: TaskData, config: GrowConfig) -> DagNet:
     """The untrained starting MLP, standardised on the training data, seeded by ``config.seed``."""
     generator = torch.Generator().manual_seed(config.seed)
     net = DagNet.mlp([data.n_in, *config.hidden, data.n_out], config.activation, generator=generator)
-    return standardize_for(net, data.x_train, data.y_train)
+    return standardize_for(net.to(data.x_train.device), data.x_train, data.y_train)
 
 
 def grow(
@@ -204,7 +204,7 @@ class _Search:
         else:
             if initial.population_size != 1 or initial.n_in != self.data.n_in or initial.n_out != self.data.n_out:
                 raise InputError("the initial network must have population 1 and match the task's inputs and outputs")
-            net = initial.clone()
+            net = initial.clone().to(self.data.x_train.device)
         net = net.compact()
         train_loss = self.decision_loss(net)
         state = SearchState(net=net, phase="prune", reference=train_loss, train_loss=train_loss)
@@ -215,6 +215,10 @@ class _Search:
         if state.generator_state is not None:
             self.generator.set_state(state.generator_state)
         self.seconds_at_resume = state.seconds
+        device = self.data.x_train.device
+        state.net = state.net.to(device)
+        for point in state.front:
+            point.net = point.net.to(device)
         return state
 
     def advance(self, state: SearchState) -> None:

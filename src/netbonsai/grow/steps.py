@@ -247,7 +247,7 @@ def output_gradients(
     k, width = attempts.population_size, max(attempts.n_nodes, 1)
     step = max(1, chunk_rows // (k * width))
     n = x.shape[0]
-    total = torch.zeros(k, len(targets), dtype=attempts.weight.dtype)
+    total = attempts.weight.new_zeros(k, len(targets))
     with torch.enable_grad():
         for start in range(0, n, step):
             xb, yb = x[start : start + step], y[start : start + step]
@@ -265,7 +265,7 @@ def _gradient_line_search(
     grad = output_gradients(attempts, position, targets, x, y, loss)
     norms = grad.norm(dim=1)
     finalists = torch.argsort(norms, descending=True, stable=True)[: min(GRADIENT_FINALISTS, norms.numel())]
-    steps = torch.tensor(GRADIENT_STEPS, dtype=grad.dtype)
+    steps = torch.tensor(GRADIENT_STEPS, dtype=grad.dtype, device=grad.device)
     variants = attempts.select(finalists.repeat_interleave(steps.numel()))
     direction = -grad[finalists] / norms[finalists].clamp_min(torch.finfo(grad.dtype).tiny).unsqueeze(1)
     with torch.no_grad():

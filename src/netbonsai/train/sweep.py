@@ -45,7 +45,7 @@ def train_dense(
 ) -> DenseResult:
     """Build, standardise and train one dense MLP exactly as the search builds its start network."""
     generator = torch.Generator().manual_seed(seed)
-    net = DagNet.mlp([data.n_in, *hidden, data.n_out], activation, generator=generator)
+    net = DagNet.mlp([data.n_in, *hidden, data.n_out], activation, generator=generator).to(data.x_train.device)
     standardize_for(net, data.x_train, data.y_train)
     result = fit(net, data.x_train, data.y_train, Budget(epochs=epochs), trainer, seed=seed)
     val = float(evaluate(net, data.x_val, data.y_val, trainer.loss)[0])

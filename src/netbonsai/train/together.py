@@ -45,11 +45,12 @@ def stack_padded(nets: Sequence[DagNet]) -> DagNet:
     hidden_act = next(
         (a for net in nets for a in net.activations[net.n_in : net.n_nodes - net.n_out]), "identity"
     )
-    weight = torch.zeros(len(nets), n_nodes, n_nodes, dtype=first.weight.dtype)
-    mask = torch.zeros(len(nets), n_nodes, n_nodes, dtype=torch.bool)
-    bias = torch.zeros(len(nets), n_nodes, dtype=first.weight.dtype)
+    device = first.weight.device
+    weight = torch.zeros(len(nets), n_nodes, n_nodes, dtype=first.weight.dtype, device=device)
+    mask = torch.zeros(len(nets), n_nodes, n_nodes, dtype=torch.bool, device=device)
+    bias = torch.zeros(len(nets), n_nodes, dtype=first.weight.dtype, device=device)
     for k, net in enumerate(nets):
-        index = _node_map(net, n_nodes)
+        index = _node_map(net, n_nodes).to(device)
         weight[k, index[:, None], index[None, :]] = net.weight.detach()[0]
         mask[k, index[:, None], index[None, :]] = net.mask[0]
         bias[k, index] = net.bias.detach()[0]
@@ -58,7 +59,7 @@ def stack_padded(nets: Sequence[DagNet]) -> DagNet:
         + [hidden_act] * (n_nodes - first.n_in - first.n_out)
         + list(first.activations[first.n_nodes - first.n_out :])
     )
-    stacked = DagNet(first.n_in, first.n_out, weight, mask, bias, activations)
+    stacked = DagNet(first.n_in, first.n_out, weight, mask, bias, activations).to(device)
     stacked.set_normalization(first.in_shift, first.in_scale, first.out_shift, first.out_scale)
     return stacked
 
@@ -67,7 +68,7 @@ def unstack_padded(stacked: DagNet, originals: Sequence[DagNet]) -> list[DagNet]
     """The trained variants of :func:`stack_padded`, each back in its original node layout."""
     result = []
     for k, net in enumerate(originals):
-        index = _node_map(net, stacked.n_nodes)
+        index = _node_map(net, stacked.n_nodes).to(stacked.weight.device)
         trained = net._rebuild(
             stacked.weight.detach()[k][index][:, index].unsqueeze(0),
             stacked.mask[k][index][:, index].unsqueeze(0),
