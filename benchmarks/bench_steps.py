@@ -111,7 +111,7 @@ def main() -> None:
     parser.add_argument("--preset", default="quick", choices=["quick", "paper"])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, auto")
+    parser.add_argument("--device", default="auto", help="torch device: auto (a CUDA GPU when present), cpu, cuda")
     parser.add_argument("--warm-epochs", type=int, default=300, help="training of the start network")
     parser.add_argument("--train-samples", type=int, default=None, help="override the preset's training size")
     parser.add_argument("--attempt-samples", type=int, default=None, help="override the preset's N3 sample")

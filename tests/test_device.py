@@ -48,16 +48,22 @@ def test_bad_device_is_a_usage_error_and_writes_nothing(
     assert not out.exists()
 
 
-def test_cpu_device_is_recorded_and_not_compared_on_resume(capsys: pytest.CaptureFixture, tmp_path: Path, tiny: None) -> None:
+def test_device_is_recorded_and_not_compared_on_resume(capsys: pytest.CaptureFixture, tmp_path: Path, tiny: None) -> None:
     image = write_image(tmp_path / "img.png")
     out = tmp_path / "run"
     base = ["grow", "brightness", "--image", image, "--out", out, "--executor", "inline", "--quiet"]
     code, _, err = run_cli(capsys, *base, "--device", "cpu")
     assert code == 0, err
-    assert json.loads((out / "config.json").read_text())["device"] == "cpu"
-    # a run may resume on another device: only the settings that change results are compared
-    code, _, err = run_cli(capsys, *base, "--device", "auto", "--resume")
+    config_file = out / "config.json"
+    assert json.loads(config_file.read_text())["device"] == "cpu"
+    # a run started on a GPU may resume on the CPU: only the settings that change results count
+    config = json.loads(config_file.read_text())
+    config_file.write_text(json.dumps({**config, "device": "cuda"}))
+    code, _, err = run_cli(capsys, *base, "--device", "cpu", "--resume")
     assert code == 0, err
+    # but a setting that does change results is still compared
+    code, _, err = run_cli(capsys, *base, "--device", "cpu", "--resume", "--seed", "5")
+    assert "seed" in assert_usage_error(code, err)
 
 
 @needs_cuda

@@ -71,8 +71,14 @@ def test_a_run_written_before_a_setting_existed_resumes_with_its_old_value(tmp_p
     """config.json of an older netbonsai lacks grow.placement (added later): resuming with the value
     every older run used is accepted, asking for another one is refused and names the setting."""
     RunDir(tmp_path).write_config(CONFIG_DATA)
-    now = {**CONFIG_DATA, "grow": {**CONFIG_DATA["grow"], "placement": "half-layer"}}
-    RunDir(tmp_path, resume=True).write_config(now)
+    now = {**CONFIG_DATA, "grow": {**CONFIG_DATA["grow"], "placement": "half-layer", "neuron_init": "random",
+                                   "neuron_removal": False}}
+    RunDir(tmp_path, resume=True).write_config(now)  # every setting added since: filled in
+    for key, value in (("neuron_init", "gradient"), ("neuron_removal", True)):
+        with pytest.raises(InputError, match=rf"\(grow\.{key}\)"):
+            RunDir(tmp_path, resume=True).write_config({**now, "grow": {**now["grow"], key: value}})
+    # the device a run used is recorded, not compared: a run may resume on another one
+    RunDir(tmp_path, resume=True).write_config({**now, "device": "cuda"})
     assert json.loads((tmp_path / CONFIG).read_text()) == CONFIG_DATA  # the stored file is not rewritten
     other = {**CONFIG_DATA, "grow": {**CONFIG_DATA["grow"], "placement": "cascade"}}
     with pytest.raises(InputError, match=r"differs from the stored run \(grow\.placement\)"):

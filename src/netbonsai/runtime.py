@@ -1,4 +1,5 @@
-"""Process-wide settings that make training many small networks on a CPU fast.
+"""Process-wide runtime settings: the device a run uses (:func:`resolve_device`), and an
+allocator setting that makes training many small networks on a CPU fast.
 
 Training here allocates and frees the same large activation tensors thousands of times (a
 population of 12 networks on 60,000 samples: 37 MB per level). glibc serves allocations above
@@ -12,16 +13,16 @@ returning it); the CLI and every executor worker call it.
 from __future__ import annotations
 
 import ctypes
-import re
 import ctypes.util
 import os
+import re
 import sys
 
 import torch
 
 from .errors import InputError
 
-DEVICES = ("auto", "cpu", "cuda")  # "cuda:N" picks one GPU of several
+DEVICES = ("auto", "cpu", "cuda", "cuda:N")  # cuda:N picks one GPU of several
 M_TRIM_THRESHOLD = -1  # glibc mallopt parameters (malloc.h)
 M_MMAP_THRESHOLD = -3
 ENV_SWITCH = "NETBONSAI_SYSTEM_MALLOC"  # set to 1 to leave the allocator alone (benchmarks)
@@ -62,4 +63,4 @@ def resolve_device(name: str) -> str:
         if index >= torch.cuda.device_count():
             raise InputError(f"device {name!r} asked for, but only {torch.cuda.device_count()} CUDA GPU(s) are present")
         return name
-    raise InputError(f"unknown device {name!r}; choose auto, cpu, cuda or cuda:N")
+    raise InputError(f"unknown device {name!r}; choose one of {', '.join(DEVICES)}")

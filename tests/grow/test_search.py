@@ -167,6 +167,13 @@ def test_stop_reasons(task: TaskData) -> None:
     result = grow(task, easy)
     assert [e["event"] for e in result.events] == ["start", "stop"]
     assert result.stop_reason == "target_loss"
+    # the step limit ends a prune phase (the search grows on), it does not stop the search
+    limited = grow(task, CONFIG.with_overrides(max_prune_steps=1, max_params=1000))
+    assert limited.stop_reason == "max_cycles"
+    kinds = [e["event"] for e in limited.events]
+    assert kinds.count("grow") == 2
+    phases = "".join("p" if k == "prune" else "|" for k in kinds[1:-1]).split("|")
+    assert max(len(p) for p in phases) == 1
 
 
 def test_initial_network_must_match(task: TaskData) -> None:
@@ -256,5 +263,9 @@ def test_neuron_removal_removes_whole_neurons_and_resumes_exactly(task: TaskData
     state = SearchState.from_dict(torch.load(io.BytesIO(checkpoints[middle]), weights_only=True))
     resumed = grow(task, config, state=state)
     assert without_time(resumed.events) == without_time(result.events)
+    # a checkpoint written before neuron removal existed has no "neurons_done": read as False
+    older = torch.load(io.BytesIO(checkpoints[1]), weights_only=True)
+    del older["neurons_done"]
+    assert SearchState.from_dict(older).neurons_done is False
     plain = grow(task, CONFIG.with_overrides(eps=0.05))
     assert not any("neuron" in e for e in plain.events)

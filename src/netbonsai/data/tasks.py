@@ -60,7 +60,7 @@ class TaskData:
 
     def to(self, device: str | torch.device) -> "TaskData":
         """The same split with its tensors on ``device`` (``self`` when they are there already)."""
-        if self.x_train.device == torch.device(device):
+        if self.x_train.device == torch.empty(0, device=device).device:  # "cuda" is "cuda:0"
             return self
         return replace(self, **{name: getattr(self, name).to(device) for name in ("x_train", "y_train", "x_val", "y_val")})
 

@@ -230,25 +230,28 @@ class _Search:
 
     # -------------------------------------------------------------- moves
     def prune(self, state: SearchState) -> None:
+        """One removal (a whole neuron first, with ``neuron_removal``, while one fits), or the end of
+        the prune phase when nothing fits within eps (or the phase's step limit is reached)."""
         config = self.config
-        if config.neuron_removal and not state.neurons_done and self.remove_neuron(state):
-            return
-        result = None
+        exhausted = False
         if state.phase_steps < config.max_prune_steps:
+            if config.neuron_removal and not state.neurons_done:
+                result = neuron_removal_step(
+                    state.net, self.x_sel, self.y_sel, config.n_trials, config.trial_epochs, config.trainer,
+                    seed=self.next_seed(), trial_data=self.trial_data,
+                )
+                if self.accept_removal(state, result, lambda r, roles: {"neuron": [roles[r.neuron], r.neuron]}):
+                    return
+                state.neurons_done = True  # from here on, this phase removes synapses
             result = removal_step(
                 state.net, self.x_sel, self.y_sel,
                 config.n_candidates, config.n_trials, config.trial_epochs, config.trainer, seed=self.next_seed(),
                 trial_data=self.trial_data,
             )
-        if result is not None and result.train_loss <= (1.0 + config.eps) * state.reference:
-            synapse = [state.net.roles[result.synapse[0]], result.synapse[0], state.net.roles[result.synapse[1]], result.synapse[1]]
-            self.accept_removal(state, result.net, result.train_loss)
-            self.emit(
-                state, "prune",
-                synapse=synapse,
-                trial_losses=[round(v * self.scale, 6) for v in result.trial_losses],
-            )
-            return
+            synapse = lambda r, roles: {"synapse": [roles[r.synapse[0]], r.synapse[0], roles[r.synapse[1]], r.synapse[1]]}  # noqa: E731
+            if self.accept_removal(state, result, synapse):
+                return
+            exhausted = result is None
         # the phase ends: the best candidate would cost more than eps
         params = int(state.net.num_params()[0])
         reason = None
@@ -256,37 +259,26 @@ class _Search:
             reason = "max_params"
         elif config.max_cycles is not None and state.cycles >= config.max_cycles:
             reason = "max_cycles"
-        elif result is None:
+        elif exhausted:
             reason = "no_synapses"
         if reason is not None:
             self.stop(state, reason)
         else:
             state.phase = "grow"
 
-    def remove_neuron(self, state: SearchState) -> bool:
-        """Try to remove one whole hidden neuron within eps; once one does not fit, the phase goes
-        on synapse by synapse."""
-        config = self.config
-        result = None
-        if state.phase_steps < config.max_prune_steps:
-            result = neuron_removal_step(
-                state.net, self.x_sel, self.y_sel, config.n_trials, config.trial_epochs, config.trainer,
-                seed=self.next_seed(), trial_data=self.trial_data,
-            )
-        if result is None or result.train_loss > (1.0 + config.eps) * state.reference:
-            state.neurons_done = True
+    def accept_removal(self, state: SearchState, result: Any, describe: Callable[[Any, tuple[str, ...]], dict]) -> bool:
+        """Accept a removal step's result if it is within eps of the reference: the network, its
+        loss and a "prune" event (``describe`` names what went, in the old network's terms)."""
+        if result is None or result.train_loss > (1.0 + self.config.eps) * state.reference:
             return False
-        neuron = [state.net.roles[result.neuron], result.neuron]
-        self.accept_removal(state, result.net, result.train_loss)
-        self.emit(state, "prune", neuron=neuron, trial_losses=[round(v * self.scale, 6) for v in result.trial_losses])
-        return True
-
-    def accept_removal(self, state: SearchState, net: DagNet, train_loss: float) -> None:
-        state.net = net.compact()
-        state.train_loss = train_loss
+        details = describe(result, state.net.roles)
+        state.net = result.net.compact()
+        state.train_loss = result.train_loss
         state.phase_steps += 1
         if self.config.reference == "previous":
-            state.reference = train_loss
+            state.reference = result.train_loss
+        self.emit(state, "prune", **details, trial_losses=[round(v * self.scale, 6) for v in result.trial_losses])
+        return True
 
     def add_neuron(self, state: SearchState) -> None:
         config = self.config

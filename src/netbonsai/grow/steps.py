@@ -61,16 +61,55 @@ def removal_step(
     if sources.numel() == 0:
         return None
     candidates = net.expand(sources.numel()).remove_synapses_(sources, targets)
-    candidate_losses = evaluate(candidates, x, y, trainer.loss)  # N1 removals in one pass
-    keep = torch.argsort(candidate_losses, stable=True)[: min(n_trials, sources.numel())]
-    trials = candidates.select(keep)
-    trial_losses = _retrain_trials(trials, x, y, trial_epochs, trainer, seed, trial_data, candidate_losses[keep])
-    best = int(torch.argmin(trial_losses))
-    chosen = int(keep[best])
+    best = _best_candidate(candidates, x, y, n_trials, trial_epochs, trainer, seed, trial_data)
     return RemovalResult(
+        net=best.net,
+        train_loss=best.train_loss,
+        synapse=(int(sources[best.index]), int(targets[best.index])),
+        candidate_losses=best.candidate_losses,
+        trial_losses=best.trial_losses,
+    )
+
+
+@dataclass
+class _Best:
+    """The outcome shared by both removal steps: the winner and what led to it."""
+
+    net: DagNet
+    index: int  # the winner's position in the candidate population
+    train_loss: float
+    candidate_losses: list[float]
+    trial_losses: list[float]
+
+
+def _best_candidate(
+    candidates: DagNet,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    n_trials: int,
+    trial_epochs: int,
+    trainer: TrainerConfig,
+    seed: int,
+    trial_data: tuple[torch.Tensor, torch.Tensor] | None,
+) -> _Best:
+    """Evaluate a population of removal candidates in one pass, retrain the ``n_trials`` best
+    briefly in one batched training (on ``trial_data`` when given, then compared on ``(x, y)``),
+    and return the best retrained one."""
+    candidate_losses = evaluate(candidates, x, y, trainer.loss)  # every removal in one pass
+    keep = torch.argsort(candidate_losses, stable=True)[: min(n_trials, candidates.population_size)]
+    trials = candidates.select(keep)
+    if trial_epochs > 0 and trial_data is not None:
+        fit(trials, trial_data[0], trial_data[1], Budget(epochs=trial_epochs), trainer, seed=seed)
+        trial_losses = evaluate(trials, x, y, trainer.loss)
+    elif trial_epochs > 0:
+        trial_losses = fit(trials, x, y, Budget(epochs=trial_epochs), trainer, seed=seed).loss
+    else:
+        trial_losses = candidate_losses[keep]
+    best = int(torch.argmin(trial_losses))
+    return _Best(
         net=trials.select(best),
+        index=int(keep[best]),
         train_loss=float(trial_losses[best]),
-        synapse=(int(sources[chosen]), int(targets[chosen])),
         candidate_losses=candidate_losses.tolist(),
         trial_losses=trial_losses.tolist(),
     )
@@ -97,54 +136,38 @@ def neuron_removal_step(
     seed: int = 0,
     trial_data: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> NeuronRemovalResult | None:
-    """Remove one whole hidden neuron (all its synapses and its bias): every hidden neuron's
-    removal is evaluated in one batched pass, the ``n_trials`` best are retrained briefly in one
-    batched training, the best is returned; None for a network without hidden neurons.
+    """Remove one whole hidden neuron (its synapses and its bias): every hidden neuron's removal
+    is evaluated in one batched pass, the ``n_trials`` best are retrained briefly in one batched
+    training, the best is returned; None for a network without hidden neurons.
 
-    A neuron costs its in-degree + out-degree + 1 parameters, so one accepted neuron removal
-    saves what many synapse steps would, at the price of one step's evaluations.
+    A removed neuron's mean activation on ``x`` times each outgoing weight is added to that
+    consumer's bias (what :meth:`DagNet.compact` does for a constant neuron), so a candidate
+    loses only the neuron's variation, not its average contribution. A neuron costs its
+    in-degree + out-degree + 1 parameters, so one accepted removal saves what many synapse steps
+    would, at the price of one step's evaluations.
     """
-    hidden = torch.arange(net.n_in, net.n_nodes - net.n_out)
+    hidden = torch.arange(net.n_in, net.n_nodes - net.n_out, device=net.weight.device)
     if hidden.numel() == 0:
         return None
-    candidates = net.expand(hidden.numel())
-    rows = torch.arange(hidden.numel())
     with torch.no_grad():
+        mean_activation = net.node_values(x)[0].mean(dim=0)  # (N,), the values the weights act on
+        candidates = net.expand(hidden.numel())
+        rows = torch.arange(hidden.numel(), device=hidden.device)
+        outgoing = candidates.weight[rows, hidden, :] * candidates.mask[rows, hidden, :]
+        candidates.bias[rows, :] += mean_activation[hidden, None] * outgoing
         for tensor, value in ((candidates.mask, False), (candidates.weight, 0.0)):
             tensor[rows, hidden, :] = value
             tensor[rows, :, hidden] = value
         candidates.bias[rows, hidden] = 0.0
-    candidate_losses = evaluate(candidates, x, y, trainer.loss)
-    keep = torch.argsort(candidate_losses, stable=True)[: min(n_trials, hidden.numel())]
-    trials = candidates.select(keep)
-    trial_losses = _retrain_trials(trials, x, y, trial_epochs, trainer, seed, trial_data, candidate_losses[keep])
-    best = int(torch.argmin(trial_losses))
+        candidates.bias[:, : net.n_in] = 0.0
+    best = _best_candidate(candidates, x, y, n_trials, trial_epochs, trainer, seed, trial_data)
     return NeuronRemovalResult(
-        net=trials.select(best),
-        train_loss=float(trial_losses[best]),
-        neuron=int(hidden[keep[best]]),
-        candidate_losses=candidate_losses.tolist(),
-        trial_losses=trial_losses.tolist(),
+        net=best.net,
+        train_loss=best.train_loss,
+        neuron=int(hidden[best.index]),
+        candidate_losses=best.candidate_losses,
+        trial_losses=best.trial_losses,
     )
-
-
-def _retrain_trials(
-    trials: DagNet,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    trial_epochs: int,
-    trainer: TrainerConfig,
-    seed: int,
-    trial_data: tuple[torch.Tensor, torch.Tensor] | None,
-    untrained_losses: torch.Tensor,
-) -> torch.Tensor:
-    """Retrain a population of removal candidates briefly (in place); their losses on ``(x, y)``."""
-    if trial_epochs > 0 and trial_data is not None:
-        fit(trials, trial_data[0], trial_data[1], Budget(epochs=trial_epochs), trainer, seed=seed)
-        return evaluate(trials, x, y, trainer.loss)
-    if trial_epochs > 0:
-        return fit(trials, x, y, Budget(epochs=trial_epochs), trainer, seed=seed).loss
-    return untrained_losses
 
 
 @dataclass
@@ -226,11 +249,12 @@ def addition_step(
     )
 
 
-# the line search of init="gradient": this many best-correlated draws, each tried at these norms
-# of its output-weight vector (a geometric grid from well below to well above the random draw's
-# typical norm); FINALISTS x STEPS variants cost one forward pass, as the N3 random attempts do
+# init="gradient": this many draws with the largest gradient go on to the line search; each is
+# probed at one output-weight norm, a parabola through the loss at 0 (with the known slope -|g|)
+# and at the probe gives its own best norm t*, and t* times each factor is tried
 GRADIENT_FINALISTS = 10
-GRADIENT_STEPS = tuple(0.01 * 2.0**i for i in range(10))
+GRADIENT_PROBE = 0.05
+GRADIENT_STEP_FACTORS = (0.25, 0.5, 1.0, 2.0)
 
 
 def output_gradients(
@@ -260,15 +284,27 @@ def output_gradients(
 def _gradient_line_search(
     attempts: DagNet, position: int, targets: list[int], x: torch.Tensor, y: torch.Tensor, loss: str
 ) -> DagNet:
-    """The FINALISTS x STEPS variants of ``init="gradient"``: the draws whose output-weight
-    gradient is largest, each with output weights ``-step * g / |g|``."""
+    """The variants of ``init="gradient"``: for each of the FINALISTS draws with the largest
+    output-weight gradient ``g``, output weights ``-t * g / |g|`` at its own parabola step t*
+    times each of GRADIENT_STEP_FACTORS (two batched passes: the probe, then the variants)."""
     grad = output_gradients(attempts, position, targets, x, y, loss)
     norms = grad.norm(dim=1)
     finalists = torch.argsort(norms, descending=True, stable=True)[: min(GRADIENT_FINALISTS, norms.numel())]
-    steps = torch.tensor(GRADIENT_STEPS, dtype=grad.dtype, device=grad.device)
-    variants = attempts.select(finalists.repeat_interleave(steps.numel()))
-    direction = -grad[finalists] / norms[finalists].clamp_min(torch.finfo(grad.dtype).tiny).unsqueeze(1)
-    with torch.no_grad():
-        out_weights = (direction.unsqueeze(1) * steps.view(1, -1, 1)).reshape(-1, len(targets))
-        variants.weight[:, position, targets] = out_weights.to(variants.weight)
-    return variants
+    slope = norms[finalists]  # the loss falls at rate |g| along -g / |g|
+    direction = -grad[finalists] / slope.clamp_min(torch.finfo(grad.dtype).tiny).unsqueeze(1)
+
+    def along(steps: torch.Tensor) -> DagNet:  # (F, S) norms -> F * S variants, finalist-major
+        variants = attempts.select(finalists.repeat_interleave(steps.shape[1]))
+        with torch.no_grad():
+            out = (direction.unsqueeze(1) * steps.unsqueeze(2)).reshape(-1, len(targets))
+            variants.weight[:, position, targets] = out.to(variants.weight)
+        return variants
+
+    base = float(evaluate(attempts.select(int(finalists[0])), x, y, loss)[0])  # output weights still zero
+    probe = torch.full((finalists.numel(), 1), GRADIENT_PROBE, dtype=grad.dtype, device=grad.device)
+    probed = evaluate(along(probe), x, y, loss).to(grad.dtype)
+    curvature = (probed - base + slope * GRADIENT_PROBE) / GRADIENT_PROBE**2  # L(t) ~ base - |g| t + c t^2
+    best = torch.where(curvature > 0, slope / (2 * curvature.clamp_min(torch.finfo(grad.dtype).tiny)),
+                       torch.full_like(slope, 4 * GRADIENT_PROBE))  # not convex there: go further out
+    factors = torch.tensor(GRADIENT_STEP_FACTORS, dtype=grad.dtype, device=grad.device)
+    return along(best.unsqueeze(1) * factors)
