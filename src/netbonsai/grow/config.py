@@ -17,10 +17,11 @@ REFERENCES = ("phase", "previous")
 PLACEMENTS = ("half-layer", "cascade")
 # How a new neuron's weights are chosen. "random" (paper 000): the best of N3 draws from U[-1, 1]
 # by the loss right after insertion. "gradient": the N3 random input-weight draws are ranked by
-# how strongly the new neuron's activation correlates with the network's back-propagated error
-# (the gradient of the loss with respect to its still-zero output weights, as in Fahlman and
-# Lebiere's cascade-correlation and Evci et al.'s GradMax), and the output weights of the best
-# few are set by a batched line search along the negative gradient.
+# the norm of the loss gradient with respect to the new neuron's still-zero output weights: the
+# product of its activation with the error back-propagated to each neuron it feeds (at a trained
+# network that error sums to zero at every neuron, so this is their covariance, the score of
+# Fahlman and Lebiere's cascade-correlation without its normalisation; also Evci et al.'s
+# GradMax), and the output weights of the best few are set by a batched line search along -g.
 NEURON_INITS = ("random", "gradient")
 _TYPES = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}
 

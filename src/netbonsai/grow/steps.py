@@ -263,7 +263,7 @@ def output_gradients(
 ) -> torch.Tensor:
     """``(K, T)`` gradient of each variant's loss on ``(x, y)`` with respect to the output
     weights ``position -> targets``, taken with those weights set to zero (they are zeroed in
-    place): the correlation of the new neuron's activation with the error back-propagated to
+    place): the product of the new neuron's activation with the error back-propagated to
     each target. One backward pass over the population, in sample chunks to bound memory."""
     with torch.no_grad():
         attempts.weight[:, position, targets] = 0.0
