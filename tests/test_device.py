@@ -56,6 +56,7 @@ def test_device_is_recorded_and_not_compared_on_resume(capsys: pytest.CaptureFix
     assert code == 0, err
     config_file = out / "config.json"
     assert json.loads(config_file.read_text())["device"] == "cpu"
+    assert "device cpu" in (out / "report.md").read_text()
     # a run started on a GPU may resume on the CPU: only the settings that change results count
     config = json.loads(config_file.read_text())
     config_file.write_text(json.dumps({**config, "device": "cuda"}))

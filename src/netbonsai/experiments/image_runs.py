@@ -326,7 +326,7 @@ def run_grow(options: RunOptions, out: str | Path, resume: bool = False, reporte
     scale_note = LOSS_UNITS[data.task]
     text = (
         f"# netbonsai grow: {data.task} on {data.image}\n\n"
-        f"Preset `{settings.preset}`, seed {settings.grow.seed}, stopped by `{result.stop_reason}` after "
+        f"Preset `{settings.preset}`, seed {settings.grow.seed}, device {settings.device}, stopped by `{result.stop_reason}` after "
         f"{len(result.events)} events in {result.seconds:.1f} s (wall {wall:.1f} s). Losses: {scale_note}.\n\n"
         f"Final network: {int(final.num_params()[0])} parameters, {final.n_hidden} hidden neurons.\n\n"
         f"## Pareto front (validation loss vs parameters)\n\n{front_table(front)}\n"
@@ -423,7 +423,7 @@ def run_compare(options: RunOptions, out: str | Path, resume: bool = False, repo
     write_text(
         run.file(REPORT),
         f"# netbonsai compare: {data.task} on {data.image}\n\n"
-        f"Preset `{settings.preset}`, seed {settings.grow.seed}; {data.describe()['n_train']} training and "
+        f"Preset `{settings.preset}`, seed {settings.grow.seed}, device {settings.device}; {data.describe()['n_train']} training and "
         f"{data.describe()['n_val']} validation samples (seeded split). Losses: {LOSS_UNITS[data.task]}, "
         f"on the validation set. Wall time {wall:.1f} s.\n\n{headline}\n\n"
         f"## Parameter ratio at equal validation loss\n\n{table}\n"
