@@ -160,6 +160,17 @@ def grow(
     )
 
 
+def _removed_synapse(result: Any, roles: tuple[str, ...]) -> dict[str, Any]:
+    """A synapse-removal event's detail: [source role, source, target role, target]."""
+    source, target = result.synapse
+    return {"synapse": [roles[source], source, roles[target], target]}
+
+
+def _removed_neuron(result: Any, roles: tuple[str, ...]) -> dict[str, Any]:
+    """A neuron-removal event's detail: [role, node index]."""
+    return {"neuron": [roles[result.neuron], result.neuron]}
+
+
 class _Search:
     """One search's fixed context: data, config, the attempt sample and the callbacks."""
 
@@ -240,7 +251,7 @@ class _Search:
                     state.net, self.x_sel, self.y_sel, config.n_trials, config.trial_epochs, config.trainer,
                     seed=self.next_seed(), trial_data=self.trial_data,
                 )
-                if self.accept_removal(state, result, lambda r, roles: {"neuron": [roles[r.neuron], r.neuron]}):
+                if self.accept_removal(state, result, _removed_neuron):
                     return
                 state.neurons_done = True  # from here on, this phase removes synapses
             result = removal_step(
@@ -248,8 +259,7 @@ class _Search:
                 config.n_candidates, config.n_trials, config.trial_epochs, config.trainer, seed=self.next_seed(),
                 trial_data=self.trial_data,
             )
-            synapse = lambda r, roles: {"synapse": [roles[r.synapse[0]], r.synapse[0], roles[r.synapse[1]], r.synapse[1]]}  # noqa: E731
-            if self.accept_removal(state, result, synapse):
+            if self.accept_removal(state, result, _removed_synapse):
                 return
             exhausted = result is None
         # the phase ends: the best candidate would cost more than eps
