@@ -133,3 +133,14 @@ def test_networks_of_different_sizes_train_together_on_the_gpu() -> None:
     assert all(n.weight.device.type == "cuda" for n in trained_gpu)
     assert [n.n_nodes for n in trained_gpu] == [n.n_nodes for n in nets]
     torch.testing.assert_close(result_gpu.loss.cpu(), result_cpu.loss, rtol=2e-2, atol=1e-6)
+
+
+def test_python_dash_m_runs_the_command_line() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "netbonsai", "grow", "brightness", "--device", "tpu", "--out", "x"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().startswith("netbonsai: error: unknown device 'tpu'")
+    assert "Traceback" not in done.stderr
