@@ -139,3 +139,19 @@ def test_show_reproduce_run(tmp_path: Path, capsys: pytest.CaptureFixture) -> No
     assert len(peek.seen) == 2
     shown = show(capsys, out)
     assert "finished: 4 events" in shown and "Result:" in shown and "reber-rnn-pruning" in shown
+
+
+def test_show_counts_removed_neurons_apart_from_synapses(image: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A search with neuron_removal writes prune events that remove a whole neuron."""
+    out = tmp_path / "run"
+    _, _, run = image_runs.prepare(RunOptions("brightness", image=image, command="grow"), out, False)
+    base = {"train_loss": 90.0, "val_loss": 91.0, "seconds": 1.0, "cycle": 0, "n_hidden": 8}
+    run.write_history([
+        {**base, "event": "start", "index": 0, "params": 79},
+        {**base, "event": "prune", "index": 1, "params": 70, "neuron": ["hidden", 5], "trial_losses": [90.0]},
+        {**base, "event": "prune", "index": 2, "params": 69, "synapse": ["input", 0, "hidden", 4], "trial_losses": [90.0]},
+        {**base, "event": "prune", "index": 3, "params": 68, "synapse": ["input", 1, "hidden", 4], "trial_losses": [90.0]},
+        {**base, "event": "grow", "index": 4, "params": 79},
+    ])
+    text = show(capsys, out)
+    assert "(2 synapses removed, 1 neurons removed, 1 neurons added)" in text

@@ -59,8 +59,12 @@ def _describe_image_run(run_dir: Path, config: dict[str, Any]) -> str:
         last = events[-1]
         state = "finished" if finished or last.get("event") == "stop" else "in progress"
         counts = {kind: sum(e.get("event") == kind for e in events) for kind in ("prune", "grow")}
+        pruned_neurons = sum(e.get("event") == "prune" and "neuron" in e for e in events)
+        removed = f"{counts['prune'] - pruned_neurons} synapses removed"
+        if pruned_neurons:  # the search's neuron_removal option
+            removed += f", {pruned_neurons} neurons removed"
         lines.append(
-            f"search {state}: {len(events)} events ({counts['prune']} synapses removed, {counts['grow']} neurons added), "
+            f"search {state}: {len(events)} events ({removed}, {counts['grow']} neurons added), "
             f"{_number(last.get('seconds'), '.1f')} s; now {last.get('params', '?')} parameters, "
             f"train loss {_number(last.get('train_loss'), '.5g')}, validation loss {_number(last.get('val_loss'), '.5g')}"
         )
