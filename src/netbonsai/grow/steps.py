@@ -21,7 +21,7 @@ from ..errors import InputError
 from ..nets.dag import DagNet
 from ..nets.synapses import lowest_synapses, removal_scores
 from ..train import Budget, TrainerConfig, evaluate, fit
-from ..train.losses import get_loss, population_outputs
+from ..train.losses import get_loss, population_outputs, sample_chunks
 from .config import NEURON_INITS, PLACEMENTS
 
 __all__ = [
@@ -159,7 +159,6 @@ def neuron_removal_step(
             tensor[rows, hidden, :] = value
             tensor[rows, :, hidden] = value
         candidates.bias[rows, hidden] = 0.0
-        candidates.bias[:, : net.n_in] = 0.0
     best = _best_candidate(candidates, x, y, n_trials, trial_epochs, trainer, seed, trial_data)
     return NeuronRemovalResult(
         net=best.net,
@@ -268,13 +267,10 @@ def output_gradients(
     with torch.no_grad():
         attempts.weight[:, position, targets] = 0.0
     loss_fn = get_loss(loss)
-    k, width = attempts.population_size, max(attempts.n_nodes, 1)
-    step = max(1, chunk_rows // (k * width))
     n = x.shape[0]
-    total = attempts.weight.new_zeros(k, len(targets))
+    total = attempts.weight.new_zeros(attempts.population_size, len(targets))
     with torch.enable_grad():
-        for start in range(0, n, step):
-            xb, yb = x[start : start + step], y[start : start + step]
+        for xb, yb in sample_chunks(attempts, x, y, chunk_rows):
             part = loss_fn(population_outputs(attempts, xb), yb).sum() * (xb.shape[0] / n)
             (grad,) = torch.autograd.grad(part, attempts.weight)
             total += grad[:, position, targets]

@@ -6,7 +6,7 @@ A *population model* maps ``(B, n_in)`` to ``(K, B, n_out)`` through a ``populat
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
@@ -48,6 +48,18 @@ def population_outputs(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return model(x).unsqueeze(0)
 
 
+def sample_chunks(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, chunk_rows: int = 1 << 20
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """``(x, y)`` in consecutive sample chunks holding at most about ``chunk_rows`` population
+    size x samples x nodes values each (about 4 MB of activations, which stays in cache)."""
+    k = getattr(model, "population_size", 1)
+    width = max(getattr(model, "n_nodes", 64), 1)
+    step = max(1, chunk_rows // (k * width))
+    for start in range(0, x.shape[0], step):
+        yield x[start : start + step], y[start : start + step]
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
@@ -65,12 +77,8 @@ def evaluate(
     n = x.shape[0]
     if n == 0:
         raise InputError("cannot evaluate on an empty dataset")
-    k = getattr(model, "population_size", 1)
-    width = max(getattr(model, "n_nodes", 64), 1)
-    step = max(1, chunk_rows // (k * width))
     total = None
-    for start in range(0, n, step):
-        xb, yb = x[start : start + step], y[start : start + step]
+    for xb, yb in sample_chunks(model, x, y, chunk_rows):
         part = loss_fn(population_outputs(model, xb), yb) * xb.shape[0]
         total = part if total is None else total + part
     return total / n
