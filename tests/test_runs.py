@@ -72,9 +72,9 @@ def test_a_run_written_before_a_setting_existed_resumes_with_its_old_value(tmp_p
     every older run used is accepted, asking for another one is refused and names the setting."""
     RunDir(tmp_path).write_config(CONFIG_DATA)
     now = {**CONFIG_DATA, "grow": {**CONFIG_DATA["grow"], "placement": "half-layer", "neuron_init": "random",
-                                   "neuron_removal": False}}
+                                   "neuron_removal": False, "skip": False}}
     RunDir(tmp_path, resume=True).write_config(now)  # every setting added since: filled in
-    for key, value in (("neuron_init", "gradient"), ("neuron_removal", True)):
+    for key, value in (("neuron_init", "gradient"), ("neuron_removal", True), ("skip", True)):
         with pytest.raises(InputError, match=rf"\(grow\.{key}\)"):
             RunDir(tmp_path, resume=True).write_config({**now, "grow": {**now["grow"], key: value}})
     # the device a run used is recorded, not compared: a run may resume on another one

@@ -48,6 +48,7 @@ ADDED_SETTINGS: dict[tuple[str, ...], Any] = {
     ("grow", "placement"): "half-layer",
     ("grow", "neuron_init"): "random",
     ("grow", "neuron_removal"): False,
+    ("grow", "skip"): False,
 }
 
 

@@ -269,3 +269,15 @@ def test_neuron_removal_removes_whole_neurons_and_resumes_exactly(task: TaskData
     assert SearchState.from_dict(older).neurons_done is False
     plain = grow(task, CONFIG.with_overrides(eps=0.05))
     assert not any("neuron" in e for e in plain.events)
+
+
+def test_skip_starts_from_an_mlp_with_input_output_synapses(task: TaskData) -> None:
+    """skip=True: the start network is the 4-4-4-1 MLP plus one synapse per input -> output pair,
+    and the search prunes and grows it like any other network."""
+    config = CONFIG.with_overrides(skip=True, max_cycles=1)
+    result = grow(task, config)
+    start = result.events[0]
+    assert start["event"] == "start" and start["params"] == 45 + 4
+    assert [e["event"] for e in result.events].count("grow") == 1
+    with pytest.raises(InputError, match="skip"):
+        GrowConfig.from_dict({"skip": "yes"})

@@ -19,6 +19,22 @@ def test_dense_mlp_counts_61_params() -> None:
     assert DagNet.mlp([2, 1]).num_params().tolist() == [3]
 
 
+def test_mlp_with_skip_adds_one_synapse_per_input_output_pair_and_keeps_the_layers() -> None:
+    """skip: a linear input -> output part beside the layers; the layers' draws are unchanged."""
+    plain = DagNet.mlp([4, 5, 5, 1], generator=torch.Generator().manual_seed(0))
+    skipped = DagNet.mlp([4, 5, 5, 1], generator=torch.Generator().manual_seed(0), skip=True)
+    assert skipped.num_params().tolist() == [61 + 4]
+    assert skipped.mask[0, :4, -1].all() and (skipped.weight[0, :4, -1] != 0).all()
+    layers = plain.mask[0]
+    assert torch.equal(skipped.weight[0][layers], plain.weight[0][layers])
+    assert torch.equal(skipped.bias, plain.bias)
+    # the output is the layered network's plus a linear function of the inputs
+    x = inputs()
+    linear = x @ skipped.weight[0, :4, -1:]
+    torch.testing.assert_close(skipped(x), plain(x) + linear, atol=1e-6, rtol=0)
+    assert DagNet.mlp([3, 2], skip=True).num_params().tolist() == [8]  # already linear: no extra synapse
+
+
 def test_mlp_variants_are_independent_draws() -> None:
     net = mlp(population=3)
     x = inputs()

@@ -53,6 +53,7 @@ class GrowConfig:
     """
 
     hidden: tuple[int, ...] = (6, 6)  # the starting dense MLP's hidden layers
+    skip: bool = False  # the starting MLP also has a synapse from every input to every output
     activation: str = "tanh"
     n_candidates: int = 8  # N1: lowest-scoring synapses whose removal is evaluated
     n_trials: int = 3  # N2: best removals retrained briefly

@@ -122,7 +122,7 @@ class GrowResult:
 def start_network(data: TaskData, config: GrowConfig) -> DagNet:
     """The untrained starting MLP, standardised on the training data, seeded by ``config.seed``."""
     generator = torch.Generator().manual_seed(config.seed)
-    net = DagNet.mlp([data.n_in, *config.hidden, data.n_out], config.activation, generator=generator)
+    net = DagNet.mlp([data.n_in, *config.hidden, data.n_out], config.activation, generator=generator, skip=config.skip)
     return standardize_for(net.to(data.x_train.device), data.x_train, data.y_train)
 
 

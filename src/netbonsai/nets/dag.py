@@ -114,11 +114,14 @@ class DagNet(nn.Module):
         output_activation: str = "identity",
         population: int = 1,
         generator: torch.Generator | None = None,
+        skip: bool = False,
     ) -> "DagNet":
         """A dense layered MLP ``sizes = [n_in, h1, ..., n_out]`` initialised like ``nn.Linear``.
 
         Each layer's weights and biases are drawn from U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
-        independently for each of the ``population`` variants.
+        independently for each of the ``population`` variants. ``skip`` adds a synapse from
+        every input to every output (a linear part beside the hidden layers), drawn after the
+        layers from the same bound as the first layer, so the layers' draws do not change.
         """
         sizes = [int(s) for s in sizes]
         if len(sizes) < 2 or any(s < 1 for s in sizes):
@@ -139,6 +142,11 @@ class DagNet(nn.Module):
             weight[:, src, dst] = w * bound
             bias[:, dst] = b * bound
             mask[:, src, dst] = True
+        if skip and len(sizes) > 2:
+            bound = 1.0 / float(np.sqrt(sizes[0]))
+            w = torch.rand(population, sizes[0], sizes[-1], generator=generator) * 2 - 1
+            weight[:, : sizes[0], n_nodes - sizes[-1] :] = w * bound
+            mask[:, : sizes[0], n_nodes - sizes[-1] :] = True
         activations = (
             ["identity"] * sizes[0]
             + [activation] * (n_nodes - sizes[0] - sizes[-1])
