@@ -311,7 +311,9 @@ def test_pool_comparisons_uses_both_pooled_fronts() -> None:
     assert pooled["per_seed_median"]["mean"] == 1.5 and pooled["per_seed_median"]["std"] == pytest.approx(0.7071, abs=1e-4)
 
 
-@pytest.mark.parametrize("setting,expect", [("n_attempts=abc", "must be int"), ("bogus=1", "unknown"), ("x", "KEY=VALUE")])
+@pytest.mark.parametrize("setting,expect", [("n_attempts=abc", "must be int"), ("bogus=1", "unknown"), ("x", "KEY=VALUE"),
+                                             ("dense.grid=[]", "dense.grid"), ("dense.grid=[[0]]", "dense.grid"),
+                                             ("dense.grid=[5,5]", "dense.grid"), ("dense.grid=[[true]]", "dense.grid")])
 def test_bad_set_values_exit_2(capsys: pytest.CaptureFixture, tmp_path: Path, setting: str, expect: str) -> None:
     code, _, err = run_cli(capsys, "grow", "brightness", "--out", tmp_path / "o", "--set", setting, "--quiet")
     assert expect in assert_usage_error(code, err)
@@ -331,3 +333,16 @@ def test_dense_jobs_never_move_the_search_data_into_shared_memory(tmp_path: Path
     assert len(results) == 2
     for name in ("x_train", "y_train", "x_val", "y_val"):
         assert not getattr(data, name).is_shared(), name
+
+
+@pytest.mark.fast
+def test_dense_grid_setting_replaces_the_baseline(capsys: pytest.CaptureFixture, tmp_path: Path, tiny: None) -> None:
+    """--set dense.grid: other dense networks (here a one-hidden-layer one), recorded in config.json."""
+    image = write_image(tmp_path / "img.png")
+    out = tmp_path / "run"
+    code, _, err = run_cli(capsys, "baseline", "brightness", "--image", image, "--out", out, "--executor", "inline",
+                           "--quiet", "--set", "dense.grid=[[3], [2, 2]]")
+    assert code == 0, err
+    assert json.loads((out / "config.json").read_text())["dense"]["grid"] == [[3], [2, 2]]
+    dense = json.loads((out / "dense.json").read_text())
+    assert [(d["hidden"], d["params"]) for d in dense] == [([3], 4 * 3 + 3 + 3 + 1), ([2, 2], 8 + 2 + 4 + 2 + 2 + 1)]

@@ -12,7 +12,7 @@ import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -59,7 +59,9 @@ class RunOptions:
         settings = task_settings(self.task, self.preset)
         config = settings.grow.to_dict()
         for key, value in self.overrides.items():
-            if key.startswith("trainer."):
+            if key in BASELINE_OVERRIDES:
+                settings = BASELINE_OVERRIDES[key](settings, value)
+            elif key.startswith("trainer."):
                 config["trainer"] = {**config["trainer"], key.split(".", 1)[1]: value}
             else:
                 config[key] = value
@@ -69,6 +71,24 @@ class RunOptions:
             raise InputError(f"invalid --set value: {exc}") from None
         grow_config = grow_config.with_overrides(seed=self.seed, max_params=self.max_params, max_seconds=self.max_seconds)
         return replace(settings, grow=grow_config, device=resolve_device(self.device))
+
+
+def _dense_grid(settings: TaskSettings, value: Any) -> TaskSettings:
+    """``--set dense.grid=[[10],[5,5],...]``: the baseline's hidden-layer sizes, one list per network."""
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(
+            isinstance(h, list) and h and all(isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in h)
+            for h in value
+        )
+    ):
+        raise InputError(f"dense.grid must be a non-empty list of hidden-layer size lists, e.g. [[10], [5, 5]]; got {value!r}")
+    return replace(settings, dense_grid=tuple(tuple(h) for h in value))
+
+
+# --set keys that change the dense baseline rather than the search (its budget stays the search's)
+BASELINE_OVERRIDES: dict[str, Callable[[TaskSettings, Any], TaskSettings]] = {"dense.grid": _dense_grid}
 
 
 class Reporter:
