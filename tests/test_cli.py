@@ -174,6 +174,18 @@ def test_compare_end_to_end(capsys: pytest.CaptureFixture, tmp_path: Path, tiny:
     assert comparison["grown"] and all(set(g) == {"params", "train_loss", "val_loss"} for g in comparison["grown"])
     assert comparison["wall_seconds"] > 0
 
+    # the magnitude-pruning baseline: the largest grid network within max_params (60), pruned in rounds
+    magnitude = comparison["magnitude"]
+    assert magnitude["from"] == [3, 3] and magnitude["method"] == "magnitude-blinded"
+    stored = json.loads((out / "magnitude.json").read_text())
+    params = [p["params"] for p in stored["points"]]
+    assert params == sorted(params, reverse=True) and params[0] < 31 and len(params) >= 3
+    assert [p["round"] for p in stored["points"]] == list(range(1, len(params) + 1))
+    for point in stored["points"]:
+        assert int(netbonsai.load(out / point["file"]).num_params()[0]) == point["params"]
+    assert {(p["params"], p["val_loss"]) for p in magnitude["front"]} <= {(p["params"], p["val_loss"]) for p in stored["points"]}
+    assert "Magnitude pruning of the dense 3-3 MLP" in (out / "report.md").read_text()
+
     model = netbonsai.load(out / "model")
     best = min(comparison["grown"], key=lambda g: g["val_loss"])
     assert int(model.num_params()[0]) == best["params"]
@@ -186,6 +198,7 @@ def test_compare_end_to_end(capsys: pytest.CaptureFixture, tmp_path: Path, tiny:
     assert code == 0, err
     assert f"now {events[-1]['params']} parameters" in stdout
     assert "Dense MLPs" in stdout
+    assert "magnitude pruning of dense 3-3: median ratio" in stdout
 
     drawing = tmp_path / "x.png"
     code, stdout, err = run_cli(capsys, "draw", out / "model", "-o", drawing)
@@ -200,6 +213,7 @@ def test_compare_end_to_end(capsys: pytest.CaptureFixture, tmp_path: Path, tiny:
     assert code == 0, err
     again = json.loads((out / "comparison.json").read_text())
     assert again["grown"] == comparison["grown"] and again["dense"] == comparison["dense"]
+    assert again["magnitude"] == comparison["magnitude"]
     assert list(read_history(out / "history.jsonl")) == events
     # a different configuration cannot resume this run
     code, _, err = run_cli(capsys, *args, "--resume", "--seed", "5")
@@ -283,6 +297,12 @@ def test_compare_over_several_seeds_pools_them(capsys: pytest.CaptureFixture, tm
         assert not any(o["params"] <= g["params"] and o["val_loss"] < g["val_loss"] for o in every)
     best = min(pooled["grown"], key=lambda g: g["val_loss"])
     assert int(netbonsai.load(out / "model").num_params()[0]) == best["params"]
+    # the magnitude baseline pooled the same way: the Pareto front of both seeds' pruned networks
+    pruned = [(p["params"], p["val_loss"]) for c in singles for p in c["magnitude"]["front"]]
+    front = [(p["params"], p["val_loss"]) for p in pooled["magnitude"]["front"]]
+    assert set(front) <= set(pruned) and {p["seed"] for p in pooled["magnitude"]["front"]} <= {3, 4}
+    assert all(not any(o[0] <= f[0] and o[1] < f[1] for o in pruned) for f in front)
+    assert "Magnitude pruning of the dense" in stdout
     assert (out / "pareto.png").read_bytes()[:8] == PNG_SIGNATURE
     code, stdout, err = run_cli(capsys, "show", out)
     assert code == 0, err
@@ -313,7 +333,11 @@ def test_pool_comparisons_uses_both_pooled_fronts() -> None:
 
 @pytest.mark.parametrize("setting,expect", [("n_attempts=abc", "must be int"), ("bogus=1", "unknown"), ("x", "KEY=VALUE"),
                                              ("dense.grid=[]", "dense.grid"), ("dense.grid=[[0]]", "dense.grid"),
-                                             ("dense.grid=[5,5]", "dense.grid"), ("dense.grid=[[true]]", "dense.grid")])
+                                             ("dense.grid=[5,5]", "dense.grid"), ("dense.grid=[[true]]", "dense.grid"),
+                                             ("magnitude.sparsity=1.5", "magnitude.sparsity"),
+                                             ("magnitude.method=bogus", "pruning method"),
+                                             ("magnitude.enabled=maybe", "magnitude.enabled"),
+                                             ("magnitude.schedule=often", "schedule")])
 def test_bad_set_values_exit_2(capsys: pytest.CaptureFixture, tmp_path: Path, setting: str, expect: str) -> None:
     code, _, err = run_cli(capsys, "grow", "brightness", "--out", tmp_path / "o", "--set", setting, "--quiet")
     assert expect in assert_usage_error(code, err)

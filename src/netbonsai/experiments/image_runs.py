@@ -33,6 +33,7 @@ from ..runtime import resolve_device
 from ..train import Budget, evaluate
 from ..train.sweep import train_dense
 from ..train.together import fit_together
+from .magnitude_baseline import magnitude_job
 from .presets import TaskSettings, task_settings
 
 LOSS_UNITS = {"brightness": "MSE in 8-bit units (MSE * 255^2)", "approx": "MSE of brightness in [0, 1]"}
@@ -87,8 +88,20 @@ def _dense_grid(settings: TaskSettings, value: Any) -> TaskSettings:
     return replace(settings, dense_grid=tuple(tuple(h) for h in value))
 
 
-# --set keys that change the dense baseline rather than the search (its budget stays the search's)
-BASELINE_OVERRIDES: dict[str, Callable[[TaskSettings, Any], TaskSettings]] = {"dense.grid": _dense_grid}
+def _magnitude_setting(name: str) -> Callable[[TaskSettings, Any], TaskSettings]:
+    """``--set magnitude.NAME=VALUE``: a field of the magnitude-pruning baseline (validated)."""
+
+    def apply(settings: TaskSettings, value: Any) -> TaskSettings:
+        return replace(settings, magnitude=replace(settings.magnitude, **{name: value}))
+
+    return apply
+
+
+# --set keys that change the baselines rather than the search (their budgets stay the search's)
+BASELINE_OVERRIDES: dict[str, Callable[[TaskSettings, Any], TaskSettings]] = {
+    "dense.grid": _dense_grid,
+    **{f"magnitude.{name}": _magnitude_setting(name) for name in ("enabled", "method", "schedule", "sparsity")},
+}
 
 
 class Reporter:
@@ -205,6 +218,45 @@ def collect_dense(
         results.append(item)
     run.write_json("dense.json", results)
     return results
+
+
+def submit_magnitude(executor, data: TaskData, settings: TaskSettings) -> Future | None:
+    """The magnitude-pruning baseline as one executor job (None when it is switched off)."""
+    if not settings.magnitude.enabled:
+        return None
+    return executor.submit(magnitude_job, _shipped(data), settings)
+
+
+def collect_magnitude(future: Future, run: RunDir, data: TaskData, settings: TaskSettings) -> dict[str, Any]:
+    """Wait for the magnitude-pruning job, save its networks under magnitude/, write magnitude.json."""
+    item = future.result()
+    (run.path / "magnitude").mkdir(exist_ok=True)
+    for point, state in zip(item["points"], item.pop("nets")):
+        point["file"] = f"magnitude/params_{point['params']:05d}"
+        save(net_from_state(state), run.path / point["file"],
+             info=_model_info(data, settings, {**point, "pruned_from": item["from"]}))
+    item.update(method=settings.magnitude.method, schedule=settings.magnitude.schedule)
+    run.write_json("magnitude.json", item)
+    return item
+
+
+def load_magnitude(run: RunDir) -> dict[str, Any] | None:
+    """Magnitude-pruning results of an earlier (interrupted) run, if that job had finished."""
+    path = run.file("magnitude.json")
+    return read_json(path, dict) if path.exists() else None
+
+
+def magnitude_summary(magnitude: dict[str, Any], dense: list[dict[str, Any]], grown: list[dict[str, Any]]) -> dict[str, Any]:
+    """The magnitude baseline's figures for comparison.json: its Pareto front, its own ratios against
+    the dense front, and netbonsai's ratios against it (``dense_params`` there: pruned networks)."""
+    points = [{k: p[k] for k in ("params", "train_loss", "val_loss")} for p in magnitude["points"]]
+    ratios = param_ratios(points, dense)
+    against = param_ratios(grown, points)
+    return {
+        "from": magnitude["from"], "method": magnitude["method"], "schedule": magnitude["schedule"],
+        "front": pareto_front(points), "ratios": ratios, **ratio_summary(ratios),
+        "netbonsai_ratios": against, "netbonsai": ratio_summary(against),
+    }
 
 
 def load_dense(run: RunDir) -> list[dict[str, Any]] | None:
@@ -399,15 +451,21 @@ def run_compare(options: RunOptions, out: str | Path, resume: bool = False, repo
     started = time.perf_counter()
     settings, data, run = prepare(options, out, resume)
     dense = load_dense(run) if resume else None
+    magnitude = load_magnitude(run) if resume else None
     with make_executor(options.executor, workers=_workers(options.executor)) as executor:
+        # the longest job first, so that it never runs alone at the end
+        pruning = submit_magnitude(executor, data, settings) if magnitude is None else None
         futures = submit_dense(executor, data, settings, reporter) if dense is None else []
         result = run_search(data, settings, run, reporter)
         reporter.message("polishing the front networks")
         polished = final_front(result, data, settings, executor)
         if dense is None:
             dense = collect_dense(futures, run, data, settings)
+        if pruning is not None:
+            magnitude = collect_magnitude(pruning, run, data, settings)
     front = save_front(polished, run, data, settings)
     grown = [{k: p[k] for k in ("params", "train_loss", "val_loss")} for p in front]
+    pruned = magnitude_summary(magnitude, dense, grown) if magnitude is not None else None
     ratios = param_ratios(grown, dense)
     summary = ratio_summary(ratios)
     best = min(polished, key=lambda p: p.val_loss)
@@ -434,8 +492,10 @@ def run_compare(options: RunOptions, out: str | Path, resume: bool = False, repo
         "wall_seconds": wall,
         "environment": _environment(),
     }
+    if pruned is not None:
+        comparison["magnitude"] = pruned
     run.write_json("comparison.json", comparison)
-    _plots(run, data, result, dense, front, best_net=best.net)
+    _plots(run, data, result, dense, front, best_net=best.net, pruned=pruned)
     table = comparison_table(ratios, loss_format="{:.6g}")
     headline = _headline(summary, comparison)
     from ..atomic import write_text
@@ -448,6 +508,7 @@ def run_compare(options: RunOptions, out: str | Path, resume: bool = False, repo
         f"on the validation set. Wall time {wall:.1f} s.\n\n{headline}\n\n"
         f"## Parameter ratio at equal validation loss\n\n{table}\n"
         f"## Dense MLPs (same trainer, same budget)\n\n{front_table(dense)}\n"
+        f"{_magnitude_section(pruned)}"
         f"## netbonsai Pareto front\n\n{front_table(front)}\n"
         "![front](pareto.png) ![history](history.png) ![network](network.png)\n",
     )
@@ -496,6 +557,8 @@ def run_compare_seeds(
     }
     run.write_json("comparison.json", comparison)
     series = {"dense MLP (all seeds)": comparison["dense"]}
+    if "magnitude" in comparison:
+        series["magnitude pruning (all seeds)"] = comparison["magnitude"]["front"]
     series.update({f"netbonsai seed {c['seed']}": c["grown"] for c in per_seed})
     from ..analysis.plots import pareto_plot
 
@@ -526,7 +589,17 @@ def pool_comparisons(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
     ratios = param_ratios(grown, dense)
     summary = ratio_summary(ratios)
     medians = [c["median_ratio"] for c in per_seed if c.get("median_ratio") is not None]
+    pooled_magnitude = {}
+    if per_seed and all("magnitude" in c for c in per_seed):
+        first = per_seed[0]["magnitude"]
+        points = [{**p, "seed": c["seed"]} for c in per_seed for p in c["magnitude"]["front"]]
+        summary_m = magnitude_summary(
+            {"from": first["from"], "method": first["method"], "schedule": first["schedule"], "points": points},
+            dense, grown,
+        )
+        pooled_magnitude = {"magnitude": {**summary_m, "front": pareto_front(points)}}
     return {
+        **pooled_magnitude,
         "dense": dense, "grown": grown, "ratios": ratios,
         "median_ratio": summary["median_ratio"], "min_ratio": summary["min_ratio"],
         "max_ratio": summary["max_ratio"], "n_ratios": summary["n"],
@@ -558,11 +631,32 @@ def seeds_summary(comparison: dict[str, Any]) -> str:
         + "\n## All seeds pooled (Pareto front of every grown network against that of every dense one)\n\n"
         + comparison_table(comparison["ratios"], loss_format="{:.6g}")
         + f"\nPooled median parameter ratio at equal validation loss: {pooled}. Per-seed median ratio: {per_seed}."
+        + (f"\n\n{_magnitude_section(comparison['magnitude'])}".rstrip() if "magnitude" in comparison else "")
     )
 
 
 def _fmt(value: Any, spec: str = ".2f") -> str:
     return "-" if value is None else format(value, spec)
+
+
+def _magnitude_section(pruned: dict[str, Any] | None) -> str:
+    """The report's section on the magnitude-pruning baseline (empty when it was not run)."""
+    if pruned is None:
+        return ""
+    source = "-".join(str(h) for h in pruned["from"])
+    return (
+        f"## Magnitude pruning of the dense {source} MLP ({pruned['method']}, {pruned['schedule']}, "
+        f"retrained after every round)\n\n{front_table(pruned['front'])}\n"
+        f"Against the dense front: {_ratio_line(pruned)}. netbonsai against magnitude pruning: "
+        f"{_ratio_line(pruned['netbonsai'])}.\n\n"
+    )
+
+
+def _ratio_line(summary: dict[str, Any]) -> str:
+    if not summary.get("n"):
+        return "no ratio (no network inside the other front's loss range)"
+    return (f"median ratio **{summary['median_ratio']:.2f}** (min {summary['min_ratio']:.2f}, "
+            f"max {summary['max_ratio']:.2f}, {summary['n']} points)")
 
 
 def _headline(summary: dict[str, Any], comparison: dict[str, Any]) -> str:
@@ -596,7 +690,7 @@ def _beyond_dense(grown: list[dict[str, Any]], dense: list[dict[str, Any]]) -> l
 
 def _plots(
     run: RunDir, data: TaskData, result: GrowResult, dense: list[dict[str, Any]] | None,
-    front: list[dict[str, Any]], best_net: DagNet,
+    front: list[dict[str, Any]], best_net: DagNet, pruned: dict[str, Any] | None = None,
 ) -> None:
     from ..analysis.draw import draw_network
     from ..analysis.plots import history_plot, pareto_plot
@@ -604,6 +698,8 @@ def _plots(
     series: dict[str, Any] = {}
     if dense is not None:
         series["dense MLP"] = dense
+    if pruned is not None:
+        series["magnitude pruning"] = pruned["front"]
     series["netbonsai (search)"] = [p.summary() for p in result.front]
     series["netbonsai"] = front
     pareto_plot(series, run.file("pareto.png"), title=f"{data.task} on {data.image}")

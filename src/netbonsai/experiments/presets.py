@@ -12,6 +12,7 @@ from typing import Any
 
 from ..errors import InputError
 from ..grow.config import GrowConfig
+from .magnitude_baseline import MagnitudeSettings
 
 PRESETS = ("quick", "paper")
 
@@ -52,6 +53,8 @@ class TaskSettings:
     # is polished alone, exactly as each dense baseline is, and the jobs spread over the cores
     # (on CPU a population of full-batch trainings costs the sum of its members anyway)
     polish_group: int = 1
+    # the second baseline: iterative magnitude pruning of a dense grid network (compare only)
+    magnitude: MagnitudeSettings = field(default_factory=MagnitudeSettings)
     extras: dict[str, Any] = field(default_factory=dict)
     device: str = "cpu"  # where tensors live (resolved, e.g. "cuda"); recorded, not part of to_dict()
 
@@ -61,7 +64,8 @@ class TaskSettings:
             "preset": self.preset,
             "data": asdict(self.data),
             "grow": self.grow.to_dict(),
-            "dense": {"grid": [list(h) for h in self.dense_grid], "epochs": self.dense_epochs},
+            "dense": {"grid": [list(h) for h in self.dense_grid], "epochs": self.dense_epochs,
+                      "magnitude": self.magnitude.to_dict()},
             "polish": {"epochs": self.polish_epochs, "points": self.polish_points, "group": self.polish_group},
         }
 

@@ -86,6 +86,12 @@ def _describe_image_run(run_dir: Path, config: dict[str, Any]) -> str:
         if data.get("per_seed"):
             medians = ", ".join(f"seed {r.get('seed')}: {_number(r.get('median_ratio'), '.2f')}" for r in data["per_seed"])
             lines.append(f"pooled over seeds {data.get('seeds')}; each seed's median ratio: {medians}")
+        pruned = data.get("magnitude")
+        if isinstance(pruned, dict):
+            source = "-".join(str(h) for h in pruned.get("from", []))
+            ours = pruned.get("netbonsai") or {}
+            lines.append(f"magnitude pruning of dense {source}: median ratio {_number(pruned.get('median_ratio'), '.2f')} "
+                         f"against the dense MLPs; netbonsai against it: {_number(ours.get('median_ratio'), '.2f')}")
     elif not events and not (run_dir / "dense.json").exists():
         lines.append("no results yet")
     return "\n".join(lines).rstrip() + "\n"
