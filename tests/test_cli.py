@@ -185,6 +185,7 @@ def test_compare_end_to_end(capsys: pytest.CaptureFixture, tmp_path: Path, tiny:
         assert int(netbonsai.load(out / point["file"]).num_params()[0]) == point["params"]
     assert {(p["params"], p["val_loss"]) for p in magnitude["front"]} <= {(p["params"], p["val_loss"]) for p in stored["points"]}
     assert "Magnitude pruning of the dense 3-3 MLP" in (out / "report.md").read_text()
+    assert "Magnitude pruning of the dense 3-3 MLP: " in stdout
 
     model = netbonsai.load(out / "model")
     best = min(comparison["grown"], key=lambda g: g["val_loss"])

@@ -512,7 +512,11 @@ def run_compare(options: RunOptions, out: str | Path, resume: bool = False, repo
         f"## netbonsai Pareto front\n\n{front_table(front)}\n"
         "![front](pareto.png) ![history](history.png) ![network](network.png)\n",
     )
-    return RunSummary(run.path, table + "\n" + headline, comparison)
+    printed = table + "\n" + headline
+    if pruned is not None:
+        printed += f"\nMagnitude pruning of the dense {'-'.join(map(str, pruned['from']))} MLP: {_ratio_line(pruned)} " \
+                   f"against the dense front; netbonsai against it: {_ratio_line(pruned['netbonsai'])}."
+    return RunSummary(run.path, printed, comparison)
 
 
 def run_compare_seeds(
