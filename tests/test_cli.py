@@ -182,7 +182,8 @@ def test_compare_end_to_end(capsys: pytest.CaptureFixture, tmp_path: Path, tiny:
     assert params == sorted(params, reverse=True) and params[0] < 31 and len(params) >= 3
     assert [p["round"] for p in stored["points"]] == list(range(1, len(params) + 1))
     for point in stored["points"]:
-        assert int(netbonsai.load(out / point["file"]).num_params()[0]) == point["params"]
+        pruned = netbonsai.load(out / point["file"])
+        assert int(pruned.num_params()[0]) == point["params"] and pruned.info["round"] == point["round"]
     assert {(p["params"], p["val_loss"]) for p in magnitude["front"]} <= {(p["params"], p["val_loss"]) for p in stored["points"]}
     assert "Magnitude pruning of the dense 3-3 MLP" in (out / "report.md").read_text()
     assert "Magnitude pruning of the dense 3-3 MLP: " in stdout
@@ -332,15 +333,17 @@ def test_pool_comparisons_uses_both_pooled_fronts() -> None:
     assert pooled["per_seed_median"]["mean"] == 1.5 and pooled["per_seed_median"]["std"] == pytest.approx(0.7071, abs=1e-4)
 
 
-@pytest.mark.parametrize("setting,expect", [("n_attempts=abc", "must be int"), ("bogus=1", "unknown"), ("x", "KEY=VALUE"),
-                                             ("dense.grid=[]", "dense.grid"), ("dense.grid=[[0]]", "dense.grid"),
-                                             ("dense.grid=[5,5]", "dense.grid"), ("dense.grid=[[true]]", "dense.grid"),
-                                             ("magnitude.sparsity=1.5", "magnitude.sparsity"),
-                                             ("magnitude.method=bogus", "pruning method"),
-                                             ("magnitude.enabled=maybe", "magnitude.enabled"),
-                                             ("magnitude.schedule=often", "schedule")])
-def test_bad_set_values_exit_2(capsys: pytest.CaptureFixture, tmp_path: Path, setting: str, expect: str) -> None:
-    code, _, err = run_cli(capsys, "grow", "brightness", "--out", tmp_path / "o", "--set", setting, "--quiet")
+@pytest.mark.parametrize("command,setting,expect", [
+    ("grow", "n_attempts=abc", "must be int"), ("grow", "bogus=1", "unknown"), ("grow", "x", "KEY=VALUE"),
+    ("grow", "dense.grid=[]", "dense.grid"), ("grow", "dense.grid=[[0]]", "dense.grid"),
+    ("grow", "dense.grid=[5,5]", "dense.grid"), ("grow", "dense.grid=[[true]]", "dense.grid"),
+    ("grow", "dense.width=5", "unknown baseline setting"), ("grow", "magnitude.sparsity=0.5", "only compare runs"),
+    ("compare", "magnitude.sparsity=1.5", "magnitude.sparsity"), ("compare", "magnitude.method=bogus", "pruning method"),
+    ("compare", "magnitude.enabled=maybe", "magnitude.enabled"), ("compare", "magnitude.schedule=often", "schedule"),
+    ("compare", "magnitude.rounds=3", "unknown baseline setting"),
+])
+def test_bad_set_values_exit_2(capsys: pytest.CaptureFixture, tmp_path: Path, command: str, setting: str, expect: str) -> None:
+    code, _, err = run_cli(capsys, command, "brightness", "--out", tmp_path / "o", "--set", setting, "--quiet")
     assert expect in assert_usage_error(code, err)
     assert not (tmp_path / "o").exists()
 

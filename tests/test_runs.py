@@ -182,3 +182,17 @@ def test_atomic_writes_leave_no_temp_files(tmp_path: Path) -> None:
 def test_atomic_write_into_missing_folder_is_an_input_error(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="cannot write"):
         write_text(tmp_path / "missing" / "x.json", "{}")
+
+
+def test_a_compare_run_from_before_the_magnitude_baseline_resumes_only_without_it(tmp_path: Path) -> None:
+    """Compare runs written before the magnitude-pruning baseline existed never ran it: resuming one
+    with the baseline on is refused (naming the setting), with it off accepted. grow and baseline
+    runs do not record the setting, so theirs resume as before."""
+    old = {**CONFIG_DATA, "dense": {"grid": [[5, 5]], "epochs": 10}}
+    RunDir(tmp_path).write_config(old)
+    magnitude = {"enabled": True, "method": "magnitude-blinded", "schedule": "relative:0.2", "sparsity": 0.9}
+    now = {**old, "dense": {**old["dense"], "magnitude": magnitude}}
+    with pytest.raises(InputError, match=r"\(dense\.magnitude\.enabled\)"):
+        RunDir(tmp_path, resume=True).write_config(now)
+    RunDir(tmp_path, resume=True).write_config({**now, "dense": {**old["dense"], "magnitude": {**magnitude, "enabled": False}}})
+    RunDir(tmp_path, resume=True).write_config(old)  # a grow or baseline config of today

@@ -125,8 +125,9 @@ def _run_options(func):
         click.option("--max-seconds", type=float, default=None, help="Time budget of the search."),
         click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
                      help="Override a search setting, e.g. --set n_attempts=50 --set feed_added=true "
-                          "--set trainer.method=lm (repeatable; see GrowConfig); --set dense.grid=[[10],[5,5]] "
-                          "replaces the dense baseline's hidden layers."),
+                          "--set trainer.method=lm (repeatable; see GrowConfig); --set 'dense.grid=[[10],[5,5]]' "
+                          "replaces the dense baseline's hidden layers; magnitude.enabled, .method, .schedule "
+                          "and .sparsity set the magnitude-pruning baseline of compare."),
         click.option("--executor", type=click.Choice(["process", "inline"]), default="process", show_default=True,
                      help="Where independent trainings run (a local process pool or this process)."),
         click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True, help="Torch threads per process."),

@@ -34,3 +34,48 @@ def test_the_pruned_network_is_the_largest_grid_network_within_the_search_ceilin
 def test_bad_magnitude_settings_are_refused(field: str, value: object, match: str) -> None:
     with pytest.raises(InputError, match=match):
         MagnitudeSettings(**{field: value})
+
+
+@pytest.fixture(scope="module")
+def small_task(tmp_path_factory: pytest.TempPathFactory):
+    from netbonsai.data import load_task
+    from tests.tiny_runs import crop_of_camera
+
+    return load_task("brightness", crop_of_camera(tmp_path_factory.mktemp("img") / "crop.png"), max_train=600)
+
+
+def small_settings(**magnitude: object):
+    from dataclasses import replace
+
+    from tests.tiny_runs import tiny_settings
+
+    settings = tiny_settings("brightness", dense_epochs=20)
+    return replace(settings, dense_grid=((3, 3),), polish_epochs=5,
+                   magnitude=MagnitudeSettings(**magnitude))
+
+
+def test_pruning_stops_before_a_round_that_cuts_every_input_output_path(small_task) -> None:
+    """A schedule aiming at 99% sparsity ends at the first round that leaves the output constant;
+    every reported network still depends on its input, and the counts fall round by round."""
+    from netbonsai.experiments.magnitude_baseline import inputs_reach_outputs, magnitude_job
+    from netbonsai.nets.io import net_from_state
+
+    result = magnitude_job(small_task, small_settings(schedule="relative:0.5", sparsity=0.99))
+    rounds = [p["round"] for p in result["points"]]
+    assert rounds == list(range(1, len(rounds) + 1)) and rounds
+    nets = [net_from_state(state) for state in result["nets"]]
+    assert all(inputs_reach_outputs(net) for net in nets)
+    # the 3-3 network has 24 synapses; 99% of them would leave none, so the collapse came first
+    assert int(nets[-1].mask.sum()) >= 1
+    params = [p["params"] for p in result["points"]]
+    assert params == sorted(params, reverse=True)
+
+
+@pytest.mark.parametrize("method", ["random", "obd"])
+def test_other_criteria_run_and_repeat_exactly(small_task, method: str) -> None:
+    """obd gets the training data, random a seeded generator: both run, and twice gives the same."""
+    from netbonsai.experiments.magnitude_baseline import magnitude_job
+
+    settings = small_settings(method=method, sparsity=0.5)
+    first, second = magnitude_job(small_task, settings), magnitude_job(small_task, settings)
+    assert first["points"] and first["points"] == second["points"]

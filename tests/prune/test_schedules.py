@@ -66,6 +66,19 @@ def test_fixed_removes_the_same_count_each_round_until_nothing_is_left() -> None
     assert result.stopped == "exhausted" and result.final["sparsity"] == 1.0
 
 
+def test_stop_ends_the_schedule_after_the_round_it_accepts() -> None:
+    """stop(record) is asked after every round; True ends the schedule there ("stop")."""
+    asked: list[int] = []
+
+    def stop(record: dict) -> bool:
+        asked.append(record["round"])
+        return record["live_weights"] <= 70
+
+    result = run_schedule(model(), "magnitude-blinded", "fixed:25", evaluate=no_metrics, stop=stop)
+    assert asked == [1, 2] and removed(result) == [25, 25]
+    assert result.stopped == "stop" and result.final_round == 2
+
+
 def test_relative_removes_a_fraction_of_what_remains() -> None:
     result = run_schedule(model(), "magnitude-blinded", "relative:0.5", evaluate=no_metrics)
     # 120 -> 60 -> 30 -> 15 -> 7 (7.5 rounds half up to 8) -> 3 -> 1 -> 0 (at least one per round)

@@ -60,8 +60,12 @@ class RunOptions:
         settings = task_settings(self.task, self.preset)
         config = settings.grow.to_dict()
         for key, value in self.overrides.items():
+            if key.startswith("magnitude.") and self.command != "compare":
+                raise InputError(f"{key} sets the magnitude-pruning baseline, which only compare runs")
             if key in BASELINE_OVERRIDES:
                 settings = BASELINE_OVERRIDES[key](settings, value)
+            elif key.split(".", 1)[0] in ("dense", "magnitude"):
+                raise InputError(f"unknown baseline setting {key!r}; choose one of {', '.join(BASELINE_OVERRIDES)}")
             elif key.startswith("trainer."):
                 config["trainer"] = {**config["trainer"], key.split(".", 1)[1]: value}
             else:
@@ -114,12 +118,15 @@ class Reporter:
 
 
 def _config(options: RunOptions, settings: TaskSettings, data: TaskData) -> dict[str, Any]:
+    recorded = settings.to_dict()
+    if options.command != "compare":
+        del recorded["dense"]["magnitude"]  # only compare runs the magnitude-pruning baseline
     return {
         "command": options.command,
         "netbonsai_version": __version__,
         "seed": settings.grow.seed,
         "image": data.image,
-        **settings.to_dict(),
+        **recorded,
         "split": {k: v for k, v in data.describe().items() if k not in ("task", "image")},
         "loss_units": LOSS_UNITS[settings.task],
         "executor": options.executor,
@@ -232,10 +239,11 @@ def collect_magnitude(future: Future, run: RunDir, data: TaskData, settings: Tas
     item = future.result()
     (run.path / "magnitude").mkdir(exist_ok=True)
     for point, state in zip(item["points"], item.pop("nets")):
-        point["file"] = f"magnitude/params_{point['params']:05d}"
+        point["file"] = f"magnitude/round_{point['round']:03d}"  # rounds may share a parameter count
         save(net_from_state(state), run.path / point["file"],
              info=_model_info(data, settings, {**point, "pruned_from": item["from"]}))
-    item.update(method=settings.magnitude.method, schedule=settings.magnitude.schedule)
+    item.update(method=settings.magnitude.method, schedule=settings.magnitude.schedule,
+                sparsity=settings.magnitude.sparsity)
     run.write_json("magnitude.json", item)
     return item
 
@@ -251,9 +259,11 @@ def magnitude_summary(magnitude: dict[str, Any], dense: list[dict[str, Any]], gr
     the dense front, and netbonsai's ratios against it (``dense_params`` there: pruned networks)."""
     points = [{k: p[k] for k in ("params", "train_loss", "val_loss")} for p in magnitude["points"]]
     ratios = param_ratios(points, dense)
-    against = param_ratios(grown, points)
+    against = [{"val_loss": r["val_loss"], "grown_params": r["grown_params"], "pruned_params": r["dense_params"],
+                "ratio": r["ratio"]} for r in param_ratios(grown, points)]
     return {
         "from": magnitude["from"], "method": magnitude["method"], "schedule": magnitude["schedule"],
+        "sparsity": magnitude.get("sparsity"),
         "front": pareto_front(points), "ratios": ratios, **ratio_summary(ratios),
         "netbonsai_ratios": against, "netbonsai": ratio_summary(against),
     }
@@ -597,10 +607,8 @@ def pool_comparisons(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
     if per_seed and all("magnitude" in c for c in per_seed):
         first = per_seed[0]["magnitude"]
         points = [{**p, "seed": c["seed"]} for c in per_seed for p in c["magnitude"]["front"]]
-        summary_m = magnitude_summary(
-            {"from": first["from"], "method": first["method"], "schedule": first["schedule"], "points": points},
-            dense, grown,
-        )
+        summary_m = magnitude_summary({**{k: first.get(k) for k in ("from", "method", "schedule", "sparsity")},
+                                       "points": points}, dense, grown)
         pooled_magnitude = {"magnitude": {**summary_m, "front": pareto_front(points)}}
     return {
         **pooled_magnitude,
@@ -649,8 +657,8 @@ def _magnitude_section(pruned: dict[str, Any] | None) -> str:
         return ""
     source = "-".join(str(h) for h in pruned["from"])
     return (
-        f"## Magnitude pruning of the dense {source} MLP ({pruned['method']}, {pruned['schedule']}, "
-        f"retrained after every round)\n\n{front_table(pruned['front'])}\n"
+        f"## Magnitude pruning of the dense {source} MLP ({pruned['method']}, {pruned['schedule']} up to "
+        f"sparsity {pruned.get('sparsity')}, retrained after every round)\n\n{front_table(pruned['front'])}\n"
         f"Against the dense front: {_ratio_line(pruned)}. netbonsai against magnitude pruning: "
         f"{_ratio_line(pruned['netbonsai'])}.\n\n"
     )

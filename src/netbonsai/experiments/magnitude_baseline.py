@@ -4,8 +4,11 @@ What a user would do instead of growing (DESIGN.md, "Baselines and comparisons")
 MLP, then remove the smallest-magnitude synapses globally, round by round, retraining after each
 round. Every budget is the search's own, so the comparison stays fair: the dense network is
 trained exactly as its run of the dense sweep (same architecture, seed and epochs: the same
-network), each round is retrained for ``grow_epochs`` (what the search gives a network after each
-addition), and every reported network gets the same final polish as the grown and dense ones.
+network, before the sweep's final polish), each round is retrained for ``grow_epochs`` (what the
+search gives a network after each addition), and every reported network gets the same final
+polish as the grown and dense ones. Pruning stops at the target sparsity or at the first round
+that leaves no path from the inputs to an output (a constant predictor, not a network worth
+reporting).
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Sequence
+
+import torch
 
 from ..errors import InputError
 from ..grow.search import FrontPoint
@@ -64,12 +69,19 @@ def pruned_architecture(grid: Sequence[Sequence[int]], n_in: int, n_out: int, ma
     return tuple(int(h) for h in grid[index])
 
 
+def inputs_reach_outputs(net: DagNet) -> bool:
+    """Whether every output of a population-1 network still varies with its input (some path of
+    live synapses leads to it from an input)."""
+    return bool(net.liveness().varies[0, net.n_nodes - net.n_out :].all())
+
+
 def magnitude_job(data: "TaskData", settings: "TaskSettings") -> dict[str, Any]:
     """Train the dense network, prune it round by round, polish every round's network.
 
     Returns ``{"from": hidden, "points": [{"round", "params", "train_loss", "val_loss"}, ...],
     "nets": [state, ...]}`` (losses in reported units, after the polish), one point per round
-    after the first removal.
+    after the first removal, up to the target sparsity or the last round before an output lost
+    every path from the inputs.
     """
     from .image_runs import polish  # the same final training as every other reported network
 
@@ -81,17 +93,24 @@ def magnitude_job(data: "TaskData", settings: "TaskSettings") -> dict[str, Any]:
     net = train_dense(data, hidden, grow.activation, settings.dense_epochs, trainer, grow.seed).net
     x, y = data.x_train, data.y_train
     snapshots: list[tuple[int, DagNet]] = []
+    collapsed = False
 
     def retrain(model: DagNet) -> None:
         fit(model, x, y, Budget(epochs=grow.grow_epochs), trainer, seed=grow.seed)
 
     def keep(record: dict[str, Any]) -> None:
-        if record["round"] > 0:  # round 0 is the dense network itself, already in the sweep
-            snapshots.append((int(record["round"]), net.clone()))
+        nonlocal collapsed
+        if record["round"] == 0:  # the dense network itself, already in the sweep
+            return
+        if not inputs_reach_outputs(net):
+            collapsed = True
+            return
+        snapshots.append((int(record["round"]), net.clone()))
 
     run_schedule(
         net, config.method, config.schedule, evaluate=lambda model: {}, retrain=retrain,
-        target_sparsity=config.sparsity, loss=trainer.loss, on_round=keep,
+        target_sparsity=config.sparsity, loss=trainer.loss, on_round=keep, stop=lambda record: collapsed,
+        data=(x, y), generator=torch.Generator().manual_seed(grow.seed),  # for obd and random
     )
     points = [FrontPoint(int(n.num_params()[0]), math.nan, math.nan, r, n) for r, n in snapshots]
     points = polish(points, data, settings)

@@ -33,7 +33,7 @@ from .criteria import check_method, remove_, saliency, select, select_bucket
 from .groups import live_params, live_weights, prunable_groups, total_weights
 
 KINDS = ("oneshot", "fixed", "relative", "bucket")
-STOP_REASONS = ("target", "accuracy", "exhausted", "oneshot", "max_rounds")
+STOP_REASONS = ("target", "accuracy", "exhausted", "oneshot", "max_rounds", "stop")
 
 
 @dataclass(frozen=True)
@@ -120,6 +120,7 @@ def run_schedule(
     resume_from: ScheduleResult | None = None,
     on_checkpoint: Callable[[ScheduleResult], None] | None = None,
     parts: str | None = None,
+    stop: Callable[[dict], bool] | None = None,
 ) -> ScheduleResult:
     """Prune ``model`` in place round by round: prune, ``retrain`` (if given), ``evaluate``.
 
@@ -131,7 +132,8 @@ def run_schedule(
     rounds in all, or when ``evaluate(model)[metric]`` (higher is better) falls more than
     ``max_accuracy_drop`` (an absolute difference) below its round-0 value: that round is
     recorded with ``rolled_back=True`` and the model is restored to the last round within the
-    tolerance (``result.final_round``).
+    tolerance (``result.final_round``). ``stop(record)`` returning True after a round ends the
+    schedule there (``stopped="stop"``), e.g. once no input reaches an output any more.
 
     ``data``, ``loss``, ``generator`` and ``curvature`` go to the criterion (see ``saliency``).
     ``parts`` (a MaskedRecurrent's ``i2h``, ``h2h``, ``both`` or ``all`` weights) limits what is
@@ -233,6 +235,9 @@ def run_schedule(
         if on_checkpoint is not None:
             on_checkpoint(result)
         if rolled_back:
+            break
+        if stop is not None and stop(entry):
+            result.stopped = "stop"
             break
         if plan.kind == "oneshot":
             result.stopped = "target" if reached() else "oneshot"
