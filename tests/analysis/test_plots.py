@@ -112,3 +112,21 @@ def test_failed_write_leaves_no_partial_file(tmp_path, monkeypatch):
         pareto_plot({"a": [{"params": 1, "val_loss": 1.0}]}, tmp_path / "new.png")
     assert target.read_bytes() == b"old contents"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["net.png"]
+
+
+def test_focus_limits_follow_the_focus_series_not_a_far_worse_one(tmp_path):
+    """A pruned network near the constant predictor (loss 244) must not squash the plot: the
+    axis spans the lowest loss of all series to the focus series' worst plus half its span."""
+    from netbonsai.analysis.plots import focus_limits
+
+    series = {
+        "dense MLP": [{"params": 61, "val_loss": 92.0}, {"params": 131, "val_loss": 88.0}],
+        "magnitude pruning": [{"params": 6, "val_loss": 244.0}, {"params": 98, "val_loss": 93.0}],
+        "netbonsai": [{"params": 70, "val_loss": 87.0}],
+    }
+    low, high = focus_limits(series, "dense MLP")
+    assert low == pytest.approx(87.0 - 0.25) and high == pytest.approx(92.0 + 2.5)
+    assert focus_limits(series, "missing") is None
+    assert focus_limits({"a": [{"params": 1, "val_loss": None}]}, "a") is None
+    assert focus_limits({"a": [{"params": 1, "val_loss": 3.0}]}, "a") == pytest.approx((3.0 - 0.015, 3.15))
+    _check_png(pareto_plot(series, tmp_path / "focus.png", focus="dense MLP"))

@@ -33,12 +33,16 @@ def pareto_plot(
     log_x: bool = True,
     x: str = "params",
     y: str = "val_loss",
+    focus: str | None = None,
 ) -> Path:
     """Validation loss against parameter count, one colour per method; returns the PNG path.
 
     For each series (e.g. ``"dense MLP"``, ``"netbonsai"``, ``"magnitude pruning"``) all points
     are drawn as faint markers and its Pareto front as a step line with markers (the best loss
     reachable with at most that many parameters). Losses are multiplied by ``loss_scale``.
+    ``focus`` names a series whose loss range sets the vertical axis (see :func:`focus_limits`),
+    so that a method with much worse points (a pruned network near a constant predictor) does
+    not squash the region where the methods compete; points above the top edge are noted.
     """
     fig = new_figure(7.0, 4.8)
     ax = fig.add_subplot()
@@ -53,6 +57,23 @@ def pareto_plot(
             fx, fy, drawstyle="steps-post", marker="o", markersize=4, color=color,
             label=f"{name} ({len(front)} on front)",
         )
+    limits = focus_limits(series, focus, y, loss_scale) if focus is not None else None
+    if limits is not None:
+        ax.set_ylim(*limits)
+        hidden = sum(int((_values(points, y, loss_scale) > limits[1]).sum()) for points in series.values())
+        shown = np.concatenate([_values(points, x)[_values(points, y, loss_scale) <= limits[1]]
+                                for points in series.values()])
+        shown = shown[np.isfinite(shown) & (shown > 0)] if log_x else shown[np.isfinite(shown)]
+        if hidden and shown.size:  # the horizontal axis follows the points that are shown
+            low, high = float(shown.min()), float(shown.max())
+            if log_x:
+                ax.set_xlim(low / 1.25, high * 1.25)
+            else:
+                margin = 0.05 * (high - low or 1.0)
+                ax.set_xlim(low - margin, high + margin)
+        if hidden:
+            ax.text(0.01, 0.99, f"{hidden} point{'s' if hidden > 1 else ''} above the top edge", transform=ax.transAxes,
+                    va="top", ha="left", fontsize="small", color="0.4")
     if log_x:
         ax.set_xscale("log")
     ax.set_xlabel("parameters" + (" (log scale)" if log_x else ""))
@@ -63,6 +84,24 @@ def pareto_plot(
     if series:
         ax.legend(loc="best", fontsize="small")
     return save_png(fig, path)
+
+
+def focus_limits(
+    series: Mapping[str, Sequence[Mapping]], focus: str, y: str = "val_loss", loss_scale: float = 1.0
+) -> tuple[float, float] | None:
+    """Vertical limits that show every series' points from the lowest loss of all up to the
+    worst loss of series ``focus`` plus half its span; None when ``focus`` has no finite loss."""
+    if focus not in series:
+        return None
+    worst = _values(series[focus], y, loss_scale)
+    worst = worst[np.isfinite(worst)]
+    every = np.concatenate([_values(points, y, loss_scale) for points in series.values()])
+    every = every[np.isfinite(every)]
+    if worst.size == 0:
+        return None
+    low, high = float(every.min()), float(worst.max())
+    span = high - low or abs(high) * 0.1 or 1.0
+    return low - 0.05 * span, high + 0.5 * span
 
 
 def history_plot(

@@ -576,7 +576,8 @@ def run_compare_seeds(
     series.update({f"netbonsai seed {c['seed']}": c["grown"] for c in per_seed})
     from ..analysis.plots import pareto_plot
 
-    pareto_plot(series, run.file("pareto.png"), title=f"{data.task} on {data.image}, {options.seeds} seeds")
+    pareto_plot(series, run.file("pareto.png"), title=f"{data.task} on {data.image}, {options.seeds} seeds",
+                focus="dense MLP (all seeds)")
     text = seeds_summary(comparison)
     from ..atomic import write_text
 
@@ -714,7 +715,8 @@ def _plots(
         series["magnitude pruning"] = pruned["front"]
     series["netbonsai (search)"] = [p.summary() for p in result.front]
     series["netbonsai"] = front
-    pareto_plot(series, run.file("pareto.png"), title=f"{data.task} on {data.image}")
+    pareto_plot(series, run.file("pareto.png"), title=f"{data.task} on {data.image}",
+                focus="dense MLP" if dense is not None else None)
     history_plot(result.events, run.file("history.png"), x="seconds", title="grow-and-prune history")
     draw_network(best_net, run.file("network.png"))
 
