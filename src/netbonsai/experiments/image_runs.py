@@ -256,7 +256,7 @@ def load_magnitude(run: RunDir) -> dict[str, Any] | None:
 
 def magnitude_summary(magnitude: dict[str, Any], dense: list[dict[str, Any]], grown: list[dict[str, Any]]) -> dict[str, Any]:
     """The magnitude baseline's figures for comparison.json: its Pareto front, its own ratios against
-    the dense front, and netbonsai's ratios against it (``dense_params`` there: pruned networks)."""
+    the dense front, and netbonsai's ratios against it (``pruned_params``: the pruned networks' count)."""
     points = [{k: p[k] for k in ("params", "train_loss", "val_loss")} for p in magnitude["points"]]
     ratios = param_ratios(points, dense)
     against = [{"val_loss": r["val_loss"], "grown_params": r["grown_params"], "pruned_params": r["dense_params"],
