@@ -33,7 +33,7 @@ from ..runtime import resolve_device
 from ..train import Budget, evaluate
 from ..train.sweep import train_dense
 from ..train.together import fit_together
-from .magnitude_baseline import magnitude_job
+from .magnitude_baseline import magnitude_job, mlp_params
 from .presets import TaskSettings, task_settings
 
 LOSS_UNITS = {"brightness": "MSE in 8-bit units (MSE * 255^2)", "approx": "MSE of brightness in [0, 1]"}
@@ -200,8 +200,7 @@ def submit_dense(executor, data: TaskData, settings: TaskSettings, reporter: Rep
     shipped = _shipped(data)
     # largest first: the big networks take longest, so the pool ends with small jobs filling the
     # gaps instead of one big job running alone at the end; futures stay in grid order
-    layers = [[data.n_in, *hidden, data.n_out] for hidden in settings.dense_grid]
-    sizes = [sum(a * b + b for a, b in zip(units, units[1:])) for units in layers]  # weights + biases
+    sizes = [mlp_params([data.n_in, *hidden, data.n_out]) for hidden in settings.dense_grid]
     submitted = {}
     for index in sorted(range(len(sizes)), key=lambda i: -sizes[i]):
         future = executor.submit(_dense_job, shipped, tuple(settings.dense_grid[index]), settings)
