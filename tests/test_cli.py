@@ -341,6 +341,8 @@ def test_pool_comparisons_uses_both_pooled_fronts() -> None:
     ("compare", "magnitude.sparsity=1.5", "magnitude.sparsity"), ("compare", "magnitude.method=bogus", "pruning method"),
     ("compare", "magnitude.enabled=maybe", "magnitude.enabled"), ("compare", "magnitude.schedule=often", "schedule"),
     ("compare", "magnitude.rounds=3", "unknown baseline setting"),
+    ("compare", "dense.epochs=0", "dense.epochs"), ("compare", "polish.epochs=-1", "polish.epochs"),
+    ("compare", "polish.epochs=1.5", "polish.epochs"), ("compare", "polish.points=3", "unknown baseline setting"),
 ])
 def test_bad_set_values_exit_2(capsys: pytest.CaptureFixture, tmp_path: Path, command: str, setting: str, expect: str) -> None:
     code, _, err = run_cli(capsys, command, "brightness", "--out", tmp_path / "o", "--set", setting, "--quiet")
@@ -361,6 +363,18 @@ def test_dense_jobs_never_move_the_search_data_into_shared_memory(tmp_path: Path
     assert len(results) == 2
     for name in ("x_train", "y_train", "x_val", "y_val"):
         assert not getattr(data, name).is_shared(), name
+
+
+@pytest.mark.fast
+def test_dense_budget_follows_the_start_budget_unless_set() -> None:
+    """The same budget policy: dense networks get start_epochs, also when --set changes it."""
+    preset = image_runs.RunOptions("brightness").settings()
+    assert preset.dense_epochs == preset.grow.start_epochs
+    moved = image_runs.RunOptions("brightness", overrides={"start_epochs": 40, "polish.epochs": 7}).settings()
+    assert (moved.grow.start_epochs, moved.dense_epochs, moved.polish_epochs) == (40, 40, 7)
+    both = image_runs.RunOptions("brightness", overrides={"start_epochs": 40, "dense.epochs": 90}).settings()
+    assert (both.grow.start_epochs, both.dense_epochs) == (40, 90)
+    assert both.to_dict()["dense"]["epochs"] == 90
 
 
 @pytest.mark.fast

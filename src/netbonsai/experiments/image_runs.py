@@ -64,7 +64,7 @@ class RunOptions:
                 raise InputError(f"{key} sets the magnitude-pruning baseline, which only compare runs")
             if key in BASELINE_OVERRIDES:
                 settings = BASELINE_OVERRIDES[key](settings, value)
-            elif key.split(".", 1)[0] in ("dense", "magnitude"):
+            elif key.split(".", 1)[0] in ("dense", "magnitude", "polish"):
                 raise InputError(f"unknown baseline setting {key!r}; choose one of {', '.join(BASELINE_OVERRIDES)}")
             elif key.startswith("trainer."):
                 config["trainer"] = {**config["trainer"], key.split(".", 1)[1]: value}
@@ -75,6 +75,9 @@ class RunOptions:
         except TypeError as exc:
             raise InputError(f"invalid --set value: {exc}") from None
         grow_config = grow_config.with_overrides(seed=self.seed, max_params=self.max_params, max_seconds=self.max_seconds)
+        if "start_epochs" in self.overrides and "dense.epochs" not in self.overrides:
+            # the dense networks keep the starting network's budget (the same budget policy)
+            settings = replace(settings, dense_epochs=grow_config.start_epochs)
         return replace(settings, grow=grow_config, device=resolve_device(self.device))
 
 
@@ -92,6 +95,17 @@ def _dense_grid(settings: TaskSettings, value: Any) -> TaskSettings:
     return replace(settings, dense_grid=tuple(tuple(h) for h in value))
 
 
+def _epochs_setting(name: str, field_name: str, minimum: int) -> Callable[[TaskSettings, Any], TaskSettings]:
+    """``--set dense.epochs=N`` / ``polish.epochs=N``: a baseline or polish training budget (validated)."""
+
+    def apply(settings: TaskSettings, value: Any) -> TaskSettings:
+        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+            raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        return replace(settings, **{field_name: value})
+
+    return apply
+
+
 def _magnitude_setting(name: str) -> Callable[[TaskSettings, Any], TaskSettings]:
     """``--set magnitude.NAME=VALUE``: a field of the magnitude-pruning baseline (validated)."""
 
@@ -101,9 +115,12 @@ def _magnitude_setting(name: str) -> Callable[[TaskSettings, Any], TaskSettings]
     return apply
 
 
-# --set keys that change the baselines rather than the search (their budgets stay the search's)
+# --set keys that change the baselines or the final polish rather than the search. Without
+# dense.epochs the dense networks get the starting network's budget (start_epochs), overridden or not.
 BASELINE_OVERRIDES: dict[str, Callable[[TaskSettings, Any], TaskSettings]] = {
     "dense.grid": _dense_grid,
+    "dense.epochs": _epochs_setting("dense.epochs", "dense_epochs", 1),
+    "polish.epochs": _epochs_setting("polish.epochs", "polish_epochs", 0),
     **{f"magnitude.{name}": _magnitude_setting(name) for name in ("enabled", "method", "schedule", "sparsity")},
 }
 
