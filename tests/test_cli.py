@@ -171,8 +171,19 @@ def test_compare_end_to_end(capsys: pytest.CaptureFixture, tmp_path: Path, tiny:
     for item in comparison["dense"]:
         assert set(item) >= {"hidden", "params", "train_loss", "val_loss"}
     assert [d["params"] for d in comparison["dense"]] == [4 * 2 + 2 + 2 * 2 + 2 + 2 + 1, 4 * 3 + 3 + 9 + 3 + 3 + 1]
-    assert comparison["grown"] and all(set(g) == {"params", "train_loss", "val_loss"} for g in comparison["grown"])
+    assert comparison["grown"] and all(set(g) == {"params", "train_loss", "val_loss", "epochs"} for g in comparison["grown"])
     assert comparison["wall_seconds"] > 0
+
+    # the training each network had: start 20, + 3 per accepted removal, + 5 per added neuron
+    for position, event in enumerate(events):
+        before = events[: position + 1]
+        expected = 20 + 3 * sum(e["event"] == "prune" for e in before) + 5 * sum(e["event"] == "grow" for e in before)
+        assert event["epochs"] == expected, event
+    assert {g["epochs"] for g in comparison["grown"]} <= {e["epochs"] for e in events}
+    budget = comparison["budget"]
+    assert (budget["method"], budget["dense_epochs"], budget["polish_epochs"]) == ("lbfgs", 20, 0)
+    assert budget["grown_epochs_min"] == min(g["epochs"] for g in comparison["grown"])
+    assert "Training (lbfgs): every dense network 20 iterations; the grown front's networks" in (out / "report.md").read_text()
 
     # the magnitude-pruning baseline: the largest grid network within max_params (60), pruned in rounds
     magnitude = comparison["magnitude"]
@@ -201,6 +212,7 @@ def test_compare_end_to_end(capsys: pytest.CaptureFixture, tmp_path: Path, tiny:
     assert f"now {events[-1]['params']} parameters" in stdout
     assert "Dense MLPs" in stdout
     assert "magnitude pruning of dense 3-3: median ratio" in stdout
+    assert "Training (lbfgs): every dense network 20 iterations" in stdout
 
     drawing = tmp_path / "x.png"
     code, stdout, err = run_cli(capsys, "draw", out / "model", "-o", drawing)

@@ -115,3 +115,16 @@ def value_at(points: Sequence[Mapping[str, Any]], level: float, key: str, level_
     """``key`` of the curve point whose ``level_key`` equals ``level`` (to 1e-9), or None
     (e.g. the retrained accuracy at 80% pruning of a pruning curve)."""
     return next((point[key] for point in points if abs(point[level_key] - level) < 1e-9), None)
+
+
+def budget_line(budget: dict[str, Any]) -> str:
+    """One sentence of the report: the training both sides had."""
+    unit, method = budget["unit"], budget["method"]
+    text = f"Training ({method}): every dense network {budget['dense_epochs']} {unit}"
+    if budget.get("grown_epochs_min") is not None:
+        low, high = budget["grown_epochs_min"], budget["grown_epochs_max"]
+        span = f"{low}" if low == high else f"{low}-{high}"
+        text += f"; the grown front's networks {span} {unit} in the search (their whole history, start network included)"
+    if budget["polish_epochs"]:
+        text += f"; then every reported network the same {budget['polish_epochs']}-{unit[:-1]} polish"
+    return text + "."

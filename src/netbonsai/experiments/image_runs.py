@@ -20,7 +20,7 @@ import torch
 from .. import __version__
 from ..analysis.compare import param_ratios, ratio_summary
 from ..analysis.pareto import pareto_front
-from ..analysis.report import comparison_table, front_table, markdown_table
+from ..analysis.report import budget_line, comparison_table, front_table, markdown_table
 from ..data.tasks import TaskData, load_task
 from ..errors import InputError
 from ..executor import make_executor
@@ -490,7 +490,7 @@ def run_compare(options: RunOptions, out: str | Path, resume: bool = False, repo
         if pruning is not None:
             magnitude = collect_magnitude(pruning, run, data, settings)
     front = save_front(polished, run, data, settings)
-    grown = [{k: p[k] for k in ("params", "train_loss", "val_loss")} for p in front]
+    grown = _with_epochs([{k: p[k] for k in ("params", "train_loss", "val_loss")} for p in front], front, result.events)
     pruned = magnitude_summary(magnitude, dense, grown) if magnitude is not None else None
     ratios = param_ratios(grown, dense)
     summary = ratio_summary(ratios)
@@ -512,6 +512,7 @@ def run_compare(options: RunOptions, out: str | Path, resume: bool = False, repo
         "max_ratio": summary["max_ratio"],
         "n_ratios": summary["n"],
         "n_outside_dense_range": len(pareto_front(grown)) - len(ratios),
+        "budget": training_budget(settings, grown),
         "beyond_dense": beyond,
         "search_seconds": result.seconds,
         "stop_reason": result.stop_reason,
@@ -531,7 +532,7 @@ def run_compare(options: RunOptions, out: str | Path, resume: bool = False, repo
         f"# netbonsai compare: {data.task} on {data.image}\n\n"
         f"Preset `{settings.preset}`, seed {settings.grow.seed}, device {settings.device}; {data.describe()['n_train']} training and "
         f"{data.describe()['n_val']} validation samples (seeded split). Losses: {LOSS_UNITS[data.task]}, "
-        f"on the validation set. Wall time {wall:.1f} s.\n\n{headline}\n\n"
+        f"on the validation set. Wall time {wall:.1f} s.\n\n{headline}\n\n{budget_line(comparison['budget'])}\n\n"
         f"## Parameter ratio at equal validation loss\n\n{table}\n"
         f"## Dense MLPs (same trainer, same budget)\n\n{front_table(dense)}\n"
         f"{_magnitude_section(pruned)}"
@@ -686,6 +687,35 @@ def _ratio_line(summary: dict[str, Any]) -> str:
         return "no ratio (no network inside the other front's loss range)"
     return (f"median ratio **{summary['median_ratio']:.2f}** (min {summary['min_ratio']:.2f}, "
             f"max {summary['max_ratio']:.2f}, {summary['n']} points)")
+
+
+def _with_epochs(grown: list[dict[str, Any]], front: list[dict[str, Any]], events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each grown record with ``epochs``: the training its network had in the search (from its event)."""
+    by_index = {e["index"]: e for e in events}
+    for record, point in zip(grown, front):
+        epochs = by_index.get(point.get("event"), {}).get("epochs")
+        if epochs is not None:
+            record["epochs"] = epochs
+    return grown
+
+
+def training_budget(settings: TaskSettings, grown: list[dict[str, Any]]) -> dict[str, Any]:
+    """How much training each side got, so a reader can check the comparison is fair.
+
+    Dense networks get ``dense_epochs``; a grown network got the start network's training plus
+    every accepted trial retraining and every post-addition training on its way (``epochs`` of
+    its history event); both then get the same polish.
+    """
+    unit = "epochs" if settings.grow.trainer.method == "adam" else "iterations"
+    counted = [g["epochs"] for g in grown if "epochs" in g]
+    return {
+        "unit": unit,
+        "method": settings.grow.trainer.method,
+        "dense_epochs": settings.dense_epochs,
+        "polish_epochs": settings.polish_epochs,
+        "grown_epochs_min": min(counted) if counted else None,
+        "grown_epochs_max": max(counted) if counted else None,
+    }
 
 
 def _headline(summary: dict[str, Any], comparison: dict[str, Any]) -> str:

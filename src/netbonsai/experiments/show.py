@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..analysis.report import comparison_table, front_table, markdown_table
+from ..analysis.report import budget_line, comparison_table, front_table, markdown_table
 from ..errors import InputError
 from ..runs import CONFIG, HISTORY, read_history, read_json
 
@@ -86,6 +86,9 @@ def _describe_image_run(run_dir: Path, config: dict[str, Any]) -> str:
         if data.get("per_seed"):
             medians = ", ".join(f"seed {r.get('seed')}: {_number(r.get('median_ratio'), '.2f')}" for r in data["per_seed"])
             lines.append(f"pooled over seeds {data.get('seeds')}; each seed's median ratio: {medians}")
+        budget = data.get("budget")
+        if isinstance(budget, dict) and {"unit", "method", "dense_epochs", "polish_epochs"} <= set(budget):
+            lines.append(budget_line(budget))
         pruned = data.get("magnitude")
         if isinstance(pruned, dict):
             source = "-".join(str(h) for h in pruned.get("from", []))

@@ -60,6 +60,10 @@ class SearchState:
     phase_steps: int = 0  # removals accepted in the current prune phase
     neurons_done: bool = False  # this prune phase has stopped removing whole neurons
     seconds: float = 0.0  # search time so far, across resumes
+    # training epochs (L-BFGS iterations) in the current network's history: the start network's
+    # training, the trial retraining of every accepted removal and the training after every
+    # addition (None: resumed from a checkpoint that did not count them)
+    epochs: int | None = 0
     events: list[dict[str, Any]] = field(default_factory=list)
     front: list[FrontPoint] = field(default_factory=list)
     generator_state: torch.Tensor | None = None
@@ -76,6 +80,7 @@ class SearchState:
             "phase_steps": self.phase_steps,
             "neurons_done": self.neurons_done,
             "seconds": self.seconds,
+            "epochs": self.epochs,
             "events": [dict(e) for e in self.events],
             "front": [{**p.summary(), "net": net_to_state(p.net)} for p in self.front],
             "generator_state": self.generator_state,
@@ -97,6 +102,7 @@ class SearchState:
             phase_steps=data["phase_steps"],
             neurons_done=data.get("neurons_done", False),  # absent in checkpoints before neuron removal
             seconds=data["seconds"],
+            epochs=data.get("epochs"),  # absent in checkpoints before the count
             events=list(data["events"]),
             front=front,
             generator_state=data["generator_state"],
@@ -160,6 +166,10 @@ def grow(
     )
 
 
+def _added(epochs: int | None, more: int) -> int | None:
+    return None if epochs is None else epochs + more
+
+
 def _removed_synapse(result: Any, roles: tuple[str, ...]) -> dict[str, Any]:
     """A synapse-removal event's detail: [source role, source, target role, target]."""
     source, target = result.synapse
@@ -218,7 +228,8 @@ class _Search:
             net = initial.clone().to(self.data.x_train.device)
         net = net.compact()
         train_loss = self.decision_loss(net)
-        state = SearchState(net=net, phase="prune", reference=train_loss, train_loss=train_loss)
+        epochs = config.start_epochs if initial is None else 0  # a given network's own training is not known
+        state = SearchState(net=net, phase="prune", reference=train_loss, train_loss=train_loss, epochs=epochs)
         self.emit(state, "start", hidden=list(config.hidden))
         return state
 
@@ -285,6 +296,7 @@ class _Search:
         state.net = result.net.compact()
         state.train_loss = result.train_loss
         state.phase_steps += 1
+        state.epochs = _added(state.epochs, self.config.trial_epochs)  # the accepted candidate was retrained
         if self.config.reference == "previous":
             state.reference = result.train_loss
         self.emit(state, "prune", **details, trial_losses=[round(v * self.scale, 6) for v in result.trial_losses])
@@ -303,6 +315,7 @@ class _Search:
         state.net = net.compact()
         state.train_loss = state.reference = self.decision_loss(state.net)
         state.cycles += 1
+        state.epochs = _added(state.epochs, config.grow_epochs)
         state.phase = "prune"
         state.phase_steps = 0
         state.neurons_done = False
@@ -342,6 +355,7 @@ class _Search:
             "seconds": round(state.seconds, 3),
             "cycle": state.cycles,
             "n_hidden": state.net.n_hidden,
+            **({"epochs": state.epochs} if state.epochs is not None else {}),
             **details,
         }
         state.events.append(event)
