@@ -317,6 +317,11 @@ def test_compare_over_several_seeds_pools_them(capsys: pytest.CaptureFixture, tm
     assert set(front) <= set(pruned) and {p["seed"] for p in pooled["magnitude"]["front"]} <= {3, 4}
     assert all(not any(o[0] <= f[0] and o[1] < f[1] for o in pruned) for f in front)
     assert "Magnitude pruning of the dense" in stdout
+    # the training budget over both seeds: the grown range spans both seeds' fronts
+    budget = pooled["budget"]
+    assert budget["dense_epochs"] == 20 and budget["grown_epochs_min"] == min(g["epochs"] for g in every)
+    assert budget["grown_epochs_max"] == max(g["epochs"] for g in every)
+    assert "Training (lbfgs): every dense network 20 iterations" in stdout
     assert (out / "pareto.png").read_bytes()[:8] == PNG_SIGNATURE
     code, stdout, err = run_cli(capsys, "show", out)
     assert code == 0, err

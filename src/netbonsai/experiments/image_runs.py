@@ -630,6 +630,7 @@ def pool_comparisons(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
         pooled_magnitude = {"magnitude": {**summary_m, "front": pareto_front(points)}}
     return {
         **pooled_magnitude,
+        **_pooled_budget(per_seed),
         "dense": dense, "grown": grown, "ratios": ratios,
         "median_ratio": summary["median_ratio"], "min_ratio": summary["min_ratio"],
         "max_ratio": summary["max_ratio"], "n_ratios": summary["n"],
@@ -643,6 +644,16 @@ def pool_comparisons(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
             "min": min(medians, default=None), "max": max(medians, default=None),
         },
     }
+
+
+def _pooled_budget(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
+    """``{"budget": ...}`` over all seeds (the grown range spans every seed), or {} when a run lacks one."""
+    budgets = [c.get("budget") for c in per_seed]
+    if not all(isinstance(b, dict) for b in budgets):
+        return {}
+    lows = [b["grown_epochs_min"] for b in budgets if b.get("grown_epochs_min") is not None]
+    highs = [b["grown_epochs_max"] for b in budgets if b.get("grown_epochs_max") is not None]
+    return {"budget": {**budgets[0], "grown_epochs_min": min(lows, default=None), "grown_epochs_max": max(highs, default=None)}}
 
 
 def seeds_summary(comparison: dict[str, Any]) -> str:
@@ -661,6 +672,7 @@ def seeds_summary(comparison: dict[str, Any]) -> str:
         + "\n## All seeds pooled (Pareto front of every grown network against that of every dense one)\n\n"
         + comparison_table(comparison["ratios"], loss_format="{:.6g}")
         + f"\nPooled median parameter ratio at equal validation loss: {pooled}. Per-seed median ratio: {per_seed}."
+        + (f"\n\n{budget_line(comparison['budget'])}" if "budget" in comparison else "")
         + (f"\n\n{_magnitude_section(comparison['magnitude'])}".rstrip() if "magnitude" in comparison else "")
     )
 
