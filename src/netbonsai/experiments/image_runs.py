@@ -534,7 +534,7 @@ def run_compare(options: RunOptions, out: str | Path, resume: bool = False, repo
         f"{data.describe()['n_val']} validation samples (seeded split). Losses: {LOSS_UNITS[data.task]}, "
         f"on the validation set. Wall time {wall:.1f} s.\n\n{headline}\n\n{budget_line(comparison['budget'])}\n\n"
         f"## Parameter ratio at equal validation loss\n\n{table}\n"
-        f"## Dense MLPs (same trainer, same budget)\n\n{front_table(dense)}\n"
+        f"## Dense MLPs (same trainer; budgets in the Training line above)\n\n{front_table(dense)}\n"
         f"{_magnitude_section(pruned)}"
         f"## netbonsai Pareto front\n\n{front_table(front)}\n"
         "![front](pareto.png) ![history](history.png) ![network](network.png)\n",
