@@ -152,6 +152,7 @@ def test_compare_end_to_end(capsys: pytest.CaptureFixture, tmp_path: Path, tiny:
     code, stdout, err = run_cli(capsys, *args)
     assert code == 0, err
     assert "Run directory" in stdout
+    assert "Training (lbfgs): every dense network 20 iterations" in stdout
 
     config = json.loads((out / "config.json").read_text())
     assert config["command"] == "compare" and config["image"] == str(image)

@@ -539,7 +539,7 @@ def run_compare(options: RunOptions, out: str | Path, resume: bool = False, repo
         f"## netbonsai Pareto front\n\n{front_table(front)}\n"
         "![front](pareto.png) ![history](history.png) ![network](network.png)\n",
     )
-    printed = table + "\n" + headline
+    printed = table + "\n" + headline + "\n" + budget_line(comparison["budget"])
     if pruned is not None:
         printed += f"\nMagnitude pruning of the dense {'-'.join(map(str, pruned['from']))} MLP: {_ratio_line(pruned)} " \
                    f"against the dense front; netbonsai against it: {_ratio_line(pruned['netbonsai'])}."
