@@ -254,6 +254,7 @@ def test_grow_end_to_end(capsys: pytest.CaptureFixture, tmp_path: Path, tiny: No
     for point in result["front"]:
         assert int(netbonsai.load(out / point["file"]).num_params()[0]) == point["params"]
     assert not (out / "comparison.json").exists() and not (out / "dense.json").exists()
+    assert f"hidden neurons, trained {events[-1]['epochs']} iterations in the search." in (out / "report.md").read_text()
     code, stdout, err = run_cli(capsys, "show", out)
     assert code == 0, err
     assert "search finished" in stdout

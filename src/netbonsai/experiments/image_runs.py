@@ -426,7 +426,8 @@ def run_grow(options: RunOptions, out: str | Path, resume: bool = False, reporte
         f"# netbonsai grow: {data.task} on {data.image}\n\n"
         f"Preset `{settings.preset}`, seed {settings.grow.seed}, device {settings.device}, stopped by `{result.stop_reason}` after "
         f"{len(result.events)} events in {result.seconds:.1f} s (wall {wall:.1f} s). Losses: {scale_note}.\n\n"
-        f"Final network: {int(final.num_params()[0])} parameters, {final.n_hidden} hidden neurons.\n\n"
+        f"Final network: {int(final.num_params()[0])} parameters, {final.n_hidden} hidden neurons"
+        f"{_trained_note(result.events, settings)}.\n\n"
         f"## Pareto front (validation loss vs parameters)\n\n{front_table(front)}\n"
         f"![history](history.png) ![front](pareto.png) ![network](network.png)\n"
     )
@@ -701,6 +702,19 @@ def _ratio_line(summary: dict[str, Any]) -> str:
             f"max {summary['max_ratio']:.2f}, {summary['n']} points)")
 
 
+def _trained_note(events: list[dict[str, Any]], settings: TaskSettings) -> str:
+    """", trained N iterations in the search" for the final network (empty when not counted)."""
+    epochs = events[-1].get("epochs") if events else None
+    if epochs is None:
+        return ""
+    return f", trained {epochs} {_budget_unit(settings)} in the search"
+
+
+def _budget_unit(settings: TaskSettings) -> str:
+    """What a training budget counts: Adam epochs, or full-batch (L-BFGS, LM) iterations."""
+    return "epochs" if settings.grow.trainer.method == "adam" else "iterations"
+
+
 def _with_epochs(grown: list[dict[str, Any]], front: list[dict[str, Any]], events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each grown record with ``epochs``: the training its network had in the search (from its event)."""
     by_index = {e["index"]: e for e in events}
@@ -718,10 +732,9 @@ def training_budget(settings: TaskSettings, grown: list[dict[str, Any]]) -> dict
     every accepted trial retraining and every post-addition training on its way (``epochs`` of
     its history event); both then get the same polish.
     """
-    unit = "epochs" if settings.grow.trainer.method == "adam" else "iterations"
     counted = [g["epochs"] for g in grown if "epochs" in g]
     return {
-        "unit": unit,
+        "unit": _budget_unit(settings),
         "method": settings.grow.trainer.method,
         "dense_epochs": settings.dense_epochs,
         "polish_epochs": settings.polish_epochs,
