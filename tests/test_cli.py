@@ -319,10 +319,11 @@ def test_compare_over_several_seeds_pools_them(capsys: pytest.CaptureFixture, tm
     assert set(front) <= set(pruned) and {p["seed"] for p in pooled["magnitude"]["front"]} <= {3, 4}
     assert all(not any(o[0] <= f[0] and o[1] < f[1] for o in pruned) for f in front)
     assert "Magnitude pruning of the dense" in stdout
-    # the training budget over both seeds: the grown range spans both seeds' fronts
+    # the training budget: the grown range is that of the pooled front's networks (as compared)
     budget = pooled["budget"]
-    assert budget["dense_epochs"] == 20 and budget["grown_epochs_min"] == min(g["epochs"] for g in every)
-    assert budget["grown_epochs_max"] == max(g["epochs"] for g in every)
+    compared = [g["epochs"] for g in pooled["grown"]]
+    assert len(compared) == len(pooled["grown"]) and set(compared) <= {g["epochs"] for g in every}
+    assert budget["dense_epochs"] == 20 and (budget["grown_epochs_min"], budget["grown_epochs_max"]) == (min(compared), max(compared))
     assert "Training (lbfgs): every dense network 20 iterations" in stdout
     assert (out / "pareto.png").read_bytes()[:8] == PNG_SIGNATURE
     code, stdout, err = run_cli(capsys, "show", out)
@@ -360,7 +361,8 @@ def test_pool_comparisons_uses_both_pooled_fronts() -> None:
     ("compare", "magnitude.sparsity=1.5", "magnitude.sparsity"), ("compare", "magnitude.method=bogus", "pruning method"),
     ("compare", "magnitude.enabled=maybe", "magnitude.enabled"), ("compare", "magnitude.schedule=often", "schedule"),
     ("compare", "magnitude.rounds=3", "unknown baseline setting"),
-    ("compare", "dense.epochs=0", "dense.epochs"), ("compare", "polish.epochs=-1", "polish.epochs"),
+    ("compare", "dense.epochs=-1", "dense.epochs"), ("compare", "dense.epochs=true", "dense.epochs"),
+    ("compare", "polish.epochs=-1", "polish.epochs"),
     ("compare", "polish.epochs=1.5", "polish.epochs"), ("compare", "polish.points=3", "unknown baseline setting"),
 ])
 def test_bad_set_values_exit_2(capsys: pytest.CaptureFixture, tmp_path: Path, command: str, setting: str, expect: str) -> None:
@@ -382,6 +384,16 @@ def test_dense_jobs_never_move_the_search_data_into_shared_memory(tmp_path: Path
     assert len(results) == 2
     for name in ("x_train", "y_train", "x_val", "y_val"):
         assert not getattr(data, name).is_shared(), name
+
+
+@pytest.mark.fast
+def test_budget_line_reads_partial_budgets() -> None:
+    """show reads comparison.json files written by other tools: a missing maximum is not a crash."""
+    from netbonsai.analysis.report import budget_line
+
+    line = budget_line({"unit": "epochs", "method": "adam", "dense_epochs": 40, "polish_epochs": 0, "grown_epochs_min": 50})
+    assert line == "Training (adam): every dense network 40 epochs; the grown front's networks 50 epochs in the search " \
+                   "(their whole history, start network included)."
 
 
 @pytest.mark.fast

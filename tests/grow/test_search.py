@@ -176,6 +176,18 @@ def test_stop_reasons(task: TaskData) -> None:
     assert max(len(p) for p in phases) == 1
 
 
+def test_epochs_count_the_training_of_each_events_network(task: TaskData) -> None:
+    """start + trial_epochs per accepted removal + grow_epochs per addition; a given initial
+    network's own training is unknown, so its search does not count."""
+    events = grow(task, CONFIG).events
+    for position, event in enumerate(events):
+        before = events[: position + 1]
+        kinds = [e["event"] for e in before]
+        assert event["epochs"] == 30 + 5 * kinds.count("prune") + 10 * kinds.count("grow")
+    given = grow(task, CONFIG.with_overrides(max_cycles=0), initial=DagNet.mlp([4, 3, 1]))
+    assert all("epochs" not in e for e in given.events)
+
+
 def test_initial_network_must_match(task: TaskData) -> None:
     with pytest.raises(InputError):
         grow(task, CONFIG, initial=DagNet.mlp([3, 2, 1]))

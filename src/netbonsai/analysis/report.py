@@ -122,7 +122,8 @@ def budget_line(budget: dict[str, Any]) -> str:
     unit, method = budget["unit"], budget["method"]
     text = f"Training ({method}): every dense network {budget['dense_epochs']} {unit}"
     if budget.get("grown_epochs_min") is not None:
-        low, high = budget["grown_epochs_min"], budget["grown_epochs_max"]
+        low = budget["grown_epochs_min"]
+        high = budget.get("grown_epochs_max", low)
         span = f"{low}" if low == high else f"{low}-{high}"
         text += f"; the grown front's networks {span} {unit} in the search (their whole history, start network included)"
     if budget["polish_epochs"]:

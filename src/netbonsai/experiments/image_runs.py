@@ -119,7 +119,7 @@ def _magnitude_setting(name: str) -> Callable[[TaskSettings, Any], TaskSettings]
 # dense.epochs the dense networks get the starting network's budget (start_epochs), overridden or not.
 BASELINE_OVERRIDES: dict[str, Callable[[TaskSettings, Any], TaskSettings]] = {
     "dense.grid": _dense_grid,
-    "dense.epochs": _epochs_setting("dense.epochs", "dense_epochs", 1),
+    "dense.epochs": _epochs_setting("dense.epochs", "dense_epochs", 0),  # 0, like start_epochs=0: untrained
     "polish.epochs": _epochs_setting("polish.epochs", "polish_epochs", 0),
     **{f"magnitude.{name}": _magnitude_setting(name) for name in ("enabled", "method", "schedule", "sparsity")},
 }
@@ -631,7 +631,7 @@ def pool_comparisons(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
         pooled_magnitude = {"magnitude": {**summary_m, "front": pareto_front(points)}}
     return {
         **pooled_magnitude,
-        **_pooled_budget(per_seed),
+        **_pooled_budget(per_seed, grown),
         "dense": dense, "grown": grown, "ratios": ratios,
         "median_ratio": summary["median_ratio"], "min_ratio": summary["min_ratio"],
         "max_ratio": summary["max_ratio"], "n_ratios": summary["n"],
@@ -647,14 +647,14 @@ def pool_comparisons(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _pooled_budget(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
-    """``{"budget": ...}`` over all seeds (the grown range spans every seed), or {} when a run lacks one."""
+def _pooled_budget(per_seed: list[dict[str, Any]], grown: list[dict[str, Any]]) -> dict[str, Any]:
+    """``{"budget": ...}`` of the pooled comparison (the grown range over the pooled front's
+    networks, as compared), or {} when a run lacks one."""
     budgets = [c.get("budget") for c in per_seed]
     if not all(isinstance(b, dict) for b in budgets):
         return {}
-    lows = [b["grown_epochs_min"] for b in budgets if b.get("grown_epochs_min") is not None]
-    highs = [b["grown_epochs_max"] for b in budgets if b.get("grown_epochs_max") is not None]
-    return {"budget": {**budgets[0], "grown_epochs_min": min(lows, default=None), "grown_epochs_max": max(highs, default=None)}}
+    counted = [g["epochs"] for g in grown if "epochs" in g]
+    return {"budget": {**budgets[0], "grown_epochs_min": min(counted, default=None), "grown_epochs_max": max(counted, default=None)}}
 
 
 def seeds_summary(comparison: dict[str, Any]) -> str:
@@ -730,7 +730,10 @@ def training_budget(settings: TaskSettings, grown: list[dict[str, Any]]) -> dict
 
     Dense networks get ``dense_epochs``; a grown network got the start network's training plus
     every accepted trial retraining and every post-addition training on its way (``epochs`` of
-    its history event); both then get the same polish.
+    its history event); both then get the same polish. These are the budgets asked for: an
+    L-BFGS run that converges early counts in full, and so does a trial retraining on a
+    ``trial_samples`` subsample or a search that trains on the part of the training split left
+    by ``selection_fraction`` (so the count can overstate the grown side, never understate it).
     """
     counted = [g["epochs"] for g in grown if "epochs" in g]
     return {

@@ -228,7 +228,7 @@ class _Search:
             net = initial.clone().to(self.data.x_train.device)
         net = net.compact()
         train_loss = self.decision_loss(net)
-        epochs = config.start_epochs if initial is None else 0  # a given network's own training is not known
+        epochs = config.start_epochs if initial is None else None  # a given network's own training is not known
         state = SearchState(net=net, phase="prune", reference=train_loss, train_loss=train_loss, epochs=epochs)
         self.emit(state, "start", hidden=list(config.hidden))
         return state
