@@ -362,7 +362,8 @@ def test_pool_comparisons_uses_both_pooled_fronts() -> None:
     ("compare", "magnitude.enabled=maybe", "magnitude.enabled"), ("compare", "magnitude.schedule=often", "schedule"),
     ("compare", "magnitude.rounds=3", "unknown baseline setting"),
     ("compare", "dense.epochs=-1", "dense.epochs"), ("compare", "dense.epochs=true", "dense.epochs"),
-    ("compare", "polish.epochs=-1", "polish.epochs"),
+    ("compare", "polish.epochs=-1", "polish.epochs"), ("baseline", "dense.epochs=match", "only compare"),
+    ("grow", "dense.epochs=match", "only compare"), ("compare", "dense.epochs=often", "or match"),
     ("compare", "polish.epochs=1.5", "polish.epochs"), ("compare", "polish.points=3", "unknown baseline setting"),
 ])
 def test_bad_set_values_exit_2(capsys: pytest.CaptureFixture, tmp_path: Path, command: str, setting: str, expect: str) -> None:
@@ -384,6 +385,26 @@ def test_dense_jobs_never_move_the_search_data_into_shared_memory(tmp_path: Path
     assert len(results) == 2
     for name in ("x_train", "y_train", "x_val", "y_val"):
         assert not getattr(data, name).is_shared(), name
+
+
+@pytest.mark.fast
+def test_dense_epochs_match_trains_the_baselines_as_long_as_the_search(
+    capsys: pytest.CaptureFixture, tmp_path: Path, tiny: None
+) -> None:
+    """dense.epochs=match: the dense networks start after the search, with its front's most training."""
+    image = write_image(tmp_path / "img.png")
+    out = tmp_path / "run"
+    code, stdout, err = run_cli(capsys, "compare", "brightness", "--image", image, "--out", out, "--executor", "inline",
+                                "--quiet", "--set", "dense.epochs=match", "--set", "magnitude.enabled=false")
+    assert code == 0, err
+    assert json.loads((out / "config.json").read_text())["dense"]["epochs"] == "match"
+    events = list(read_history(out / "history.jsonl"))
+    front_epochs = max(e["epochs"] for e in events if e["event"] != "stop")
+    budget = json.loads((out / "comparison.json").read_text())["budget"]
+    assert budget["dense_epochs"] >= budget["grown_epochs_max"] > 20  # more than the start network's 20
+    assert budget["dense_epochs"] <= front_epochs
+    assert [d["hidden"] for d in json.loads((out / "dense.json").read_text())] == [[2, 2], [3, 3]]
+    assert f"every dense network {budget['dense_epochs']} iterations" in stdout
 
 
 @pytest.mark.fast

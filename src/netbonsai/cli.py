@@ -126,8 +126,8 @@ def _run_options(func):
         click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
                      help="Override a search setting, e.g. --set n_attempts=50 --set feed_added=true "
                           "--set trainer.method=lm (repeatable; see GrowConfig); --set 'dense.grid=[[10],[5,5]]' "
-                          "replaces the dense baseline's hidden layers; dense.epochs (default: start_epochs) and polish.epochs "
-                          "set their budgets; magnitude.enabled, .method, .schedule "
+                          "replaces the dense baseline's hidden layers; dense.epochs (default: start_epochs; match: as long "
+                          "as the search's networks) and polish.epochs set their budgets; magnitude.enabled, .method, .schedule "
                           "and .sparsity set the magnitude-pruning baseline of compare."),
         click.option("--executor", type=click.Choice(["process", "inline"]), default="process", show_default=True,
                      help="Where independent trainings run (a local process pool or this process)."),

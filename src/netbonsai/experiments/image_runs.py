@@ -62,6 +62,8 @@ class RunOptions:
         for key, value in self.overrides.items():
             if key.startswith("magnitude.") and self.command != "compare":
                 raise InputError(f"{key} sets the magnitude-pruning baseline, which only compare runs")
+            if key == "dense.epochs" and value == "match" and self.command != "compare":
+                raise InputError("dense.epochs=match trains the dense networks as long as the search's; only compare runs both")
             if key in BASELINE_OVERRIDES:
                 settings = BASELINE_OVERRIDES[key](settings, value)
             elif key.split(".", 1)[0] in ("dense", "magnitude", "polish"):
@@ -96,12 +98,17 @@ def _dense_grid(settings: TaskSettings, value: Any) -> TaskSettings:
 
 
 def _epochs_setting(name: str, field_name: str, minimum: int) -> Callable[[TaskSettings, Any], TaskSettings]:
-    """``--set dense.epochs=N`` / ``polish.epochs=N``: a baseline or polish training budget (validated)."""
+    """``--set dense.epochs=N`` / ``polish.epochs=N``: a baseline or polish training budget
+    (validated); ``dense.epochs=match``: as long as the search's most trained front network."""
 
     def apply(settings: TaskSettings, value: Any) -> TaskSettings:
+        if field_name == "dense_epochs" and value == "match":
+            return replace(settings, dense_match=True)
         if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-            raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}")
-        return replace(settings, **{field_name: value})
+            also = " or match" if field_name == "dense_epochs" else ""
+            raise InputError(f"{name} must be an integer >= {minimum}{also}, got {value!r}")
+        return replace(settings, **{field_name: value, "dense_match": False} if field_name == "dense_epochs"
+                       else {field_name: value})
 
     return apply
 
@@ -480,10 +487,17 @@ def run_compare(options: RunOptions, out: str | Path, resume: bool = False, repo
     dense = load_dense(run) if resume else None
     magnitude = load_magnitude(run) if resume else None
     with make_executor(options.executor, workers=_workers(options.executor)) as executor:
+        # dense.epochs=match: the baselines' budget is known only once the search has ended
+        later = settings.dense_match
         # the longest job first, so that it never runs alone at the end
-        pruning = submit_magnitude(executor, data, settings) if magnitude is None else None
-        futures = submit_dense(executor, data, settings, reporter) if dense is None else []
+        pruning = submit_magnitude(executor, data, settings) if magnitude is None and not later else None
+        futures = submit_dense(executor, data, settings, reporter) if dense is None and not later else []
         result = run_search(data, settings, run, reporter)
+        if later:
+            settings = replace(settings, dense_epochs=matched_epochs(result, settings))
+            reporter.message(f"training the baselines for {settings.dense_epochs} {_budget_unit(settings)}, as the search's")
+            pruning = submit_magnitude(executor, data, settings) if magnitude is None else None
+            futures = submit_dense(executor, data, settings, reporter) if dense is None else []
         reporter.message("polishing the front networks")
         polished = final_front(result, data, settings, executor)
         if dense is None:
@@ -700,6 +714,15 @@ def _ratio_line(summary: dict[str, Any]) -> str:
         return "no ratio (no network inside the other front's loss range)"
     return (f"median ratio **{summary['median_ratio']:.2f}** (min {summary['min_ratio']:.2f}, "
             f"max {summary['max_ratio']:.2f}, {summary['n']} points)")
+
+
+def matched_epochs(result: GrowResult, settings: TaskSettings) -> int:
+    """The most training any network on the search's front had (``dense.epochs=match``); the
+    start budget when the search did not count (a network given to it)."""
+    by_index = {e["index"]: e.get("epochs") for e in result.events}
+    counted = [by_index.get(p.event) for p in result.front]
+    counted = [c for c in counted if c is not None]
+    return max(counted, default=settings.grow.start_epochs)
 
 
 def _trained_note(events: list[dict[str, Any]], settings: TaskSettings) -> str:

@@ -53,6 +53,9 @@ class TaskSettings:
     # is polished alone, exactly as each dense baseline is, and the jobs spread over the cores
     # (on CPU a population of full-batch trainings costs the sum of its members anyway)
     polish_group: int = 1
+    # compare only: the dense networks (and the magnitude baseline's) train as long as the most
+    # trained network of the search's front, so they start after the search (dense.epochs=match)
+    dense_match: bool = False
     # the second baseline: iterative magnitude pruning of a dense grid network (compare only)
     magnitude: MagnitudeSettings = field(default_factory=MagnitudeSettings)
     extras: dict[str, Any] = field(default_factory=dict)
@@ -64,7 +67,7 @@ class TaskSettings:
             "preset": self.preset,
             "data": asdict(self.data),
             "grow": self.grow.to_dict(),
-            "dense": {"grid": [list(h) for h in self.dense_grid], "epochs": self.dense_epochs,
+            "dense": {"grid": [list(h) for h in self.dense_grid], "epochs": "match" if self.dense_match else self.dense_epochs,
                       "magnitude": self.magnitude.to_dict()},
             "polish": {"epochs": self.polish_epochs, "points": self.polish_points, "group": self.polish_group},
         }
