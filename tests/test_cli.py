@@ -415,6 +415,12 @@ def test_budget_line_reads_partial_budgets() -> None:
     line = budget_line({"unit": "epochs", "method": "adam", "dense_epochs": 40, "polish_epochs": 0, "grown_epochs_min": 50})
     assert line == "Training (adam): every dense network 40 epochs; the grown front's networks 50 epochs in the search " \
                    "(their whole history, start network included)."
+    pooled = image_runs._pooled_budget(
+        [{"budget": {"unit": "iterations", "method": "lbfgs", "dense_epochs": d, "polish_epochs": 5}} for d in (90, 70)],
+        [{"params": 3, "epochs": 60}, {"params": 5, "epochs": 90}],
+    )["budget"]
+    assert (pooled["dense_epochs_min"], pooled["dense_epochs"], pooled["grown_epochs_min"], pooled["grown_epochs_max"]) == (70, 90, 60, 90)
+    assert budget_line(pooled).startswith("Training (lbfgs): every dense network 70-90 iterations; the grown front's networks 60-90")
 
 
 @pytest.mark.fast

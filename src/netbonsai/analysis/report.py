@@ -120,7 +120,10 @@ def value_at(points: Sequence[Mapping[str, Any]], level: float, key: str, level_
 def budget_line(budget: dict[str, Any]) -> str:
     """One sentence of the report: the training both sides had."""
     unit, method = budget["unit"], budget["method"]
-    text = f"Training ({method}): every dense network {budget['dense_epochs']} {unit}"
+    dense = budget["dense_epochs"]
+    if budget.get("dense_epochs_min") is not None and budget["dense_epochs_min"] != dense:
+        dense = f"{budget['dense_epochs_min']}-{dense}"  # pooled seeds with dense.epochs=match
+    text = f"Training ({method}): every dense network {dense} {unit}"
     if budget.get("grown_epochs_min") is not None:
         low = budget["grown_epochs_min"]
         high = budget.get("grown_epochs_max", low)

@@ -668,7 +668,11 @@ def _pooled_budget(per_seed: list[dict[str, Any]], grown: list[dict[str, Any]]) 
     if not all(isinstance(b, dict) for b in budgets):
         return {}
     counted = [g["epochs"] for g in grown if "epochs" in g]
-    return {"budget": {**budgets[0], "grown_epochs_min": min(counted, default=None), "grown_epochs_max": max(counted, default=None)}}
+    pooled = {**budgets[0], "grown_epochs_min": min(counted, default=None), "grown_epochs_max": max(counted, default=None)}
+    dense = [b["dense_epochs"] for b in budgets]
+    if min(dense) != max(dense):  # dense.epochs=match: each seed's own search set its dense budget
+        pooled.update(dense_epochs=max(dense), dense_epochs_min=min(dense))
+    return {"budget": pooled}
 
 
 def seeds_summary(comparison: dict[str, Any]) -> str:
