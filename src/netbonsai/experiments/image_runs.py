@@ -97,20 +97,26 @@ def _dense_grid(settings: TaskSettings, value: Any) -> TaskSettings:
     return replace(settings, dense_grid=tuple(tuple(h) for h in value))
 
 
-def _epochs_setting(name: str, field_name: str, minimum: int) -> Callable[[TaskSettings, Any], TaskSettings]:
-    """``--set dense.epochs=N`` / ``polish.epochs=N``: a baseline or polish training budget
-    (validated); ``dense.epochs=match``: as long as the search's most trained front network."""
+def _epochs_setting(name: str, field_name: str, allowed: str = "") -> Callable[[TaskSettings, Any], TaskSettings]:
+    """``--set polish.epochs=N`` (and the number of ``dense.epochs``): a training budget >= 0
+    (0, like start_epochs=0: untrained), validated; ``allowed`` names other accepted values."""
 
     def apply(settings: TaskSettings, value: Any) -> TaskSettings:
-        if field_name == "dense_epochs" and value == "match":
-            return replace(settings, dense_match=True)
-        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-            also = " or match" if field_name == "dense_epochs" else ""
-            raise InputError(f"{name} must be an integer >= {minimum}{also}, got {value!r}")
-        return replace(settings, **{field_name: value, "dense_match": False} if field_name == "dense_epochs"
-                       else {field_name: value})
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise InputError(f"{name} must be an integer >= 0{allowed}, got {value!r}")
+        return replace(settings, **{field_name: value})
 
     return apply
+
+
+_dense_budget = _epochs_setting("dense.epochs", "dense_epochs", " or match")
+
+
+def _dense_epochs(settings: TaskSettings, value: Any) -> TaskSettings:
+    """``--set dense.epochs=N``, or ``match``: as long as the search's most trained front network."""
+    if value == "match":
+        return replace(settings, dense_match=True)
+    return replace(_dense_budget(settings, value), dense_match=False)
 
 
 def _magnitude_setting(name: str) -> Callable[[TaskSettings, Any], TaskSettings]:
@@ -126,8 +132,8 @@ def _magnitude_setting(name: str) -> Callable[[TaskSettings, Any], TaskSettings]
 # dense.epochs the dense networks get the starting network's budget (start_epochs), overridden or not.
 BASELINE_OVERRIDES: dict[str, Callable[[TaskSettings, Any], TaskSettings]] = {
     "dense.grid": _dense_grid,
-    "dense.epochs": _epochs_setting("dense.epochs", "dense_epochs", 0),  # 0, like start_epochs=0: untrained
-    "polish.epochs": _epochs_setting("polish.epochs", "polish_epochs", 0),
+    "dense.epochs": _dense_epochs,
+    "polish.epochs": _epochs_setting("polish.epochs", "polish_epochs"),
     **{f"magnitude.{name}": _magnitude_setting(name) for name in ("enabled", "method", "schedule", "sparsity")},
 }
 
@@ -487,17 +493,19 @@ def run_compare(options: RunOptions, out: str | Path, resume: bool = False, repo
     dense = load_dense(run) if resume else None
     magnitude = load_magnitude(run) if resume else None
     with make_executor(options.executor, workers=_workers(options.executor)) as executor:
+
+        def submit_baselines(settings: TaskSettings) -> tuple[Future | None, list[Future]]:
+            # the longest job first, so that it never runs alone at the end
+            return (submit_magnitude(executor, data, settings) if magnitude is None else None,
+                    submit_dense(executor, data, settings, reporter) if dense is None else [])
+
         # dense.epochs=match: the baselines' budget is known only once the search has ended
-        later = settings.dense_match
-        # the longest job first, so that it never runs alone at the end
-        pruning = submit_magnitude(executor, data, settings) if magnitude is None and not later else None
-        futures = submit_dense(executor, data, settings, reporter) if dense is None and not later else []
+        pruning, futures = (None, []) if settings.dense_match else submit_baselines(settings)
         result = run_search(data, settings, run, reporter)
-        if later:
+        if settings.dense_match:
             settings = replace(settings, dense_epochs=matched_epochs(result, settings))
             reporter.message(f"training the baselines for {settings.dense_epochs} {_budget_unit(settings)}, as the search's")
-            pruning = submit_magnitude(executor, data, settings) if magnitude is None else None
-            futures = submit_dense(executor, data, settings, reporter) if dense is None else []
+            pruning, futures = submit_baselines(settings)
         reporter.message("polishing the front networks")
         polished = final_front(result, data, settings, executor)
         if dense is None:
@@ -667,8 +675,7 @@ def _pooled_budget(per_seed: list[dict[str, Any]], grown: list[dict[str, Any]]) 
     budgets = [c.get("budget") for c in per_seed]
     if not all(isinstance(b, dict) for b in budgets):
         return {}
-    counted = [g["epochs"] for g in grown if "epochs" in g]
-    pooled = {**budgets[0], "grown_epochs_min": min(counted, default=None), "grown_epochs_max": max(counted, default=None)}
+    pooled = {**budgets[0], **_grown_epochs(grown)}
     dense = [b["dense_epochs"] for b in budgets]
     if min(dense) != max(dense):  # dense.epochs=match: each seed's own search set its dense budget
         pooled.update(dense_epochs=max(dense), dense_epochs_min=min(dense))
@@ -723,9 +730,8 @@ def _ratio_line(summary: dict[str, Any]) -> str:
 def matched_epochs(result: GrowResult, settings: TaskSettings) -> int:
     """The most training any network on the search's front had (``dense.epochs=match``); the
     start budget when the search did not count (a network given to it)."""
-    by_index = {e["index"]: e.get("epochs") for e in result.events}
-    counted = [by_index.get(p.event) for p in result.front]
-    counted = [c for c in counted if c is not None]
+    by_event = _epochs_by_event(result.events)
+    counted = [by_event[p.event] for p in result.front if by_event.get(p.event) is not None]
     return max(counted, default=settings.grow.start_epochs)
 
 
@@ -744,12 +750,23 @@ def _budget_unit(settings: TaskSettings) -> str:
 
 def _with_epochs(grown: list[dict[str, Any]], front: list[dict[str, Any]], events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each grown record with ``epochs``: the training its network had in the search (from its event)."""
-    by_index = {e["index"]: e for e in events}
+    by_event = _epochs_by_event(events)
     for record, point in zip(grown, front):
-        epochs = by_index.get(point.get("event"), {}).get("epochs")
+        epochs = by_event.get(point.get("event"))
         if epochs is not None:
             record["epochs"] = epochs
     return grown
+
+
+def _epochs_by_event(events: list[dict[str, Any]]) -> dict[int, int | None]:
+    """Event index -> the training its network had (None where the search did not count)."""
+    return {e["index"]: e.get("epochs") for e in events}
+
+
+def _grown_epochs(grown: list[dict[str, Any]]) -> dict[str, int | None]:
+    """The range of ``epochs`` over grown records (None where none was counted)."""
+    counted = [g["epochs"] for g in grown if "epochs" in g]
+    return {"grown_epochs_min": min(counted, default=None), "grown_epochs_max": max(counted, default=None)}
 
 
 def training_budget(settings: TaskSettings, grown: list[dict[str, Any]]) -> dict[str, Any]:
@@ -762,14 +779,12 @@ def training_budget(settings: TaskSettings, grown: list[dict[str, Any]]) -> dict
     ``trial_samples`` subsample or a search that trains on the part of the training split left
     by ``selection_fraction`` (so the count can overstate the grown side, never understate it).
     """
-    counted = [g["epochs"] for g in grown if "epochs" in g]
     return {
         "unit": _budget_unit(settings),
         "method": settings.grow.trainer.method,
         "dense_epochs": settings.dense_epochs,
         "polish_epochs": settings.polish_epochs,
-        "grown_epochs_min": min(counted) if counted else None,
-        "grown_epochs_max": max(counted) if counted else None,
+        **_grown_epochs(grown),
     }
 
 
