@@ -13,6 +13,7 @@ Timings are medians over ``--repeats`` runs, measured side by side in one proces
 from __future__ import annotations
 
 import argparse
+import importlib
 import statistics
 import time
 
@@ -24,6 +25,9 @@ from netbonsai.grow.search import start_network
 from netbonsai.grow.steps import addition_step, lowest_synapses, neuron_targets
 from netbonsai.runtime import keep_freed_memory, resolve_device
 from netbonsai.train import Budget, evaluate, fit
+
+FIT_MODULE = importlib.import_module("netbonsai.train.fit")  # the name ``fit`` is the function
+MEMBER_COMMIT = "member evaluation"  # L-BFGS computing only the variants that need it
 
 
 def timed(func):
@@ -57,8 +61,12 @@ def removal_evaluations(net, x, y, n1):
     return batched, one_at_a_time
 
 
-def trial_retrainings(net, x, y, n1, n2, epochs, trainer):
-    """N2 brief retrainings of the best removals: one population training vs N2 trainings."""
+def trial_retrainings(net, x, y, n1, n2, epochs, trainer, whole_population=False):
+    """N2 brief retrainings of the best removals: one population training vs N2 trainings.
+
+    ``whole_population`` times the batched training as it was before L-BFGS evaluated only the
+    variants that need an evaluation: every line-search step computes the whole population.
+    """
     sources, targets = lowest_synapses(net, n1)
     losses = evaluate(net.expand(len(sources)).remove_synapses_(sources, targets), x, y)
     keep = torch.argsort(losses, stable=True)[:n2]
@@ -66,7 +74,14 @@ def trial_retrainings(net, x, y, n1, n2, epochs, trainer):
 
     def batched():
         population = net.expand(n2).remove_synapses_(chosen_src, chosen_dst)
-        return fit(population, x, y, Budget(epochs=epochs), trainer, seed=0).loss
+        if not whole_population:
+            return fit(population, x, y, Budget(epochs=epochs), trainer, seed=0).loss
+        member_losses = FIT_MODULE._member_losses
+        FIT_MODULE._member_losses = lambda *args: None
+        try:
+            return fit(population, x, y, Budget(epochs=epochs), trainer, seed=0).loss
+        finally:
+            FIT_MODULE._member_losses = member_losses
 
     def one_at_a_time():
         out = []
@@ -138,6 +153,8 @@ def main() -> None:
         (f"N1 = {g.n_candidates} removal evaluations", removal_evaluations(net, x, y, g.n_candidates)),
         (f"N2 = {g.n_trials} trial retrainings ({g.trial_epochs} {g.trainer.method} iterations, {x[trial].shape[0]} samples)",
          trial_retrainings(net, x[trial], y[trial], g.n_candidates, g.n_trials, g.trial_epochs, g.trainer)),
+        (f"N2, each line-search step over the whole population (before {MEMBER_COMMIT})",
+         trial_retrainings(net, x[trial], y[trial], g.n_candidates, g.n_trials, g.trial_epochs, g.trainer, True)),
         (f"N3 = {g.n_attempts} neuron attempts ({len(sample)} samples)",
          neuron_attempts(net, x[sample], y[sample], g.n_attempts, g.activation)),
     ]

@@ -242,9 +242,13 @@ class DagNet(nn.Module):
             self._plan_key = key
         return self._plan
 
-    def population(self, x: torch.Tensor) -> torch.Tensor:
-        """Outputs of every variant: ``x`` of shape ``(B, n_in)`` or ``(K, B, n_in)`` -> ``(K, B, n_out)``."""
-        blocks, plan = self._run(x)
+    def population(self, x: torch.Tensor, members: torch.Tensor | None = None) -> torch.Tensor:
+        """Outputs of every variant: ``x`` of shape ``(B, n_in)`` or ``(K, B, n_in)`` -> ``(K, B, n_out)``.
+
+        ``members`` (variant indices, ``(M,)``) computes only those variants, ``(M, B, n_out)``, at
+        the cost of M; gradients still reach the full ``(K, ...)`` parameters (zero elsewhere).
+        """
+        blocks, plan = self._run(x, members=members)
         if plan.out_slice is not None and plan.out_slice == plan.bounds[-1]:
             out = blocks[-1]  # the common case: the outputs are exactly the last level
         else:
@@ -285,7 +289,9 @@ class DagNet(nn.Module):
         sens[:, :, plan.perm] = torch.stack(deltas, dim=1)
         return activations, sens, out.detach().transpose(1, 2)
 
-    def _run(self, x: torch.Tensor, probe: torch.Tensor | None = None) -> tuple[list[torch.Tensor], ForwardPlan]:
+    def _run(
+        self, x: torch.Tensor, probe: torch.Tensor | None = None, members: torch.Tensor | None = None
+    ) -> tuple[list[torch.Tensor], ForwardPlan]:
         """Level-by-level evaluation, feature-major: one ``(K, n_level, B)`` block per level.
 
         Activations are rows per node (contiguous over samples). A level's pre-activation is
@@ -294,6 +300,7 @@ class DagNet(nn.Module):
         contiguous memory.
         ``probe`` (``(K, N, B)`` zeros in plan order) is added to the pre-activations so that
         its gradient is the per-sample sensitivity of a scalar to every node's pre-activation.
+        ``members`` restricts the evaluation to those variants (the plan stays the population's).
         """
         k = self.population_size
         if x.dim() == 2:
@@ -303,8 +310,15 @@ class DagNet(nn.Module):
                 f"expected input of shape (B, {self.n_in}) or ({k}, B, {self.n_in}), got {tuple(x.shape)}"
             )
         plan = self.plan()
-        weight = self.weight * self.mask
-        bias = self.bias
+        if members is None:
+            weight = self.weight * self.mask
+            bias = self.bias
+        else:
+            weight = self.weight[members] * self.mask[members]
+            bias = self.bias[members]
+            k = int(members.numel())
+            if x.shape[0] > 1:
+                x = x[members]
         if not plan.identity:
             weight = weight[:, plan.perm[:, None], plan.perm[None, :]]
             bias = bias[:, plan.perm]

@@ -16,6 +16,7 @@ from torch import nn
 
 from ..data.checks import require_finite
 from ..errors import InputError
+from ..nets.dag import DagNet
 from ..nets.masked import mask_applier
 from .lbfgs import lbfgs
 from .lm import levenberg_marquardt
@@ -118,6 +119,7 @@ def fit(
             max_seconds=budget.seconds,
             history_size=trainer.history_size,
             on_iteration=record,
+            member_losses=_member_losses(model, x, y, loss_fn),
         )
         final = result.loss
         epochs = result.iterations
@@ -131,6 +133,14 @@ def fit(
     if apply_mask is not None:
         apply_mask()
     return FitResult(final, epochs, time.perf_counter() - started, curve)
+
+
+def _member_losses(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """The losses of chosen variants alone, for models that can compute a subset of their
+    population (DagNet); None for the others."""
+    if not isinstance(model, DagNet) or model.population_size == 1:
+        return None
+    return lambda members: loss_fn(model.population(x, members=members), y)
 
 
 def _adam(model, params, x, y, loss_fn, trainer, seed, max_epochs, budget, started, record):

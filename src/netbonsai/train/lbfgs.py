@@ -65,6 +65,7 @@ def lbfgs(
     armijo: float = 1e-4,
     max_backtracks: int = 25,
     on_iteration: Callable[[int, torch.Tensor], None] | None = None,
+    member_losses: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> LbfgsResult:
     """Minimise each variant's loss independently with L-BFGS and Armijo backtracking.
 
@@ -76,29 +77,56 @@ def lbfgs(
         population: the number of independent variants K.
         max_seconds: optional wall-clock budget, checked between iterations.
         on_iteration: called with ``(iteration, losses)`` after every iteration.
+        member_losses: optional closure returning the losses of only the variants at the given
+            indices ``(M,)``, at the cost of M. With it, an evaluation skips the variants that do
+            not need it (finished ones, and during backtracking those whose step was already
+            accepted), so a population costs what its members would cost alone instead of every
+            variant paying for the others' backtracking. The trajectories are the same.
     """
     flat = _FlatParams(params, population)
     k = flat.k
     evaluations = 0
     started = time.perf_counter()
 
-    def value_and_grad(theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def members_of(need: torch.Tensor | None) -> torch.Tensor | None:
+        """Indices of the variants to compute, or None for all of them (also without
+        ``member_losses``, where a subset cannot be computed on its own)."""
+        if need is None or member_losses is None or bool(need.all()):
+            return None
+        return need.nonzero().squeeze(1)
+
+    def value_and_grad(
+        theta: torch.Tensor, need: torch.Tensor | None = None, fill: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Losses and gradients at ``theta``; with ``need`` (bool ``(K,)``) only those variants
+        are computed and the others keep their values in ``fill``."""
         nonlocal evaluations
+        members = members_of(need)
+        if members is not None and fill is not None and members.numel() == 0:
+            return fill
         flat.set(theta)
         for p in flat.params:
             p.grad = None
         with torch.enable_grad():
-            f = losses()
+            f = losses() if members is None or member_losses is None else member_losses(members)
             f.sum().backward()
         evaluations += 1
-        return f.detach(), flat.grad()
+        if members is None or fill is None:
+            return f.detach(), flat.grad()
+        return fill[0].index_copy(0, members, f.detach()), fill[1].index_copy(0, members, flat.grad()[members])
 
     @torch.no_grad()
-    def value(theta: torch.Tensor) -> torch.Tensor:
+    def value(theta: torch.Tensor, need: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:
+        """Losses at ``theta`` of the variants in ``need``; the others keep their value in ``fill``."""
         nonlocal evaluations
+        members = members_of(need)
+        if members is not None and members.numel() == 0:
+            return fill
         flat.set(theta)
         evaluations += 1
-        return losses().detach()
+        if members is None or member_losses is None:
+            return losses().detach()
+        return fill.index_copy(0, members, member_losses(members).detach())
 
     theta = flat.get()
     f, g = value_and_grad(theta)
@@ -130,22 +158,22 @@ def lbfgs(
             step = torch.ones_like(f)
         step = torch.where(done, torch.zeros_like(step), step)
 
-        f_new, g_new = value_and_grad(theta + step[:, None] * direction)
+        f_new, g_new = value_and_grad(theta + step[:, None] * direction, ~done, (f, g))
         accepted = done | _armijo(f_new, f, step, slope, armijo)
-        backtracked = False
+        first_try = accepted
         for _ in range(max_backtracks):
             if bool(accepted.all()):
                 break
-            backtracked = True
             step = torch.where(accepted, step, step * 0.5)
-            trial = value(theta + step[:, None] * direction)
+            trial = value(theta + step[:, None] * direction, ~accepted, f)
             accepted = accepted | _armijo(trial, f, step, slope, armijo)
         stuck = ~accepted
         if bool(stuck.any()):
             step = torch.where(stuck, torch.zeros_like(step), step)
             done = done | stuck
-        if backtracked:
-            f_new, g_new = value_and_grad(theta + step[:, None] * direction)
+        backtracked = ~first_try & accepted
+        if bool(backtracked.any()):  # the gradient at the shorter steps
+            f_new, g_new = value_and_grad(theta + step[:, None] * direction, backtracked, (f_new, g_new))
 
         s = step[:, None] * direction
         y = g_new - g
