@@ -245,8 +245,8 @@ class DagNet(nn.Module):
     def population(self, x: torch.Tensor, members: torch.Tensor | None = None) -> torch.Tensor:
         """Outputs of every variant: ``x`` of shape ``(B, n_in)`` or ``(K, B, n_in)`` -> ``(K, B, n_out)``.
 
-        ``members`` (variant indices, ``(M,)``) computes only those variants, ``(M, B, n_out)``, at
-        the cost of M; gradients still reach the full ``(K, ...)`` parameters (zero elsewhere).
+        ``members`` (variant indices, a long tensor ``(M,)``) computes only those variants,
+        ``(M, B, n_out)``, at the cost of M; gradients still reach the full ``(K, ...)`` parameters (zero elsewhere).
         """
         blocks, plan = self._run(x, members=members)
         if plan.out_slice is not None and plan.out_slice == plan.bounds[-1]:
@@ -310,6 +310,8 @@ class DagNet(nn.Module):
                 f"expected input of shape (B, {self.n_in}) or ({k}, B, {self.n_in}), got {tuple(x.shape)}"
             )
         plan = self.plan()
+        if members is not None and (probe is not None or members.dtype != torch.long):
+            raise InputError("members must be a long tensor of variant indices, without a probe")
         if members is None:
             weight = self.weight * self.mask
             bias = self.bias

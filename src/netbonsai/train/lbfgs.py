@@ -3,8 +3,9 @@
 ``torch.optim.LBFGS`` mixes all parameters into one curvature history and one line search, so
 training K variants jointly with it is *not* K separate trainings. Here every quantity (history
 pairs, scaling, step length, Armijo backtracking, convergence) is kept per variant and computed
-for all variants at once: one forward/backward pass per iteration for the whole population, and
-variant k follows exactly the trajectory it would follow alone.
+for all variants at once: one forward/backward pass per iteration for the whole population (or
+for the variants that need one, see ``member_losses``), and variant k follows the trajectory it
+would follow alone, up to float rounding.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ class LbfgsResult:
 
     loss: torch.Tensor  # (K,)
     iterations: int
-    evaluations: int
+    evaluations: int  # closure calls, of the whole population or of some of its variants
     seconds: float
 
 
@@ -81,7 +82,8 @@ def lbfgs(
             indices ``(M,)``, at the cost of M. With it, an evaluation skips the variants that do
             not need it (finished ones, and during backtracking those whose step was already
             accepted), so a population costs what its members would cost alone instead of every
-            variant paying for the others' backtracking. The trajectories are the same.
+            variant paying for the others' backtracking. The trajectories are the same up to
+            the float rounding of computing a subset.
     """
     flat = _FlatParams(params, population)
     k = flat.k
@@ -168,8 +170,9 @@ def lbfgs(
             trial = value(theta + step[:, None] * direction, ~accepted, f)
             accepted = accepted | _armijo(trial, f, step, slope, armijo)
         stuck = ~accepted
-        if bool(stuck.any()):
+        if bool(stuck.any()):  # no step: the gradient stays that of theta, so y = 0 below
             step = torch.where(stuck, torch.zeros_like(step), step)
+            g_new = torch.where(stuck[:, None], g, g_new)
             done = done | stuck
         backtracked = ~first_try & accepted
         if bool(backtracked.any()):  # the gradient at the shorter steps
