@@ -97,6 +97,12 @@ def lbfgs(
             return None
         return need.nonzero().squeeze(1)
 
+    def losses_of(members: torch.Tensor | None) -> torch.Tensor:
+        """The closure's losses: of every variant, or of ``members`` only."""
+        if members is None or member_losses is None:
+            return losses()
+        return member_losses(members)
+
     def value_and_grad(
         theta: torch.Tensor, need: torch.Tensor | None = None, fill: tuple[torch.Tensor, torch.Tensor] | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -110,7 +116,7 @@ def lbfgs(
         for p in flat.params:
             p.grad = None
         with torch.enable_grad():
-            f = losses() if members is None or member_losses is None else member_losses(members)
+            f = losses_of(members)
             f.sum().backward()
         evaluations += 1
         if members is None or fill is None:
@@ -126,9 +132,8 @@ def lbfgs(
             return fill
         flat.set(theta)
         evaluations += 1
-        if members is None or member_losses is None:
-            return losses().detach()
-        return fill.index_copy(0, members, member_losses(members).detach())
+        f = losses_of(members).detach()
+        return f if members is None else fill.index_copy(0, members, f)
 
     theta = flat.get()
     f, g = value_and_grad(theta)
