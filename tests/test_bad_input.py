@@ -212,6 +212,9 @@ CASES: dict[str, tuple[Case, str]] = {
     "set-hidden-garbage": (lambda t: grow_args(t, "--set", "hidden=[0]"), "hidden"),
     "compare-bad-image": (lambda t: grow_args(t, command="compare", image=t / "absent.png"), "absent.png"),
     "baseline-bad-preset": (lambda t: grow_args(t, "--preset", "huge", command="baseline"), "huge"),
+    "baseline-max-params": (lambda t: grow_args(t, "--max-params", "100", command="baseline"), "does not run"),
+    "baseline-max-seconds": (lambda t: grow_args(t, "--max-seconds", "5", command="baseline"), "does not run"),
+    "baseline-search-setting": (lambda t: grow_args(t, "--set", "n_attempts=5", command="baseline"), "n_attempts"),
     # output folders and resuming
     "out-unwritable": (lambda t: grow_args(t, out=unwritable(t) / "run"), "locked"),
     "out-under-a-file": (lambda t: grow_args(t, out=good_image(t) / "run"), "good.png"),
@@ -242,6 +245,7 @@ CASES: dict[str, tuple[Case, str]] = {
     "draw-folder-without-model": (lambda t: ["draw", empty_folder(t), "-o", t / "net.png"], "model"),
     "draw-not-png": (lambda t: ["draw", corrupt_model(t), "-o", t / "net.jpg"], ".png"),
     "show-missing-dir": (lambda t: ["show", t / "absent"], "does not exist"),
+    "show-a-file": (lambda t: ["show", good_image(t)], "is a file"),
     "show-not-a-run": (lambda t: ["show", empty_folder(t)], "not a netbonsai run"),
     "show-corrupt-config": (lambda t: ["show", run_dir_with(t, {"config.json": "{\"command\": \"grow\", "})],
                             "config.json"),

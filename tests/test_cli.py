@@ -440,9 +440,16 @@ def test_dense_grid_setting_replaces_the_baseline(capsys: pytest.CaptureFixture,
     """--set dense.grid: other dense networks (here a one-hidden-layer one), recorded in config.json."""
     image = write_image(tmp_path / "img.png")
     out = tmp_path / "run"
-    code, _, err = run_cli(capsys, "baseline", "brightness", "--image", image, "--out", out, "--executor", "inline",
-                           "--quiet", "--set", "dense.grid=[[3], [2, 2]]")
+    code, stdout, err = run_cli(capsys, "baseline", "brightness", "--image", image, "--out", out, "--executor", "inline",
+                                "--quiet", "--set", "dense.grid=[[3], [2, 2]]", "--set", "seed=4", "--set", "trainer.lr=0.5")
     assert code == 0, err
-    assert json.loads((out / "config.json").read_text())["dense"]["grid"] == [[3], [2, 2]]
+    config = json.loads((out / "config.json").read_text())
+    assert (config["dense"]["grid"], config["seed"]) == ([[3], [2, 2]], 4)
     dense = json.loads((out / "dense.json").read_text())
     assert [(d["hidden"], d["params"]) for d in dense] == [([3], 4 * 3 + 3 + 3 + 1), ([2, 2], 8 + 2 + 4 + 2 + 2 + 1)]
+    # the run's model is its best dense network, and the last line lists what the folder holds
+    best = min(dense, key=lambda d: d["val_loss"])
+    model = netbonsai.load(out)
+    assert int(model.num_params()[0]) == best["params"]
+    assert model.info["hidden"] == best["hidden"]
+    assert stdout.strip().splitlines()[-1] == f"Run directory: {out} (config.json, dense.json, dense/, model, pareto.png, report.md)"

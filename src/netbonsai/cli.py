@@ -183,7 +183,12 @@ def _execute(kind: str, task, image, preset, seed, max_params, max_seconds, over
     finally:
         reporter.close()
     click.echo(summary.text)
-    click.echo(f"Run directory: {summary.out} (report.md, plots, model)")
+    click.echo(f"Run directory: {summary.out} ({_listing(summary.out)})")
+
+
+def _listing(folder: Path) -> str:
+    """What a run directory holds, as its last output line names it (folders end in '/')."""
+    return ", ".join(sorted(p.name + ("/" if p.is_dir() else "") for p in Path(folder).iterdir() if not p.name.startswith(".")))
 
 
 def _downloaded(data_dir: str | None, download: bool) -> str | None:
@@ -286,7 +291,7 @@ def prune(dataset: str, data_dir, download, arch, activation, method, schedule, 
     click.echo(f"{summary['method']} {summary['schedule']}: sparsity {summary['sparsity']:.4f}, "
                f"{summary['params']} live parameters ({summary['model_params']} in the saved model), "
                f"test errors {summary['dense_test_errors']} dense -> {summary['test_errors']} ({summary['stopped']})")
-    click.echo(f"Run directory: {out} (report.md, accuracy.png, model)")
+    click.echo(f"Run directory: {out} ({_listing(out)})")
 
 
 @cli.command()
@@ -345,7 +350,7 @@ def reproduce(experiment: str | None, preset, data_dir, download, seed, threads,
     tables = result_tables(result)
     if tables:
         click.echo(tables)
-    click.echo(f"Run directory: {out} (result.json, report.md, plots)")
+    click.echo(f"Run directory: {out} ({_listing(out)})")
 
 
 @cli.command()
@@ -422,7 +427,7 @@ def predict(model: Path, image: str, out_png: Path | None) -> None:
         check_png_path(out_png)
     result = predict_image(model, image)
     click.echo(f"{result.task} on {result.image} ({result.image_shape[1]}x{result.image_shape[0]}): "
-               f"{result.n_pixels} pixels predicted, loss {result.loss:.6g} ({result.loss_units}), "
+               f"{result.n_pixels} pixels predicted, loss {result.loss:.6g} [{result.loss_units}], "
                f"model {result.params} parameters")
     if out_png is not None:
         write_png(result.predicted, out_png)

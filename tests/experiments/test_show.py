@@ -130,6 +130,7 @@ def test_show_prune_run(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert len(peek.seen) == 2
     shown = show(capsys, out)
     assert "finished" in shown and "Result:" in shown and "test_errors" in shown
+    assert "seed 0\n" in shown and "preset" not in shown  # prune runs have no preset to show
 
 
 def test_show_reproduce_run(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -139,6 +140,7 @@ def test_show_reproduce_run(tmp_path: Path, capsys: pytest.CaptureFixture) -> No
     assert len(peek.seen) == 2
     shown = show(capsys, out)
     assert "finished: 4 events" in shown and "Result:" in shown and "reber-rnn-pruning" in shown
+    assert "seed 0, preset smoke" in shown
 
 
 def test_show_counts_removed_neurons_apart_from_synapses(image: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

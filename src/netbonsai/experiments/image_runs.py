@@ -59,6 +59,8 @@ class RunOptions:
         """The preset's settings with the command-line overrides applied (validated)."""
         settings = task_settings(self.task, self.preset)
         config = settings.grow.to_dict()
+        if self.command == "baseline":
+            self._check_baseline_options()
         for key, value in self.overrides.items():
             if key.startswith("magnitude.") and self.command != "compare":
                 raise InputError(f"{key} sets the magnitude-pruning baseline, which only compare runs")
@@ -81,6 +83,17 @@ class RunOptions:
             # the dense networks keep the starting network's budget (the same budget policy)
             settings = replace(settings, dense_epochs=grow_config.start_epochs)
         return replace(settings, grow=grow_config, device=resolve_device(self.device))
+
+    def _check_baseline_options(self) -> None:
+        """baseline runs no search: refuse the options that would only change one (they would be
+        silently ignored otherwise)."""
+        for flag, value in (("--max-params", self.max_params), ("--max-seconds", self.max_seconds)):
+            if value is not None:
+                raise InputError(f"{flag} limits the search, which baseline does not run (use compare or grow)")
+        for key in self.overrides:
+            if key not in BASELINE_GROW_KEYS and not key.startswith(("trainer.", "dense.", "polish.", "magnitude.")):
+                raise InputError(f"--set {key} changes the search, which baseline does not run; baseline takes "
+                                 f"dense.*, polish.epochs, trainer.* and {', '.join(sorted(BASELINE_GROW_KEYS))}")
 
 
 def _dense_grid(settings: TaskSettings, value: Any) -> TaskSettings:
@@ -127,6 +140,10 @@ def _magnitude_setting(name: str) -> Callable[[TaskSettings, Any], TaskSettings]
 
     return apply
 
+
+# search settings that the dense sweep also reads: its networks' activation and seed, and the
+# start network's budget (the dense budget unless dense.epochs is given)
+BASELINE_GROW_KEYS = frozenset({"activation", "seed", "start_epochs"})
 
 # --set keys that change the baselines or the final polish rather than the search. Without
 # dense.epochs the dense networks get the starting network's budget (start_epochs), overridden or not.
@@ -249,8 +266,7 @@ def collect_dense(
     for future in futures:
         item = future.result()
         net = net_from_state(item.pop("net"))
-        name = "x".join(str(h) for h in item["hidden"])
-        save(net, run.path / "dense" / name, info=_model_info(data, settings, {"hidden": item["hidden"]}))
+        save(net, run.path / dense_file(item["hidden"]), info=_model_info(data, settings, {"hidden": item["hidden"]}))
         results.append(item)
     run.write_json("dense.json", results)
     return results
@@ -296,6 +312,11 @@ def magnitude_summary(magnitude: dict[str, Any], dense: list[dict[str, Any]], gr
         "front": pareto_front(points), "ratios": ratios, **ratio_summary(ratios),
         "netbonsai_ratios": against, "netbonsai": ratio_summary(against),
     }
+
+
+def dense_file(hidden: list[int] | tuple[int, ...]) -> str:
+    """Where a run directory keeps the dense network with these hidden layers (``dense/10x11``)."""
+    return "dense/" + "x".join(str(h) for h in hidden)
 
 
 def load_dense(run: RunDir) -> list[dict[str, Any]] | None:
@@ -455,7 +476,8 @@ def run_grow(options: RunOptions, out: str | Path, resume: bool = False, reporte
 
 
 def run_baseline(options: RunOptions, out: str | Path, resume: bool = False, reporter: Reporter | None = None) -> RunSummary:
-    """``netbonsai baseline``: the dense MLP sweep alone; writes dense.json, dense/, report.md, pareto.png."""
+    """``netbonsai baseline``: the dense MLP sweep alone; writes dense.json, dense/, report.md,
+    pareto.png and model (the dense network with the lowest validation loss)."""
     reporter = reporter or Reporter()
     options.command = "baseline"
     started = time.perf_counter()
@@ -464,6 +486,8 @@ def run_baseline(options: RunOptions, out: str | Path, resume: bool = False, rep
     if dense is None:
         with make_executor(options.executor, workers=_workers(options.executor)) as executor:
             dense = collect_dense(submit_dense(executor, data, settings, reporter), run, data, settings)
+    best = min(dense, key=lambda d: d["val_loss"])  # the run's model: the best dense network
+    save(load(run.path / dense_file(best["hidden"])), run.file(MODEL))
     wall = time.perf_counter() - started
     from ..analysis.plots import pareto_plot
     from ..atomic import write_text

@@ -29,8 +29,10 @@ def describe_run(run_dir: str | Path) -> str:
     :class:`InputError` naming the folder.
     """
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
+    if not run_dir.exists():
         raise InputError(f"run directory {run_dir} does not exist")
+    if not run_dir.is_dir():
+        raise InputError(f"{run_dir} is a file, not a run directory")
     if not (run_dir / CONFIG).exists():
         raise InputError(f"{run_dir} is not a netbonsai run directory (no {CONFIG})")
     config = read_json(run_dir / CONFIG)
@@ -121,8 +123,8 @@ def _describe_generic(run_dir: Path, config: dict[str, Any]) -> str:
     what = config.get("experiment") or (
         f"{config.get('task', '?')}, {config.get('arch', '?')}, {config.get('method', '?')}, {config.get('schedule', '?')}"
     )
-    lines = [f"# {config.get('command', 'reproduce')}: {what}", f"seed {config.get('seed', '?')}, "
-             f"preset {config.get('preset', '-')}", ""]
+    preset = f", preset {config['preset']}" if "preset" in config else ""  # prune runs have none
+    lines = [f"# {config.get('command', 'reproduce')}: {what}", f"seed {config.get('seed', '?')}{preset}", ""]
     events = list(read_history(run_dir / HISTORY)) if (run_dir / HISTORY).exists() else []
     result_path = run_dir / "result.json"
     lines.append(f"{'finished' if result_path.exists() else 'in progress'}: {len(events)} events in history.jsonl\n")
