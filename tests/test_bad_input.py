@@ -9,6 +9,7 @@ training before failing would be a bug: all validation runs before any work star
 
 from __future__ import annotations
 
+import errno
 import gzip
 import os
 import stat
@@ -106,13 +107,33 @@ def run_dir_with(tmp: Path, files: dict[str, str]) -> Path:
 
 
 def unwritable(tmp: Path) -> Path:
+    """A read-only folder (mode 0500). Root ignores the mode bits, so there the test emulates the
+    kernel's refusal instead (see :func:`refuse_writes_under`) rather than skipping the case."""
     locked = tmp / "locked"
     locked.mkdir()
     locked.chmod(stat.S_IRUSR | stat.S_IXUSR)
-    if os.access(locked, os.W_OK):
-        locked.chmod(0o700)
-        pytest.skip("running as root: a chmod 0500 folder stays writable, so it cannot be tested here")
     return locked
+
+
+def refuse_writes_under(locked: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make creating anything below ``locked`` fail with EACCES, as it does for a non-root user."""
+    mkdir, open_ = Path.mkdir, os.open
+
+    def inside(path) -> bool:
+        return locked in Path(os.path.abspath(path)).parents
+
+    def refusing_mkdir(self: Path, *args, **kwargs) -> None:
+        if inside(self):
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return mkdir(self, *args, **kwargs)
+
+    def refusing_open(path, flags, *args, **kwargs):
+        if flags & os.O_CREAT and inside(path):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return open_(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", refusing_mkdir)
+    monkeypatch.setattr(os, "open", refusing_open)
 
 
 def empty_folder(tmp: Path) -> Path:
@@ -269,13 +290,18 @@ def snapshot(root: Path) -> dict[str, tuple[int, int]]:
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_bad_input_exits_2_with_one_line_and_no_output(case: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_bad_input_exits_2_with_one_line_and_no_output(
+    case: str, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     build, expect = CASES[case]
     work = tmp_path / "work"
     work.mkdir()
     try:
         argv = [str(a) for a in build(work)]
         before = snapshot(work)
+        for locked in work.rglob("locked"):
+            if os.access(locked, os.W_OK):  # running as root: mode 0500 does not stop root
+                refuse_writes_under(locked, monkeypatch)
         code = main(argv)
         err = capsys.readouterr().err
         assert code == 2, f"exit {code}: {err}"
@@ -315,21 +341,21 @@ def _poisoned(value: float, shape: tuple[int, ...] = (20, 4), row: int = 7) -> t
     return x
 
 
-def _fit(value: float, where: str) -> None:
+def _fit(value: float, where: str):
     x, y = torch.randn(20, 4), torch.randn(20, 1)
     if where == "x":
         x = _poisoned(value)
     else:
         y = _poisoned(value, (20, 1))
-    fit(netbonsai.DagNet.mlp([4, 3, 1]), x, y, Budget(epochs=2))
+    return fit(netbonsai.DagNet.mlp([4, 3, 1]), x, y, Budget(epochs=2))
 
 
-def _fit_sequences(value: float) -> None:
+def _fit_sequences(value: float):
     from netbonsai.train.sequences import fit_sequences
 
     x = _poisoned(value, (6, 5, 3), row=2)
-    fit_sequences(_sequence_model(), x, torch.full((6,), 5), torch.zeros(6, dtype=torch.long),
-                  Budget(epochs=1))
+    return fit_sequences(_sequence_model(), x, torch.full((6,), 5), torch.zeros(6, dtype=torch.long),
+                         Budget(epochs=1))
 
 
 def _evaluate_sequences(value: float) -> None:
@@ -339,29 +365,29 @@ def _evaluate_sequences(value: float) -> None:
                        torch.zeros(6, dtype=torch.long))
 
 
-def _image_task(builder: str, value: float) -> None:
+def _image_task(builder: str, value: float):
     from netbonsai.data import tasks
 
     image = np.full((8, 8), 100.0)
     image[3, 3] = value
-    getattr(tasks, builder)(image)
+    return getattr(tasks, builder)(image)
 
 
-def _task_data(value: float, field: str) -> None:
+def _task_data(value: float, field: str):
     from netbonsai.data.tasks import TaskData
 
     tensors = {"x_train": torch.zeros(10, 4), "y_train": torch.zeros(10, 1), "x_val": torch.zeros(5, 4),
                "y_val": torch.zeros(5, 1)}
     tensors[field] = _poisoned(value, tuple(tensors[field].shape), row=1)
-    TaskData("brightness", **tensors, image="x", image_shape=(4, 4), loss_scale=1.0, seed=0)
+    return TaskData("brightness", **tensors, image="x", image_shape=(4, 4), loss_scale=1.0, seed=0)
 
 
-def _classification(value: float) -> None:
+def _classification(value: float):
     from netbonsai.experiments.classification import ClassificationData
 
     labels = torch.zeros(10, dtype=torch.long)
-    ClassificationData(_poisoned(value, (10, 16), row=3), labels, torch.zeros(10, 16), labels,
-                       torch.zeros(10, 16), labels)
+    return ClassificationData(_poisoned(value, (10, 16), row=3), labels, torch.zeros(10, 16), labels,
+                              torch.zeros(10, 16), labels)
 
 
 def _grow(value: float) -> None:
@@ -401,9 +427,15 @@ def test_nan_and_inf_in_training_data_raise_input_error(case: str, value: float)
 
 
 def test_finite_data_still_trains() -> None:
-    """The control: the same calls with clean data go through."""
-    _fit(0.5, "x")
-    _fit_sequences(0.5)
-    _image_task("brightness_samples", 0.5)
-    _task_data(0.5, "x_train")
-    _classification(0.5)
+    """The control: the same calls with clean data go through, and use the number that replaced
+    the NaN/Inf."""
+    result = _fit(0.5, "x")
+    assert result.epochs == 2 and len(result.curve) == 2 and bool(torch.isfinite(result.loss).all())
+    sequences = _fit_sequences(0.5)
+    assert sequences.epochs == 1 and bool(torch.isfinite(sequences.loss).all())
+    inputs, targets = _image_task("brightness_samples", 0.5)
+    assert inputs.shape == (7 * 5, 4) and np.isfinite(inputs).all()
+    # pixel (row 3, column 3) is sample (3 - 1) * 5 + (3 - 2); its target is the step from its left neighbour
+    assert targets[11, 0] == pytest.approx((0.5 - 100.0) / 255.0, rel=1e-6)
+    assert float(_task_data(0.5, "x_train").x_train[1, 0]) == 0.5
+    assert float(_classification(0.5).x_train[3, 0]) == 0.5

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from netbonsai.errors import InputError
 from netbonsai.experiments.magnitude_baseline import MagnitudeSettings, mlp_params, pruned_architecture
@@ -75,7 +76,23 @@ def test_pruning_stops_before_a_round_that_cuts_every_input_output_path(small_ta
 def test_other_criteria_run_and_repeat_exactly(small_task, method: str) -> None:
     """obd gets the training data, random a seeded generator: both run, and twice gives the same."""
     from netbonsai.experiments.magnitude_baseline import magnitude_job
+    from netbonsai.nets.io import net_from_state
+    from netbonsai.prune import prune_step
+    from netbonsai.train.sweep import train_dense
 
     settings = small_settings(method=method, sparsity=0.5)
     first, second = magnitude_job(small_task, settings), magnitude_job(small_task, settings)
     assert first["points"] and first["points"] == second["points"]
+    # round 1 removed what this criterion picks on the dense 3-3 network (obd with the training
+    # data and loss, random with a generator seeded by the search seed), not the |w| ranking
+    grow = settings.grow
+    dense = train_dense(small_task, (3, 3), grow.activation, settings.dense_epochs, grow.trainer, grow.seed).net
+    by_method, by_magnitude = dense.clone(), dense.clone()
+    data = (small_task.x_train, small_task.y_train)
+    assert prune_step(by_method, method, 0.2, data=data, loss=grow.trainer.loss,
+                      generator=torch.Generator().manual_seed(grow.seed)) == 5  # a fifth of 24 synapses
+    prune_step(by_magnitude, "magnitude-blinded", 0.2)
+    round_1 = net_from_state(first["nets"][0])
+    assert first["points"][0]["round"] == 1
+    assert torch.equal(round_1.mask, by_method.mask)
+    assert not torch.equal(round_1.mask, by_magnitude.mask)

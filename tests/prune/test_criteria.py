@@ -261,6 +261,9 @@ def test_dagnet_groups_are_the_levels_of_the_target_nodes() -> None:
 @pytest.mark.parametrize("method", METHODS)
 def test_every_criterion_prunes_a_dagnet(method: str) -> None:
     net = dag_mlp()
+    with torch.no_grad():  # level 1 at a tenth of the others' scale: |w| and |w| / spread rank apart
+        net.weight[0, :4, 4:9] *= 0.1
+    start = net.clone()
     x = torch.randn(30, 4, generator=torch.Generator().manual_seed(0))
     y = torch.tanh(x[:, :1] - x[:, 1:2])
     before = net.weight.detach().clone()
@@ -271,6 +274,24 @@ def test_every_criterion_prunes_a_dagnet(method: str) -> None:
     assert bool((net.weight[~net.mask] == 0).all())
     assert torch.equal(net.weight[net.mask], before[net.mask])
     net(x)  # the forward plan follows the new mask
+    # the 12 removed synapses are the 12 lowest scores of this criterion, computed here from the
+    # weights before pruning; rows are in group (target level) order, as the criteria rank them
+    levels = dag_mlp().levels().tolist()
+    pairs = sorted(map(tuple, torch.nonzero(dag_mlp().mask[0]).tolist()), key=lambda p: (levels[p[1]], p))
+    removed_pairs = {tuple(p) for p in torch.nonzero(gone[0]).tolist()}
+    magnitude = torch.stack([before[0, s, t].abs() for s, t in pairs])
+    level_of = torch.tensor([levels[t] for _, t in pairs])
+    if method in ("random", "magnitude-distributed", "obd"):
+        if method == "random":  # one uniform draw from the given generator per live synapse
+            scores = torch.rand(len(pairs), generator=torch.Generator().manual_seed(0))
+        elif method == "magnitude-distributed":  # |w| over the spread (population std) of |w| in its level
+            spread = {level: magnitude[level_of == level].std(correction=0) for level in (1, 2, 3)}
+            scores = magnitude / torch.stack([spread[int(level)] for level in level_of])
+        else:  # OBD on the given data and loss (its Hessian diagonal is checked against brute force below)
+            scores = saliency(start, "obd", data=(x, y), loss="mse").scores
+        assert removed_pairs == {pairs[i] for i in torch.argsort(scores, stable=True)[:12].tolist()}
+        blinded = {pairs[i] for i in torch.argsort(magnitude, stable=True)[:12].tolist()}
+        assert removed_pairs != blinded  # the criterion made its own choice
     if method == "magnitude-blinded":
         live = before[dag_mlp().mask].abs()
         assert torch.equal(torch.sort(before[gone].abs())[0], torch.sort(live)[0][:12])

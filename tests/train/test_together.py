@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from netbonsai.nets import DagNet, standardize_for
-from netbonsai.train import Budget, TrainerConfig, fit
+from netbonsai.train import Budget, TrainerConfig, evaluate, fit
 from netbonsai.train.together import fit_together, stack_padded, unstack_padded
 
 
@@ -57,6 +57,17 @@ def test_networks_that_cannot_share_a_population_fall_back() -> None:
     x, y = _data()
     relu = standardize_for(DagNet.mlp([3, 4, 1], activation="relu"), x, y)
     tanh = standardize_for(DagNet.mlp([3, 4, 1]), x, y)
-    trained, result = fit_together([relu, tanh], x, y, Budget(epochs=3), TrainerConfig(method="lbfgs"))
+    originals = [net.clone() for net in (relu, tanh)]
+    trainer = TrainerConfig(method="lbfgs")
+    trained, result = fit_together([relu, tanh], x, y, Budget(epochs=3), trainer)
     assert [t.activations for t in trained] == [relu.activations, tanh.activations]
-    assert result.loss.shape == (2,)
+    assert result.loss.shape == (2,) and result.epochs == 3
+    # the same result as training each alone: copies are trained, the given networks untouched
+    for net, original, copy, loss in zip((relu, tanh), originals, trained, result.loss):
+        assert copy is not net and torch.equal(net.weight, original.weight) and torch.equal(net.bias, original.bias)
+        alone = original.clone()
+        fitted = fit(alone, x, y, Budget(epochs=3), trainer)
+        torch.testing.assert_close(copy.weight, alone.weight, atol=1e-6, rtol=0)
+        torch.testing.assert_close(copy.bias, alone.bias, atol=1e-6, rtol=0)
+        torch.testing.assert_close(loss, fitted.loss[0], atol=0, rtol=1e-6)
+        assert float(loss) < float(evaluate(original, x, y)[0])  # trained, not just copied
