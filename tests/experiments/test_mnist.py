@@ -85,6 +85,7 @@ def test_best_of_several_dense_seeds_is_chosen_on_held_out_loss(tmp_path: Path) 
         mnist_settings("quick", {"dense_seeds": 0})
 
 
+@needs_mnist
 def test_polish_fine_tunes_the_pruned_and_the_dense_control(tmp_path: Path) -> None:
     result = reproduce_mnist_7_7(tmp_path / "run", preset="smoke", data_root=MNIST, seed=0,
                                  overrides={"polish_epochs": 1, "prune": {"max_steps": 1}})
@@ -92,6 +93,9 @@ def test_polish_fine_tunes_the_pruned_and_the_dense_control(tmp_path: Path) -> N
     assert {"unpolished_test_errors", "polished_dense_test_errors"} <= set(result)
     final = list(read_history(tmp_path / "run" / "history.jsonl"))[-1]
     assert final["event"] == "final" and final["test_errors"] == result["pruned_test_errors"]
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert (f"{result['unpolished_test_errors']} -> {result['pruned_test_errors']} test errors" in report
+            and f"makes {result['polished_dense_test_errors']}." in report)
     assert mnist_settings("quick").polish_epochs == 4 and mnist_settings("quick").dense_seeds == 4
     with pytest.raises(InputError, match="polish"):
         mnist_settings("quick", {"polish_epochs": -1})
