@@ -211,9 +211,14 @@ def test_rgb_png_is_converted_to_gray(tmp_path: Path) -> None:
     rgba = np.concatenate([rgb, np.full((4, 6, 1), 9, np.uint8)], axis=2)
     pixels_a, _ = load_image(write_png(tmp_path / "rgba.png", rgba))
     np.testing.assert_allclose(pixels_a, expected, rtol=1e-12)
-    Image.fromarray(rgb).convert("P").save(tmp_path / "pal.png")
+    # an adaptive palette of 8 holds the 6 colours exactly: their luminance, not the palette indices
+    Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE, colors=8).save(tmp_path / "pal.png")
+    with Image.open(tmp_path / "pal.png") as stored:
+        assert stored.mode == "P"
+        indices = np.asarray(stored).astype(np.float64)
     pixels_p, _ = load_image(tmp_path / "pal.png")
-    assert pixels_p.shape == (4, 6)
+    np.testing.assert_allclose(pixels_p, expected, rtol=1e-12)
+    assert not np.allclose(pixels_p, indices) and not np.allclose(pixels_p, indices * 255.0 / indices.max())
 
 
 def test_gray_png_keeps_values(tmp_path: Path) -> None:

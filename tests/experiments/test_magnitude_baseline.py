@@ -55,19 +55,34 @@ def small_settings(**magnitude: object):
                    magnitude=MagnitudeSettings(**magnitude))
 
 
-def test_pruning_stops_before_a_round_that_cuts_every_input_output_path(small_task) -> None:
+def test_pruning_stops_before_a_round_that_cuts_every_input_output_path(
+    small_task, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A schedule aiming at 99% sparsity ends at the first round that leaves the output constant;
     every reported network still depends on its input, and the counts fall round by round."""
+    from netbonsai.experiments import magnitude_baseline
     from netbonsai.experiments.magnitude_baseline import inputs_reach_outputs, magnitude_job
     from netbonsai.nets.io import net_from_state
 
+    checks: list[tuple[int, bool]] = []  # (live synapses, inputs reach outputs) after every round
+
+    def recording(net) -> bool:
+        reach = inputs_reach_outputs(net)
+        checks.append((int(net.mask.sum()), reach))
+        return reach
+
+    monkeypatch.setattr(magnitude_baseline, "inputs_reach_outputs", recording)
     result = magnitude_job(small_task, small_settings(schedule="relative:0.5", sparsity=0.99))
     rounds = [p["round"] for p in result["points"]]
     assert rounds == list(range(1, len(rounds) + 1)) and rounds
     nets = [net_from_state(state) for state in result["nets"]]
     assert all(inputs_reach_outputs(net) for net in nets)
-    # the 3-3 network has 24 synapses; 99% of them would leave none, so the collapse came first
-    assert int(nets[-1].mask.sum()) >= 1
+    # the 3-3 network has 24 synapses, halved each round (24 -> 12 -> 6 -> 3 -> 1 -> 0; 99% would
+    # leave none): the schedule ran until the first round that cut every path and not one round
+    # more, and reported exactly the rounds before it, with the synapses those rounds left
+    assert [reach for _, reach in checks] == [True] * len(nets) + [False]
+    assert [live for live, _ in checks] == [12, 6, 3, 1, 0][: len(checks)]
+    assert [int(net.mask.sum()) for net in nets] == [live for live, _ in checks[:-1]]
     params = [p["params"] for p in result["points"]]
     assert params == sorted(params, reverse=True)
 

@@ -210,11 +210,30 @@ def test_config_validation() -> None:
 
 
 def test_decisions_on_held_out_training_data(task: TaskData) -> None:
+    """With selection_fraction the decisions use a held-out quarter of the training split: every
+    event's selection_loss is the network's loss on exactly those rows (recomputed here from the
+    documented split), and train_loss stays the loss on the whole training split."""
     config = GrowConfig(**{**CONFIG.__dict__, "selection_fraction": 0.25, "trial_samples": 400})
-    result = grow(task, config)
+    nets: dict[int, DagNet] = {}
+
+    def checkpoint(state: SearchState) -> None:
+        nets[len(state.events) - 1] = state.net.clone()  # the network of the event just emitted
+
+    result = grow(task, config, checkpoint=checkpoint)
     assert result.events[0]["event"] == "start" and result.events[-1]["event"] == "stop"
-    for event in result.events:
-        assert "selection_loss" in event  # the loss the decisions used, next to the full training loss
+    # the split the search carves: a seeded permutation, its first quarter held out for decisions
+    n = task.x_train.shape[0]
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(config.seed + 15485863))
+    held_out = order[: int(round(n * 0.25))].sort().values
+    x_sel, y_sel = task.x_train[held_out], task.y_train[held_out]
+    assert len(nets) == len(result.events)
+    for index, event in enumerate(result.events):
+        net = nets[index]
+        selection = float(evaluate(net, x_sel, y_sel)[0]) * task.loss_scale
+        train = float(evaluate(net, task.x_train, task.y_train)[0]) * task.loss_scale
+        assert event["selection_loss"] == pytest.approx(selection, rel=1e-4)
+        assert event["train_loss"] == pytest.approx(train, rel=1e-5)
+        assert abs(selection - train) > 1e-3 * train  # the held-out loss is not the full-split loss
     final_train = float(evaluate(result.net, task.x_train, task.y_train)[0]) * task.loss_scale
     assert result.events[-1]["train_loss"] == pytest.approx(final_train, rel=1e-5)
     with pytest.raises(InputError):

@@ -225,6 +225,27 @@ def blobs(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return centres[y] + 0.5 * torch.randn(n, 4, generator=g), y
 
 
+def lowest(scores: torch.Tensor, count: int) -> set[int]:
+    return set(torch.argsort(scores, stable=True)[:count].tolist())
+
+
+def first_round_scores(m: nn.Sequential, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Both criteria's scores over the 64 + 48 weights (layer by layer, row-major), computed here
+    from scratch: |w|, and OBD's h_kk w_k^2 / 2 with h_kk the exact Hessian diagonal of the mean
+    cross-entropy on (x, y) (torch.autograd.functional.hessian of the flat weight vector)."""
+    first, last = m[0], m[2]
+    w = torch.cat([first.weight.detach().flatten(), last.weight.detach().flatten()])
+    split = first.weight.numel()
+
+    def loss(flat: torch.Tensor) -> torch.Tensor:
+        hidden = torch.relu(x @ flat[:split].reshape(first.weight.shape).T + first.bias.detach())
+        logits = hidden @ flat[split:].reshape(last.weight.shape).T + last.bias.detach()
+        return nn.functional.cross_entropy(logits, y)
+
+    h = torch.autograd.functional.hessian(loss, w).diagonal()
+    return {"magnitude-blinded": w.abs(), "obd": h * w.pow(2) / 2}
+
+
 @pytest.mark.parametrize("method", ["magnitude-blinded", "obd"])
 def test_prune_and_retrain_keeps_a_classifier_accurate(method: str) -> None:
     x, y = blobs(300, seed=0)
@@ -237,9 +258,22 @@ def test_prune_and_retrain_keeps_a_classifier_accurate(method: str) -> None:
     evaluate = classification_evaluator(xv, yv)
     start = evaluate(m)
     assert start["accuracy"] > 0.95
+    scores = first_round_scores(m, x, y)
+    first_removed: set[int] = set()
+
+    def on_round(record: dict) -> None:
+        if record["round"] == 1:  # the masks as round 1 left them (retraining keeps them)
+            live = torch.cat([layer.mask.flatten() for _, layer in masked_layers(m)])
+            first_removed.update(torch.nonzero(~live).flatten().tolist())
+
     result = run_schedule(m, method, "relative:0.4", target_sparsity=0.8, retrain=retrain, evaluate=evaluate,
-                          data=(x, y))
+                          data=(x, y), on_round=on_round)
     assert result.stopped == "target" and count_weights(m) == (22, 112)  # 0.8 * 112 = 89.6 -> 90 removed
+    # round 1 removed the 45 (0.4 * 112, rounded) lowest-scoring weights of this method, and OBD's
+    # choice is not magnitude's: a criterion that fell back to |w| would fail here
+    assert result.records[1]["removed"] == 45
+    assert first_removed == lowest(scores[method], 45)
+    assert lowest(scores["obd"], 45) != lowest(scores["magnitude-blinded"], 45)
     assert result.final["accuracy"] > 0.9
     for _, layer in masked_layers(m):
         assert bool((layer.weight[~layer.mask] == 0).all())
