@@ -183,12 +183,15 @@ def _execute(kind: str, task, image, preset, seed, max_params, max_seconds, over
     finally:
         reporter.close()
     click.echo(summary.text)
-    click.echo(f"Run directory: {summary.out} ({_listing(summary.out)})")
+    click.echo(_listing(summary.out))
 
 
 def _listing(folder: Path) -> str:
-    """What a run directory holds, as its last output line names it (folders end in '/')."""
-    return ", ".join(sorted(p.name + ("/" if p.is_dir() else "") for p in Path(folder).iterdir() if not p.name.startswith(".")))
+    """The last output line of a run command: the run directory and what it holds (folders end in '/')."""
+    folder = Path(folder)
+    entries = folder.iterdir() if folder.is_dir() else ()
+    names = sorted(p.name + ("/" if p.is_dir() else "") for p in entries if not p.name.startswith("."))
+    return f"Run directory: {folder}" + (f" ({', '.join(names)})" if names else "")
 
 
 def _downloaded(data_dir: str | None, download: bool) -> str | None:
@@ -291,7 +294,7 @@ def prune(dataset: str, data_dir, download, arch, activation, method, schedule, 
     click.echo(f"{summary['method']} {summary['schedule']}: sparsity {summary['sparsity']:.4f}, "
                f"{summary['params']} live parameters ({summary['model_params']} in the saved model), "
                f"test errors {summary['dense_test_errors']} dense -> {summary['test_errors']} ({summary['stopped']})")
-    click.echo(f"Run directory: {out} ({_listing(out)})")
+    click.echo(_listing(out))
 
 
 @cli.command()
@@ -350,7 +353,7 @@ def reproduce(experiment: str | None, preset, data_dir, download, seed, threads,
     tables = result_tables(result)
     if tables:
         click.echo(tables)
-    click.echo(f"Run directory: {out} ({_listing(out)})")
+    click.echo(_listing(out))
 
 
 @cli.command()
