@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 import netbonsai
+from netbonsai.analysis.compare import param_ratios
 from netbonsai.cli import main
 from netbonsai.experiments import image_runs, presets
 from netbonsai.experiments.presets import DataSettings, TaskSettings
@@ -174,6 +175,10 @@ def test_compare_end_to_end(capsys: pytest.CaptureFixture, tmp_path: Path, tiny:
     assert [d["params"] for d in comparison["dense"]] == [4 * 2 + 2 + 2 * 2 + 2 + 2 + 1, 4 * 3 + 3 + 9 + 3 + 3 + 1]
     assert comparison["grown"] and all(set(g) == {"params", "train_loss", "val_loss", "epochs"} for g in comparison["grown"])
     assert comparison["wall_seconds"] > 0
+    train = comparison["at_train_loss"]  # the paper's own measure, next to the held-out one
+    assert train["ratios"] == param_ratios(comparison["grown"], comparison["dense"], loss_key="train_loss")
+    if train["n"]:
+        assert f"At equal training loss (paper 000's measure): median {train['median_ratio']:.2f}" in stdout
 
     # the training each network had: start 20, + 3 per accepted removal, + 5 per added neuron
     for position, event in enumerate(events):
@@ -339,10 +344,11 @@ def test_compare_over_several_seeds_pools_them(capsys: pytest.CaptureFixture, tm
 
 def test_pool_comparisons_uses_both_pooled_fronts() -> None:
     runs = [
-        {"seed": 0, "median_ratio": 1.0, "dense": [{"params": 10, "val_loss": 5.0}, {"params": 100, "val_loss": 1.0}],
-         "grown": [{"params": 10, "val_loss": 3.0}]},
-        {"seed": 1, "median_ratio": 2.0, "dense": [{"params": 20, "val_loss": 4.0}],
-         "grown": [{"params": 12, "val_loss": 2.0}, {"params": 15, "val_loss": 2.5}]},
+        {"seed": 0, "median_ratio": 1.0, "dense": [{"params": 10, "val_loss": 5.0, "train_loss": 4.0},
+                                                   {"params": 100, "val_loss": 1.0, "train_loss": 0.5}],
+         "grown": [{"params": 10, "val_loss": 3.0, "train_loss": 2.5}]},
+        {"seed": 1, "median_ratio": 2.0, "dense": [{"params": 20, "val_loss": 4.0, "train_loss": 3.0}],
+         "grown": [{"params": 12, "val_loss": 2.0, "train_loss": 1.0}, {"params": 15, "val_loss": 2.5, "train_loss": 2.0}]},
     ]
     pooled = image_runs.pool_comparisons(runs)
     assert [(g["seed"], g["params"]) for g in pooled["grown"]] == [(0, 10), (1, 12)]
@@ -351,6 +357,14 @@ def test_pool_comparisons_uses_both_pooled_fronts() -> None:
     assert [r["grown_params"] for r in pooled["ratios"]] == [10, 12]
     assert pooled["ratios"][1]["ratio"] == pytest.approx(20 * (100 / 20) ** (2 / 3) / 12)
     assert pooled["per_seed_median"]["mean"] == 1.5 and pooled["per_seed_median"]["std"] == pytest.approx(0.7071, abs=1e-4)
+    # the same pooled networks at equal training loss (paper 000's measure): dense front 10 (4.0),
+    # 20 (3.0), 100 (0.5); grown 10 at 2.5 and 12 at 1.0 lie 1/5 and 4/5 of the way from 20 to 100
+    train = pooled["at_train_loss"]
+    assert [r["grown_params"] for r in train["ratios"]] == [10, 12] and train["n"] == 2
+    assert [r["ratio"] for r in train["ratios"]] == pytest.approx([20 * 5 ** 0.2 / 10, 20 * 5 ** 0.8 / 12])
+    assert train["median_ratio"] == pytest.approx((20 * 5 ** 0.2 / 10 + 20 * 5 ** 0.8 / 12) / 2)
+    assert "At equal training loss (paper 000's measure): median 4.40" in image_runs.seeds_summary(
+        {**pooled, "per_seed": [{**r, "wall_seconds": 1.0} for r in pooled["per_seed"]]})
 
 
 @pytest.mark.parametrize("command,setting,expect", [

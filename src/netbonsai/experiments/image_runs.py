@@ -561,6 +561,7 @@ def run_compare(options: RunOptions, out: str | Path, resume: bool = False, repo
         "n_outside_dense_range": len(pareto_front(grown)) - len(ratios),
         "budget": training_budget(settings, grown),
         "beyond_dense": beyond,
+        "at_train_loss": at_train_loss(grown, dense),
         "search_seconds": result.seconds,
         "stop_reason": result.stop_reason,
         "wall_seconds": wall,
@@ -681,6 +682,7 @@ def pool_comparisons(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
         "dense": dense, "grown": grown, "ratios": ratios,
         "median_ratio": summary["median_ratio"], "min_ratio": summary["min_ratio"],
         "max_ratio": summary["max_ratio"], "n_ratios": summary["n"],
+        "at_train_loss": at_train_loss(grown, dense),
         "per_seed": [
             {k: c.get(k) for k in ("seed", "median_ratio", "min_ratio", "max_ratio", "n_ratios", "wall_seconds")}
             for c in per_seed
@@ -722,6 +724,7 @@ def seeds_summary(comparison: dict[str, Any]) -> str:
         + "\n## All seeds pooled (Pareto front of every grown network against that of every dense one)\n\n"
         + comparison_table(comparison["ratios"], loss_format="{:.6g}")
         + f"\nPooled median parameter ratio at equal validation loss: {pooled}. Per-seed median ratio: {per_seed}."
+        + _train_loss_line(comparison)
         + (f"\n\n{budget_line(comparison['budget'])}" if "budget" in comparison else "")
         + (f"\n\n{_magnitude_section(comparison['magnitude'])}".rstrip() if "magnitude" in comparison else "")
     )
@@ -812,6 +815,23 @@ def training_budget(settings: TaskSettings, grown: list[dict[str, Any]]) -> dict
     }
 
 
+def at_train_loss(grown: list[dict[str, Any]], dense: list[dict[str, Any]]) -> dict[str, Any]:
+    """The ratio at equal *training* loss, paper 000's own measure (its tables have no held-out
+    set): ``{"ratios": [...], "median_ratio", "min_ratio", "max_ratio", "n"}``, from the same
+    networks as the headline ratio (each side reduced to its Pareto front in training loss)."""
+    ratios = param_ratios(grown, dense, loss_key="train_loss")
+    return {"ratios": ratios, **ratio_summary(ratios)}
+
+
+def _train_loss_line(comparison: dict[str, Any]) -> str:
+    """One sentence on the ratio at equal training loss (empty when there is none)."""
+    train = comparison.get("at_train_loss") or {}
+    if not train.get("n"):
+        return ""
+    return (f" At equal training loss (paper 000's measure): median {train['median_ratio']:.2f} "
+            f"(min {train['min_ratio']:.2f}, max {train['max_ratio']:.2f}, {train['n']} points).")
+
+
 def _headline(summary: dict[str, Any], comparison: dict[str, Any]) -> str:
     if not summary["n"]:
         return "No grown network falls inside the dense networks' loss range: no ratio to report."
@@ -819,6 +839,7 @@ def _headline(summary: dict[str, Any], comparison: dict[str, Any]) -> str:
         f"Median parameter ratio (dense / netbonsai) at equal validation loss: "
         f"**{summary['median_ratio']:.2f}** (min {summary['min_ratio']:.2f}, max {summary['max_ratio']:.2f}, "
         f"{summary['n']} front points; {comparison['n_outside_dense_range']} outside the dense loss range)."
+        + _train_loss_line(comparison)
     )
 
 
