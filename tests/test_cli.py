@@ -12,6 +12,7 @@ from PIL import Image
 import netbonsai
 from netbonsai.analysis.compare import param_ratios
 from netbonsai.cli import main
+from netbonsai.errors import InputError
 from netbonsai.experiments import image_runs, presets
 from netbonsai.experiments.presets import DataSettings, TaskSettings
 from netbonsai.grow import GrowConfig
@@ -447,6 +448,14 @@ def test_dense_budget_follows_the_start_budget_unless_set() -> None:
     both = image_runs.RunOptions("brightness", overrides={"start_epochs": 40, "dense.epochs": 90}).settings()
     assert (both.grow.start_epochs, both.dense_epochs) == (40, 90)
     assert both.to_dict()["dense"]["epochs"] == 90
+
+
+def test_baseline_refuses_the_search_limits_in_the_api_too() -> None:
+    """The CLI's baseline has no --max-params/--max-seconds; RunOptions refuses them for baseline."""
+    for limits in ({"max_params": 100}, {"max_seconds": 5.0}):
+        with pytest.raises(InputError, match="does not run"):
+            image_runs.RunOptions("brightness", command="baseline", **limits).settings()
+    assert image_runs.RunOptions("brightness", command="compare", max_params=100).settings().grow.max_params == 100
 
 
 @pytest.mark.fast

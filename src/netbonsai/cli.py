@@ -6,6 +6,7 @@ error (one line; set NETBONSAI_DEBUG=1 for the traceback); 130 interrupted.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -115,14 +116,15 @@ def _event_logging(tensorboard: Path | None):
 
 
 # ---------------------------------------------------------------------- shared options
-def _run_options(func):
+def _run_options(func, search: bool = True):
+    """The options grow, compare and baseline share (``search=False``: without the search's own limits)."""
     options = [
         click.argument("task", type=TASK),
         click.option("--image", type=str, default=None, help="Image file, or skimage:NAME (default skimage:camera)."),
         click.option("--preset", type=click.Choice(["quick", "paper"]), default="quick", show_default=True),
         click.option("--seed", type=int, default=None, help="Random seed (default 0)."),
-        click.option("--max-params", type=int, default=None, help="Stop growing at this complexity."),
-        click.option("--max-seconds", type=float, default=None, help="Time budget of the search."),
+        *([click.option("--max-params", type=int, default=None, help="Stop growing at this complexity."),
+           click.option("--max-seconds", type=float, default=None, help="Time budget of the search.")] if search else []),
         click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
                      help="Override a search setting, e.g. --set n_attempts=50 --set feed_added=true "
                           "--set trainer.method=lm (repeatable; see GrowConfig); --set 'dense.grid=[[10],[5,5]]' "
@@ -158,8 +160,8 @@ def _parse_overrides(items: tuple[str, ...]) -> dict[str, Any]:
     return overrides
 
 
-def _execute(kind: str, task, image, preset, seed, max_params, max_seconds, overrides, executor, threads, out, resume, quiet,
-             tensorboard=None, seeds: int = 1, device: str = "auto"):
+def _execute(kind: str, task, image, preset, seed, overrides, executor, threads, out, resume, quiet,
+             tensorboard=None, seeds: int = 1, device: str = "auto", max_params=None, max_seconds=None):
     from .experiments import image_runs
 
     if max_params is not None and max_params < 1:
@@ -230,7 +232,7 @@ def grow_command(**kwargs) -> None:
 
 
 @cli.command()
-@_run_options
+@functools.partial(_run_options, search=False)
 def baseline(**kwargs) -> None:
     """Train the dense MLP grid (the paper's Keras networks) with the run's trainer and budget."""
     _execute("baseline", **kwargs)

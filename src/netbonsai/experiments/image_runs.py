@@ -90,10 +90,14 @@ class RunOptions:
         for flag, value in (("--max-params", self.max_params), ("--max-seconds", self.max_seconds)):
             if value is not None:
                 raise InputError(f"{flag} limits the search, which baseline does not run (use compare or grow)")
+        search_keys = {f.name for f in fields(GrowConfig)} - BASELINE_GROW_KEYS - {"trainer"}
         for key in self.overrides:
-            if key not in BASELINE_GROW_KEYS and not key.startswith(("trainer.", "dense.", "polish.", "magnitude.")):
+            if key in search_keys:  # an unknown key is refused as unknown below, as for every command
                 raise InputError(f"--set {key} changes the search, which baseline does not run; baseline takes "
-                                 f"dense.*, polish.epochs, trainer.* and {', '.join(sorted(BASELINE_GROW_KEYS))}")
+                                 f"dense.grid, dense.epochs, polish.epochs, trainer.* and "
+                                 f"{', '.join(sorted(BASELINE_GROW_KEYS))}")
+        if "start_epochs" in self.overrides and "dense.epochs" in self.overrides:
+            raise InputError("--set start_epochs sets the dense networks' budget only without dense.epochs: give one of them")
 
 
 def _dense_grid(settings: TaskSettings, value: Any) -> TaskSettings:
@@ -486,7 +490,10 @@ def run_baseline(options: RunOptions, out: str | Path, resume: bool = False, rep
     if dense is None:
         with make_executor(options.executor, workers=_workers(options.executor)) as executor:
             dense = collect_dense(submit_dense(executor, data, settings, reporter), run, data, settings)
-    best = min(dense, key=lambda d: d["val_loss"])  # the run's model: the best dense network
+    front = pareto_front(dense)  # finite losses only; its last network has the lowest validation loss
+    if not front:
+        raise InputError(f"no dense network of {run.path} has a finite validation loss: no model to save")
+    best = front[-1]  # the run's model: the best dense network
     save(load(run.path / dense_file(best["hidden"])), run.file(MODEL))
     wall = time.perf_counter() - started
     from ..analysis.plots import pareto_plot
@@ -817,8 +824,9 @@ def training_budget(settings: TaskSettings, grown: list[dict[str, Any]]) -> dict
 
 def at_train_loss(grown: list[dict[str, Any]], dense: list[dict[str, Any]]) -> dict[str, Any]:
     """The ratio at equal *training* loss, paper 000's own measure (its tables have no held-out
-    set): ``{"ratios": [...], "median_ratio", "min_ratio", "max_ratio", "n"}``, from the same
-    networks as the headline ratio (each side reduced to its Pareto front in training loss)."""
+    set): ``{"ratios": [...], "median_ratio", "min_ratio", "max_ratio", "n"}``. ``grown`` is the
+    reported front (the polished networks on the validation-loss front) and ``dense`` every dense
+    network; param_ratios reduces each to its Pareto front in training loss."""
     ratios = param_ratios(grown, dense, loss_key="train_loss")
     return {"ratios": ratios, **ratio_summary(ratios)}
 
@@ -834,7 +842,8 @@ def _train_loss_line(comparison: dict[str, Any]) -> str:
 
 def _headline(summary: dict[str, Any], comparison: dict[str, Any]) -> str:
     if not summary["n"]:
-        return "No grown network falls inside the dense networks' loss range: no ratio to report."
+        return ("No grown network falls inside the dense networks' validation-loss range: no ratio to report."
+                + _train_loss_line(comparison))
     return (
         f"Median parameter ratio (dense / netbonsai) at equal validation loss: "
         f"**{summary['median_ratio']:.2f}** (min {summary['min_ratio']:.2f}, max {summary['max_ratio']:.2f}, "
