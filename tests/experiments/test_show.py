@@ -7,6 +7,7 @@ with a torn last line (a writer killed mid-line).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Callable
 
@@ -101,6 +102,13 @@ def test_show_grow_and_compare_runs(kind: str, image: str, tmp_path: Path, capsy
     assert "search finished" in shown and "Latest events" in shown
     if kind == "compare":
         assert "Dense MLPs" in shown and "Parameter ratio" in shown
+        # the ratio at equal training loss is shown when the comparison has one
+        path = out / "comparison.json"
+        comparison = json.loads(path.read_text())
+        assert "at_train_loss" in comparison
+        comparison["at_train_loss"] = {"ratios": [], "median_ratio": 1.234, "min_ratio": 1.0, "max_ratio": 1.5, "n": 3}
+        path.write_text(json.dumps(comparison))
+        assert "at equal training loss (paper 000's measure): median ratio 1.23 (3 points)" in show(capsys, out)
 
 
 def test_show_baseline_run(image: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

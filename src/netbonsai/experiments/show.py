@@ -88,6 +88,10 @@ def _describe_image_run(run_dir: Path, config: dict[str, Any]) -> str:
         if data.get("per_seed"):
             medians = ", ".join(f"seed {r.get('seed')}: {_number(r.get('median_ratio'), '.2f')}" for r in data["per_seed"])
             lines.append(f"pooled over seeds {data.get('seeds')}; each seed's median ratio: {medians}")
+        train = data.get("at_train_loss")
+        if isinstance(train, dict) and train.get("n"):
+            lines.append(f"at equal training loss (paper 000's measure): median ratio "
+                         f"{_number(train.get('median_ratio'), '.2f')} ({train['n']} points)")
         budget = data.get("budget")
         if isinstance(budget, dict) and {"unit", "method", "dense_epochs", "polish_epochs"} <= set(budget):
             lines.append(budget_line(budget))
