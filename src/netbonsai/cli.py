@@ -234,7 +234,12 @@ def grow_command(**kwargs) -> None:
 @cli.command()
 @functools.partial(_run_options, search=False)
 def baseline(**kwargs) -> None:
-    """Train the dense MLP grid (the paper's Keras networks) with the run's trainer and budget."""
+    """Train the dense MLP grid (the paper's Keras networks) with the run's trainer and budget.
+
+    It runs no search: --set takes dense.grid, dense.epochs, polish.epochs, trainer.*, activation,
+    seed and start_epochs, and refuses the search's other settings. The run's model is the dense
+    network with the lowest validation loss.
+    """
     _execute("baseline", **kwargs)
 
 
