@@ -6,8 +6,10 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from netbonsai.atomic import atomic_open, write_text
 from netbonsai.errors import InputError
@@ -65,6 +67,50 @@ def test_resume_checks_the_config(tmp_path: Path) -> None:
     assert json.loads((tmp_path / CONFIG).read_text()) == CONFIG_DATA
     # tuples and lists are the same JSON
     RunDir(tmp_path, resume=True).write_config({**CONFIG_DATA, "grow": {"hidden": (6, 6), "eps": 0.002}})
+
+
+def test_settings_a_command_does_not_read_are_not_compared_on_resume(tmp_path: Path) -> None:
+    """``unused`` paths may differ (a baseline run recorded an ignored --max-params); the rest may not."""
+    stored = {**CONFIG_DATA, "grow": {"hidden": [6, 6], "eps": 0.002, "max_params": 200}}
+    RunDir(tmp_path).write_config(stored)
+    now = {**CONFIG_DATA, "grow": {"hidden": [6, 6], "eps": 0.002, "max_params": 300}}
+    with pytest.raises(InputError, match=r"\(grow\.max_params\)"):
+        RunDir(tmp_path, resume=True).write_config(now)
+    RunDir(tmp_path, resume=True).write_config(now, unused={"grow.max_params"})
+    with pytest.raises(InputError, match=r"\(grow\.eps\)"):
+        RunDir(tmp_path, resume=True).write_config({**now, "grow": {**now["grow"], "eps": 0.01}}, unused={"grow.max_params"})
+    assert json.loads((tmp_path / CONFIG).read_text()) == stored  # a resume never rewrites config.json
+
+
+def test_a_baseline_run_resumes_whatever_search_settings_it_recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """baseline reads no search setting: an old run that recorded one (before --max-params and search
+    --set keys were refused) resumes; a setting it does read (activation) still must match."""
+    from netbonsai.experiments import image_runs
+    from netbonsai.experiments.presets import DataSettings, TaskSettings
+    from netbonsai.grow import GrowConfig
+
+    def tiny(task: str, preset: str = "quick") -> TaskSettings:
+        grow = GrowConfig(hidden=(3, 3), start_epochs=5, max_params=60)
+        return TaskSettings(task=task, preset=preset, data=DataSettings(max_train=200), grow=grow,
+                            dense_grid=((2, 2),), dense_epochs=5)
+
+    monkeypatch.setattr(image_runs, "task_settings", tiny)
+    pixels = (np.arange(20 * 20).reshape(20, 20) % 251).astype(np.uint8)
+    image = tmp_path / "img.png"
+    Image.fromarray(pixels).save(image)
+    out = tmp_path / "run"
+    options = image_runs.RunOptions("brightness", image=str(image), executor="inline", command="baseline")
+    image_runs.run_baseline(options, out)
+    config = json.loads((out / CONFIG).read_text())
+    config["grow"].update(max_params=200, n_attempts=5)  # what an older baseline run recorded
+    (out / CONFIG).write_text(json.dumps(config))
+    (out / "model").unlink()  # killed before the model was written
+    image_runs.run_baseline(options, out, resume=True)
+    assert (out / "model").is_file()
+    config["grow"]["activation"] = "relu"
+    (out / CONFIG).write_text(json.dumps(config))
+    with pytest.raises(InputError, match=r"grow\.activation"):
+        image_runs.run_baseline(options, out, resume=True)
 
 
 def test_a_run_written_before_a_setting_existed_resumes_with_its_old_value(tmp_path: Path) -> None:

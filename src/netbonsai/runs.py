@@ -27,7 +27,7 @@ import warnings
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Collection, Iterator
 
 import torch
 
@@ -153,14 +153,18 @@ class RunDir:
         return self.path / name
 
     # -------------------------------------------------------------- config
-    def write_config(self, config: dict[str, Any]) -> None:
+    def write_config(self, config: dict[str, Any], unused: Collection[str] = ()) -> None:
         """Write config.json, or on resume check that it matches the stored one (a setting added
-        to netbonsai since the run was written counts as its :data:`ADDED_SETTINGS` value)."""
+        to netbonsai since the run was written counts as its :data:`ADDED_SETTINGS` value).
+
+        ``unused``: dotted paths (``"grow.n_attempts"``) of recorded settings the command does not
+        read; a resume does not compare them.
+        """
         text = dumps(config, indent=2) + "\n"
         if self.resume:
             stored, wanted = _comparable(self.read_config()), _comparable(config)
-            if stored != wanted:
-                changed = ", ".join(_differences(stored, wanted))
+            changed = ", ".join(path for path in _differences(stored, wanted) if path not in set(unused))
+            if changed:
                 raise InputError(f"cannot resume {self.path}: the configuration differs from the stored run ({changed})")
             return
         write_text(self.file(CONFIG), text)

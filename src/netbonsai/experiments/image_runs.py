@@ -90,7 +90,7 @@ class RunOptions:
         for flag, value in (("--max-params", self.max_params), ("--max-seconds", self.max_seconds)):
             if value is not None:
                 raise InputError(f"{flag} limits the search, which baseline does not run (use compare or grow)")
-        search_keys = {f.name for f in fields(GrowConfig)} - BASELINE_GROW_KEYS - {"trainer"}
+        search_keys = search_only_keys()
         for key in self.overrides:
             if key in search_keys:  # an unknown key is refused as unknown below, as for every command
                 raise InputError(f"--set {key} changes the search, which baseline does not run; baseline takes "
@@ -148,6 +148,12 @@ def _magnitude_setting(name: str) -> Callable[[TaskSettings, Any], TaskSettings]
 # search settings that the dense sweep also reads: its networks' activation and seed, and the
 # start network's budget (the dense budget unless dense.epochs is given)
 BASELINE_GROW_KEYS = frozenset({"activation", "seed", "start_epochs"})
+
+def search_only_keys() -> set[str]:
+    """GrowConfig fields that only the search reads (baseline refuses them and ignores their
+    recorded values on resume)."""
+    return {f.name for f in fields(GrowConfig)} - BASELINE_GROW_KEYS - {"trainer"}
+
 
 # --set keys that change the baselines or the final polish rather than the search. Without
 # dense.epochs the dense networks get the starting network's budget (start_epochs), overridden or not.
@@ -211,7 +217,10 @@ def prepare(options: RunOptions, out: str | Path, resume: bool) -> tuple[TaskSet
         max_train=d.max_train, max_val=d.max_val,
     )
     run = RunDir(out, resume=resume)
-    run.write_config(_config(options, settings, data))
+    # baseline records the search settings too (the preset's), but reads none of them: a run
+    # started before it refused them (with --max-params, say) still resumes
+    unused = {f"grow.{key}" for key in search_only_keys()} if options.command == "baseline" else set()
+    run.write_config(_config(options, settings, data), unused=unused)
     return settings, data.to(settings.device), run
 
 
