@@ -6,14 +6,13 @@ import json
 import math
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from netbonsai.atomic import atomic_open, write_text
 from netbonsai.errors import InputError
 from netbonsai.runs import CHECKPOINT, CONFIG, HISTORY, RunDir, dumps, read_history
+from tiny_runs import crop_of_camera, tiny_settings  # tests/ is on sys.path (rootdir conftest)
 
 CONFIG_DATA = {"task": "brightness", "seed": 3, "grow": {"hidden": [6, 6], "eps": 0.002}}
 
@@ -86,18 +85,9 @@ def test_a_baseline_run_resumes_whatever_search_settings_it_recorded(tmp_path: P
     """baseline reads no search setting: an old run that recorded one (before --max-params and search
     --set keys were refused) resumes; a setting it does read (activation) still must match."""
     from netbonsai.experiments import image_runs
-    from netbonsai.experiments.presets import DataSettings, TaskSettings
-    from netbonsai.grow import GrowConfig
 
-    def tiny(task: str, preset: str = "quick") -> TaskSettings:
-        grow = GrowConfig(hidden=(3, 3), start_epochs=5, max_params=60)
-        return TaskSettings(task=task, preset=preset, data=DataSettings(max_train=200), grow=grow,
-                            dense_grid=((2, 2),), dense_epochs=5)
-
-    monkeypatch.setattr(image_runs, "task_settings", tiny)
-    pixels = (np.arange(20 * 20).reshape(20, 20) % 251).astype(np.uint8)
-    image = tmp_path / "img.png"
-    Image.fromarray(pixels).save(image)
+    monkeypatch.setattr(image_runs, "task_settings", tiny_settings)
+    image = crop_of_camera(tmp_path / "img.png")
     out = tmp_path / "run"
     options = image_runs.RunOptions("brightness", image=str(image), executor="inline", command="baseline")
     image_runs.run_baseline(options, out)

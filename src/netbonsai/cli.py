@@ -6,7 +6,6 @@ error (one line; set NETBONSAI_DEBUG=1 for the traceback); 130 interrupted.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import sys
@@ -116,15 +115,19 @@ def _event_logging(tensorboard: Path | None):
 
 
 # ---------------------------------------------------------------------- shared options
-def _run_options(func, search: bool = True):
-    """The options grow, compare and baseline share (``search=False``: without the search's own limits)."""
+def _search_limits(func):
+    """The search's own limits: grow and compare (baseline runs no search)."""
+    func = click.option("--max-seconds", type=float, default=None, help="Time budget of the search.")(func)
+    return click.option("--max-params", type=int, default=None, help="Stop growing at this complexity.")(func)
+
+
+def _run_options(func):
+    """The options grow, compare and baseline share."""
     options = [
         click.argument("task", type=TASK),
         click.option("--image", type=str, default=None, help="Image file, or skimage:NAME (default skimage:camera)."),
         click.option("--preset", type=click.Choice(["quick", "paper"]), default="quick", show_default=True),
         click.option("--seed", type=int, default=None, help="Random seed (default 0)."),
-        *([click.option("--max-params", type=int, default=None, help="Stop growing at this complexity."),
-           click.option("--max-seconds", type=float, default=None, help="Time budget of the search.")] if search else []),
         click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
                      help="Override a search setting, e.g. --set n_attempts=50 --set feed_added=true "
                           "--set trainer.method=lm (repeatable; see GrowConfig); --set 'dense.grid=[[10],[5,5]]' "
@@ -216,6 +219,7 @@ def cli() -> None:
 
 @cli.command()
 @_run_options
+@_search_limits
 @click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True,
               help="Independent comparisons (seeds --seed, --seed + 1, ...; same data split) in DIR/seed-S, "
                    "pooled: a single seed measures the ratio to about +-0.2.")
@@ -226,13 +230,14 @@ def compare(seeds: int, **kwargs) -> None:
 
 @cli.command(name="grow")
 @_run_options
+@_search_limits
 def grow_command(**kwargs) -> None:
     """Run the grow-and-prune search of paper 000 on an image task."""
     _execute("grow", **kwargs)
 
 
 @cli.command()
-@functools.partial(_run_options, search=False)
+@_run_options
 def baseline(**kwargs) -> None:
     """Train the dense MLP grid (the paper's Keras networks) with the run's trainer and budget.
 

@@ -163,7 +163,8 @@ class RunDir:
         text = dumps(config, indent=2) + "\n"
         if self.resume:
             stored, wanted = _comparable(self.read_config()), _comparable(config)
-            changed = ", ".join(path for path in _differences(stored, wanted) if path not in set(unused))
+            ignored = set(unused)
+            changed = ", ".join(path for path in _differences(stored, wanted) if path not in ignored)
             if changed:
                 raise InputError(f"cannot resume {self.path}: the configuration differs from the stored run ({changed})")
             return

@@ -149,6 +149,7 @@ def _magnitude_setting(name: str) -> Callable[[TaskSettings, Any], TaskSettings]
 # start network's budget (the dense budget unless dense.epochs is given)
 BASELINE_GROW_KEYS = frozenset({"activation", "seed", "start_epochs"})
 
+
 def search_only_keys() -> set[str]:
     """GrowConfig fields that only the search reads (baseline refuses them and ignores their
     recorded values on resume)."""
