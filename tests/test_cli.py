@@ -366,6 +366,21 @@ def test_pool_comparisons_uses_both_pooled_fronts() -> None:
     assert train["median_ratio"] == pytest.approx((20 * 5 ** 0.2 / 10 + 20 * 5 ** 0.8 / 12) / 2)
     assert "At equal training loss (paper 000's measure): median 4.40" in image_runs.seeds_summary(
         {**pooled, "per_seed": [{**r, "wall_seconds": 1.0} for r in pooled["per_seed"]]})
+    assert pooled["median_ratio_interval"] is None  # two seeds: too few to resample
+
+
+def test_pool_comparisons_gives_a_seed_bootstrap_interval_from_three_seeds() -> None:
+    # one dense front (10 params at 5.0, 1000 at 1.0) in every seed; seed s has one grown
+    # network at loss 3.0 (100 dense parameters) with 10, 20 or 50 parameters
+    dense = [{"params": 10, "val_loss": 5.0, "train_loss": 5.0}, {"params": 1000, "val_loss": 1.0, "train_loss": 1.0}]
+    runs = [{"seed": s, "median_ratio": 100 / p, "dense": dense, "grown": [{"params": p, "val_loss": 3.0, "train_loss": 3.0}]}
+            for s, p in enumerate((10, 20, 50))]
+    pooled = image_runs.pool_comparisons(runs)
+    interval = pooled["median_ratio_interval"]
+    assert pooled["median_ratio"] == pytest.approx(10.0)
+    assert (interval["low"], interval["high"]) == pytest.approx((5.0, 10.0)) and interval["confidence"] == 0.9
+    text = image_runs.seeds_summary({**pooled, "per_seed": [{**r, "wall_seconds": 1.0} for r in pooled["per_seed"]]})
+    assert "90% interval over seeds (bootstrap) 5.00-10.00" in text
 
 
 @pytest.mark.parametrize("command,setting,expect", [

@@ -109,6 +109,13 @@ def test_show_grow_and_compare_runs(kind: str, image: str, tmp_path: Path, capsy
         comparison["at_train_loss"] = {"ratios": [], "median_ratio": 1.234, "min_ratio": 1.0, "max_ratio": 1.5, "n": 3}
         path.write_text(json.dumps(comparison))
         assert "at equal training loss (paper 000's measure): median ratio 1.23 (3 points)" in show(capsys, out)
+        # a multi-seed comparison's bootstrap interval over seeds
+        comparison.update(seeds=[0, 1, 2], per_seed=[{"seed": s, "median_ratio": 1.0 + s} for s in range(3)],
+                          median_ratio_interval={"low": 0.876, "high": 1.414, "confidence": 0.9, "resamples": 2000})
+        path.write_text(json.dumps(comparison))
+        shown = show(capsys, out)
+        assert "each seed's median ratio: seed 0: 1.00, seed 1: 2.00, seed 2: 3.00" in shown
+        assert "90% interval of the pooled median ratio over seeds (bootstrap): 0.88-1.41" in shown
 
 
 def test_show_baseline_run(image: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

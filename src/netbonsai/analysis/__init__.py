@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .compare import param_ratios, ratio_summary
+from .compare import param_ratios, ratio_summary, seed_bootstrap
 from .pareto import pareto_front
 from .report import comparison_table, front_table, markdown_table
 
@@ -29,6 +29,7 @@ __all__ = [
     "pareto_front",
     "pareto_plot",
     "ratio_summary",
+    "seed_bootstrap",
 ]
 
 

@@ -75,3 +75,48 @@ def ratio_summary(ratios: Sequence[Mapping]) -> dict[str, float | int | None]:
         "max_ratio": float(values.max()),
         "n": int(values.size),
     }
+
+
+def seed_bootstrap(
+    runs: Sequence[tuple[Sequence[Mapping], Sequence[Mapping]]],
+    n_resamples: int = 2000,
+    confidence: float = 0.9,
+    loss_key: str = "val_loss",
+    seed: int = 0,
+) -> dict[str, Any] | None:
+    """A percentile bootstrap interval, over seeds, of the pooled median parameter ratio.
+
+    ``runs`` holds one ``(grown, dense)`` pair of point lists per seed. Each resample draws
+    ``len(runs)`` seeds with replacement, pools the drawn seeds' grown and dense points (both
+    sides reduced to their Pareto fronts, as a multi-seed comparison pools them) and takes the
+    median of ``param_ratios``. The seed is the unit of resampling because one seed decides a
+    whole search and a whole dense sweep: the points of one front are not independent.
+
+    Returns ``{"low", "high", "confidence", "resamples", "without_ratio"}``, where
+    ``without_ratio`` counts resamples with no grown point inside the dense loss range (left out
+    of the percentiles), or None with fewer than 3 runs (too few distinct resamples to mean
+    anything) or when no resample has a ratio. Deterministic for a given ``seed``.
+    """
+    if not 0 < confidence < 1:
+        raise InputError(f"confidence must lie strictly between 0 and 1, got {confidence}")
+    if n_resamples < 1:
+        raise InputError(f"n_resamples must be at least 1, got {n_resamples}")
+    if len(runs) < 3:
+        return None
+    draws = np.random.default_rng(seed).integers(0, len(runs), size=(n_resamples, len(runs)))
+    medians: dict[tuple[int, ...], float | None] = {}  # a seed drawn twice adds nothing to a front
+    values: list[float] = []
+    for draw in draws:
+        key = tuple(sorted(set(draw.tolist())))
+        if key not in medians:
+            grown = [point for index in key for point in runs[index][0]]
+            dense = [point for index in key for point in runs[index][1]]
+            medians[key] = ratio_summary(param_ratios(grown, dense, loss_key))["median_ratio"]
+        if medians[key] is not None:
+            values.append(medians[key])
+    if not values:
+        return None
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(np.array(values), [tail, 1 - tail])
+    return {"low": float(low), "high": float(high), "confidence": confidence, "resamples": n_resamples,
+            "without_ratio": n_resamples - len(values)}

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..analysis.compare import param_ratios, ratio_summary
+from ..analysis.compare import param_ratios, ratio_summary, seed_bootstrap
 from ..analysis.pareto import pareto_front
 from ..analysis.report import budget_line, comparison_table, front_table, markdown_table
 from ..data.tasks import TaskData, load_task
@@ -700,6 +700,7 @@ def pool_comparisons(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
         "median_ratio": summary["median_ratio"], "min_ratio": summary["min_ratio"],
         "max_ratio": summary["max_ratio"], "n_ratios": summary["n"],
         "at_train_loss": at_train_loss(grown, dense),
+        "median_ratio_interval": seed_bootstrap([(c["grown"], c["dense"]) for c in per_seed]),
         "per_seed": [
             {k: c.get(k) for k in ("seed", "median_ratio", "min_ratio", "max_ratio", "n_ratios", "wall_seconds")}
             for c in per_seed
@@ -733,6 +734,10 @@ def seeds_summary(comparison: dict[str, Any]) -> str:
     pooled = (f"**{comparison['median_ratio']:.2f}** (min {comparison['min_ratio']:.2f}, max "
               f"{comparison['max_ratio']:.2f}, {comparison['n_ratios']} front points)"
               if comparison["n_ratios"] else "none (no pooled grown network inside the dense loss range)")
+    interval = comparison.get("median_ratio_interval")
+    if comparison["n_ratios"] and interval:
+        pooled += (f"; {interval['confidence']:.0%} interval over seeds (bootstrap) "
+                   f"{interval['low']:.2f}-{interval['high']:.2f}")
     per_seed = (f"{spread['mean']:.2f} +- {spread['std']:.2f} (mean +- sd over seeds)"
                 if spread["std"] is not None else "-")
     return (

@@ -88,6 +88,10 @@ def _describe_image_run(run_dir: Path, config: dict[str, Any]) -> str:
         if data.get("per_seed"):
             medians = ", ".join(f"seed {r.get('seed')}: {_number(r.get('median_ratio'), '.2f')}" for r in data["per_seed"])
             lines.append(f"pooled over seeds {data.get('seeds')}; each seed's median ratio: {medians}")
+            interval = data.get("median_ratio_interval")
+            if isinstance(interval, dict) and {"low", "high", "confidence"} <= set(interval):
+                lines.append(f"{_number(interval['confidence'], '.0%')} interval of the pooled median ratio over "
+                             f"seeds (bootstrap): {_number(interval['low'], '.2f')}-{_number(interval['high'], '.2f')}")
         train = data.get("at_train_loss")
         if isinstance(train, dict) and train.get("n"):
             lines.append(f"at equal training loss (paper 000's measure): median ratio "
