@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import netbonsai
@@ -255,6 +256,9 @@ def test_grow_end_to_end(capsys: pytest.CaptureFixture, tmp_path: Path, tiny: No
     result = json.loads((out / "result.json").read_text())
     events = list(read_history(out / "history.jsonl"))
     assert events[-1]["event"] == "stop" and result["stop_reason"] == events[-1]["reason"]
+    # the CPU's instruction set sets the float rounding, and with it the search path: it is recorded
+    assert result["environment"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert "cpu" in result["environment"]
     model = netbonsai.load(out / "model")
     assert int(model.num_params()[0]) == result["final_params"] == events[-1]["params"]
     for point in result["front"]:

@@ -197,14 +197,33 @@ def _seed_list(first: int, count: int) -> list[int]:
     return list(range(first, first + count))
 
 
+def _cpu_model() -> str | None:
+    """The CPU's model name from /proc/cpuinfo (Linux), else platform's guess, else None."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
 def _environment() -> dict[str, Any]:
-    """Where the figures were measured (recorded next to them, not in config.json)."""
+    """Where the figures were measured (recorded next to them, not in config.json).
+
+    The CPU model and the vector instruction set torch dispatches to are part of it: they set
+    the float rounding, and a search that accepts or rejects steps on loss differences near eps
+    can take another path on another CPU from the same seed.
+    """
     return {
         "python": platform.python_version(),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
         "machine": platform.machine(),
+        "cpu": _cpu_model(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
     }
 
