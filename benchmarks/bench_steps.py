@@ -159,7 +159,7 @@ def main() -> None:
          neuron_attempts(net, x[sample], y[sample], g.n_attempts, g.activation)),
     ]
     print(f"brightness, preset {args.preset}: {x.shape[0]} training samples, start network "
-          f"{int(net.num_params()[0])} params, device {device}, torch threads {args.threads}, median of {args.repeats}\n")
+          f"{net.num_params()} params, device {device}, torch threads {args.threads}, median of {args.repeats}\n")
     print("| computation | batched (s) | one at a time (s) | speedup | same choice | max loss difference |")
     print("| --- | ---: | ---: | ---: | :---: | ---: |")
     for name, (batched, sequential) in cases:

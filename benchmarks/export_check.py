@@ -42,7 +42,7 @@ def main() -> None:
         stored = initializer_count(onnx.load(str(onnx_path)))
         with torch.no_grad():
             from_script = torch.jit.load(str(script_path))(x).numpy()
-    print(f"parameters {int(net.num_params()[0])}, ONNX float initializer values {stored}")
+    print(f"parameters {net.num_params()}, ONNX float initializer values {stored}")
     for name, out in (("onnxruntime", from_onnx), ("torchscript", from_script)):
         print(f"{name}: max |out - torch| {abs(out - reference).max():.2e}, test errors "
               f"{int((out.argmax(1) != y).sum())} (torch {int((reference.argmax(1) != y).sum())}) of {len(y)}")

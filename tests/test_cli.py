@@ -202,14 +202,14 @@ def test_compare_end_to_end(capsys: pytest.CaptureFixture, tmp_path: Path, tiny:
     assert [p["round"] for p in stored["points"]] == list(range(1, len(params) + 1))
     for point in stored["points"]:
         pruned = netbonsai.load(out / point["file"])
-        assert int(pruned.num_params()[0]) == point["params"] and pruned.info["round"] == point["round"]
+        assert pruned.num_params() == point["params"] and pruned.info["round"] == point["round"]
     assert {(p["params"], p["val_loss"]) for p in magnitude["front"]} <= {(p["params"], p["val_loss"]) for p in stored["points"]}
     assert "Magnitude pruning of the dense 3-3 MLP" in (out / "report.md").read_text()
     assert "Magnitude pruning of the dense 3-3 MLP: " in stdout
 
     model = netbonsai.load(out / "model")
     best = min(comparison["grown"], key=lambda g: g["val_loss"])
-    assert int(model.num_params()[0]) == best["params"]
+    assert model.num_params() == best["params"]
     assert (out / "report.md").read_text().startswith("# netbonsai compare")
     for name in ("pareto.png", "network.png", "history.png"):
         assert (out / name).read_bytes()[:8] == PNG_SIGNATURE
@@ -260,9 +260,9 @@ def test_grow_end_to_end(capsys: pytest.CaptureFixture, tmp_path: Path, tiny: No
     assert result["environment"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert "cpu" in result["environment"]
     model = netbonsai.load(out / "model")
-    assert int(model.num_params()[0]) == result["final_params"] == events[-1]["params"]
+    assert model.num_params() == result["final_params"] == events[-1]["params"]
     for point in result["front"]:
-        assert int(netbonsai.load(out / point["file"]).num_params()[0]) == point["params"]
+        assert netbonsai.load(out / point["file"]).num_params() == point["params"]
     assert not (out / "comparison.json").exists() and not (out / "dense.json").exists()
     assert f"hidden neurons, trained {events[-1]['epochs']} iterations in the search." in (out / "report.md").read_text()
     code, stdout, err = run_cli(capsys, "show", out)
@@ -322,7 +322,7 @@ def test_compare_over_several_seeds_pools_them(capsys: pytest.CaptureFixture, tm
     for g in pooled["grown"]:
         assert not any(o["params"] <= g["params"] and o["val_loss"] < g["val_loss"] for o in every)
     best = min(pooled["grown"], key=lambda g: g["val_loss"])
-    assert int(netbonsai.load(out / "model").num_params()[0]) == best["params"]
+    assert netbonsai.load(out / "model").num_params() == best["params"]
     # the magnitude baseline pooled the same way: the Pareto front of both seeds' pruned networks
     pruned = [(p["params"], p["val_loss"]) for c in singles for p in c["magnitude"]["front"]]
     front = [(p["params"], p["val_loss"]) for p in pooled["magnitude"]["front"]]
@@ -492,6 +492,6 @@ def test_dense_grid_setting_replaces_the_baseline(capsys: pytest.CaptureFixture,
     # the run's model is its best dense network, and the last line lists what the folder holds
     best = min(dense, key=lambda d: d["val_loss"])
     model = netbonsai.load(out)
-    assert int(model.num_params()[0]) == best["params"]
+    assert model.num_params() == best["params"]
     assert model.info["hidden"] == best["hidden"]
     assert stdout.strip().splitlines()[-1] == f"Run directory: {out} (config.json, dense.json, dense/, model, pareto.png, report.md)"

@@ -87,7 +87,7 @@ def float_constants(model) -> list[str]:
 # ---------------------------------------------------------------------- DagNet -> ONNX
 def test_onnx_matches_torch_and_holds_only_live_weights() -> None:
     net = skip_net()
-    params = int(net.num_params()[0])
+    params = net.num_params()
     model = to_onnx(net)
     onnx.checker.check_model(model, full_check=True)
     assert initializer_count(model) == params
@@ -111,7 +111,7 @@ def test_onnx_on_real_brightness_samples_of_camera(tmp_path: Path) -> None:
         net.weight[0, 1, 16] = 0.4
     path = export_onnx(net, tmp_path / "bright.onnx").path
     model = onnx.load(path)
-    assert initializer_count(model) == int(net.num_params()[0])
+    assert initializer_count(model) == net.num_params()
     for x in (data.x_val.numpy(), np.random.default_rng(2).normal(0, 0.1, (100, 4)).astype(np.float32)):
         np.testing.assert_allclose(run_onnx(path, x), torch_out(net, x), atol=ATOL, rtol=0)
 
@@ -119,7 +119,7 @@ def test_onnx_on_real_brightness_samples_of_camera(tmp_path: Path) -> None:
 def test_dense_mlp_is_plain_matmuls_with_exactly_its_parameters() -> None:
     net = DagNet.mlp([4, 5, 5, 1])
     model = to_onnx(net)
-    assert initializer_count(model) == 61 == int(net.num_params()[0])
+    assert initializer_count(model) == 61 == net.num_params()
     ops = {node.op_type for node in model.graph.node}
     assert "MatMul" in ops and not ops & {"ScatterND", "Gather", "Expand"}
     x = np.random.default_rng(3).normal(size=(33, 4)).astype(np.float32)
@@ -141,7 +141,7 @@ def test_every_activation_exports(activation: str) -> None:
     net.apply_mask_()
     x = np.random.default_rng(0).normal(0, 2, (50, 3)).astype(np.float32)
     model = to_onnx(net)
-    assert initializer_count(model) == int(net.num_params()[0])
+    assert initializer_count(model) == net.num_params()
     np.testing.assert_allclose(run_onnx(model, x), torch_out(net, x), atol=ATOL, rtol=0)
 
 
@@ -169,7 +169,7 @@ def test_outputs_without_inputs_are_their_biases() -> None:
     x = np.random.default_rng(0).normal(size=(9, 3)).astype(np.float32)
     for model, inputs in ((net, x), (empty, x[:, :2])):
         onnx_model = to_onnx(model)
-        assert initializer_count(onnx_model) == int(model.num_params()[0])
+        assert initializer_count(onnx_model) == model.num_params()
         np.testing.assert_allclose(run_onnx(onnx_model, inputs), torch_out(model, inputs), atol=ATOL, rtol=0)
 
 
@@ -199,7 +199,7 @@ def test_compacted_pruned_mlp_exports_with_only_live_weights() -> None:
     expected = torch_out(model, x)
     for source in (compact, from_sequential(model).compact()):  # compact_mlp's result; what `prune` saves
         onnx_model = to_onnx(source)
-        assert initializer_count(onnx_model) == int(as_dagnet(source).num_params()[0])
+        assert initializer_count(onnx_model) == as_dagnet(source).num_params()
         np.testing.assert_allclose(run_onnx(onnx_model, x), expected, atol=ATOL, rtol=0)
     live = sum(int((layer.weight != 0).sum()) for layer in compact if isinstance(layer, nn.Linear))
     biases = sum(layer.bias.numel() for layer in compact if isinstance(layer, nn.Linear))
@@ -215,7 +215,7 @@ def test_prune_run_directory_exports_through_the_cli(tmp_path: Path, capsys: pyt
     code = main(["export", str(run), "--onnx", str(tmp_path / "m.onnx"), "--torchscript", str(tmp_path / "m.pt")])
     out = capsys.readouterr().out
     assert code == 0
-    params = int(netbonsai.load(run).num_params()[0])
+    params = netbonsai.load(run).num_params()
     assert f"m.onnx (onnx, {params} parameters)" in out and "m.pt (torchscript" in out
     x = np.random.default_rng(1).normal(size=(10, 20)).astype(np.float32)
     np.testing.assert_allclose(run_onnx(tmp_path / "m.onnx", x), torch_out(model, x), atol=ATOL, rtol=0)
@@ -226,7 +226,7 @@ def test_prune_run_directory_exports_through_the_cli(tmp_path: Path, capsys: pyt
 def test_torchscript_round_trip(tmp_path: Path) -> None:
     net = skip_net(2)
     result = export_torchscript(net, tmp_path / "net.pt")
-    assert result.params == int(net.num_params()[0])
+    assert result.params == net.num_params()
     extra = {TORCHSCRIPT_EXTRA: ""}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -249,8 +249,8 @@ def test_cli_export_writes_both_files(tmp_path: Path, capsys: pytest.CaptureFixt
     args = ["export", str(tmp_path / "net.model"), "--onnx", str(tmp_path / "n.onnx"), "--torchscript", str(tmp_path / "n.pt")]
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert f"n.onnx (onnx, {int(net.num_params()[0])} parameters)" in out
-    assert f"n.pt (torchscript, {int(net.num_params()[0])} parameters" in out
+    assert f"n.onnx (onnx, {net.num_params()} parameters)" in out
+    assert f"n.pt (torchscript, {net.num_params()} parameters" in out
     x = np.random.default_rng(5).normal(0, 0.3, (20, 4)).astype(np.float32)
     np.testing.assert_allclose(run_onnx(tmp_path / "n.onnx", x), torch_out(net, x), atol=ATOL, rtol=0)
     with warnings.catch_warnings():

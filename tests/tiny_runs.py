@@ -18,8 +18,8 @@ from netbonsai.runs import read_history
 WALL_CLOCK = {"seconds", "wall_seconds", "search_seconds", "environment"}
 
 # The quick preset with smaller epoch budgets and an early stop (a run of a few seconds).
-SHRUNK = ["--set", "start_epochs=100", "--set", "trial_epochs=5", "--set", "grow_epochs=20", "--set", "n_attempts=20",
-          "--set", "attempt_samples=1000", "--set", "max_cycles=2", "--max-params", "150"]
+SHRUNK = ["--set", "start_epochs=100", "--set", "grow.trial_epochs=5", "--set", "grow.grow_epochs=20", "--set", "grow.n_attempts=20",
+          "--set", "grow.attempt_samples=1000", "--set", "grow.max_cycles=2", "--max-params", "150"]
 
 
 def without_clock(record: Any) -> Any:

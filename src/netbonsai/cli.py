@@ -7,9 +7,14 @@ error (one line; set NETBONSAI_DEBUG=1 for the traceback); 130 interrupted.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
+import threading
+import time
 import traceback
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,81 +22,224 @@ import click
 
 from .atomic import check_output_file
 from .errors import InputError
+from .runs import Reporter
 
-TASK = click.Choice(["brightness", "approx"])
+TASK_HELP = "brightness[:IMAGE], approx[:IMAGE] or idx:DIR"
 
 
 # ---------------------------------------------------------------------- progress display
-class _RichReporter:
-    """Live progress on stderr: dense trainings done, and the search's latest event."""
+class _CliReporter(Reporter):
+    """The command line's progress on stderr (a :class:`netbonsai.runs.Reporter`).
 
-    def __init__(self, quiet: bool) -> None:
+    On a terminal: a live rich display (a bar per stage, the search's latest event). Piped or
+    redirected: a plain line ``[  42 s] search: prune  params 57  val loss 12.3`` at most every
+    ``interval`` seconds, and at every stage start and end (a background ticker prints the latest
+    unprinted state within ``interval``, and a keep-alive line after ``keepalive`` seconds of
+    nothing new). Nothing is printed in the first ``grace`` seconds (bad input fails in them with
+    its one error line); a run that ends without an error prints its last state.
+    ``--quiet``: neither display; messages are hidden too, warnings (:meth:`warn`) are not.
+    Use as a context manager (closed at the end of the block).
+    """
+
+    def __init__(self, quiet: bool, stream=None, live: bool | None = None, interval: float = 5.0,
+                 keepalive: float = 60.0, grace: float = 1.0, clock=time.monotonic, ticker: bool = True) -> None:
         self.quiet = quiet
-        self.enabled = not quiet and sys.stderr.isatty()
+        self.stream = stream if stream is not None else sys.stderr
+        isatty = getattr(self.stream, "isatty", None)
+        self.live = not quiet and (bool(isatty and isatty()) if live is None else live)
+        self.plain = not quiet and not self.live
+        self.interval, self.keepalive, self.grace, self.clock = interval, keepalive, grace, clock
+        self.started = clock()
+        self._lock = threading.RLock()
+        self._stages: dict[str, list] = {}  # name -> [done, total, rich task id]
+        self._status: str | None = None  # the latest state, as a plain line's text
+        self._printed_at = -math.inf  # when a status line was last printed
+        self._pending = False  # the latest state is not printed yet
+        self._pending_now = False  # ... and it is a stage start or end, held back by the grace period
+        self._search_task = None
+        self._stop = threading.Event()
         self.progress = None
-        self.dense_task = None
-        self.search_task = None
-        if self.enabled:
+        if self.live:
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
             self.progress = Progress(
                 SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TimeElapsedColumn(), console=Console(stderr=True), transient=False,
+                TimeElapsedColumn(), console=Console(file=self.stream), transient=False,
             )
             self.progress.start()
+        self._thread = None
+        if self.plain and ticker:
+            self._thread = threading.Thread(target=self._tick_loop, name="netbonsai-progress", daemon=True)
+            self._thread.start()
 
-    def close(self) -> None:
+    # -------------------------------------------------------------- output
+    def _line(self, text: str) -> None:
+        with self._lock:
+            elapsed = self.clock() - self.started
+            self.stream.write(f"[{elapsed:4.0f} s] {text}\n")
+            self.stream.flush()
+            self._printed_at, self._pending, self._pending_now = self.clock(), False, False
+
+    def _update(self, text: str, now: bool = False) -> None:
+        """A new state: printed when ``now`` (a stage start or end) or ``interval`` has passed."""
+        with self._lock:
+            self._status, self._pending = text, True
+            if self.clock() - self.started < self.grace:
+                self._pending_now = self._pending_now or now
+                return  # the ticker prints it once the grace period is over
+            if now or self.clock() - self._printed_at >= self.interval:
+                self._line(text)
+
+    def tick(self) -> None:
+        """Print the latest state if it is unprinted and ``interval`` has passed (or, unchanged,
+        after ``keepalive``): what the background ticker calls."""
+        with self._lock:
+            if self._status is None or self.clock() - self.started < self.grace:
+                return
+            waited = self.clock() - self._printed_at
+            if (self._pending and waited >= self.interval) or waited >= self.keepalive:
+                self._line(self._status)
+
+    def _tick_loop(self) -> None:
+        while not self._stop.wait(min(1.0, self.interval)):
+            self.tick()
+
+    def close(self, flush: bool = True) -> None:
+        """Stop the display; with ``flush`` a piped run's last unprinted state is printed."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+        if flush and self.plain and self._pending and self._status is not None:
+            self._line(self._status)
         if self.progress is not None:
             self.progress.stop()
+            self.progress = None
 
-    def dense_started(self, total: int) -> None:
-        if self.progress is not None:
-            self.dense_task = self.progress.add_task("dense MLP sweep", total=total)
+    # -------------------------------------------------------------- Reporter hooks
+    def stage_started(self, name: str, total: int | None = None) -> None:
+        with self._lock:
+            task = self.progress.add_task(name, total=total) if self.progress is not None else None
+            self._stages[name] = [0, total, task]
+            if self.plain:
+                self._update(_stage_text(name, 0, total), now=True)
 
-    def dense_done(self, result: Any) -> None:
-        if self.progress is not None and self.dense_task is not None:
-            self.progress.advance(self.dense_task)
+    def stage_advanced(self, name: str, done: int = 1, text: str | None = None) -> None:
+        with self._lock:
+            if name not in self._stages:
+                self.stage_started(name)
+            stage = self._stages[name]
+            stage[0] += done
+            if self.progress is not None:
+                self.progress.advance(stage[2], done)
+            if self.plain:
+                finished = stage[1] is not None and stage[0] >= stage[1]
+                self._update(_stage_text(name, stage[0], stage[1]), now=finished)
 
     def event(self, event: dict[str, Any]) -> None:
-        if self.progress is None:
-            return
-        text = (
-            f"search: {event['event']:<5} params {event['params']:>4}  val loss {event['val_loss']:.4g}  "
-            f"neurons added {event['cycle']}"
-        )
-        if self.search_task is None:
-            self.search_task = self.progress.add_task(text, total=None)
-        self.progress.update(self.search_task, description=text, completed=event["index"] + 1)
+        text = _event_text(event)
+        with self._lock:
+            if self.progress is not None:
+                if self._search_task is None:
+                    self._search_task = self.progress.add_task(text, total=None)
+                self.progress.update(self._search_task, description=text,
+                                     **({"completed": event["index"] + 1} if isinstance(event.get("index"), int) else {}))
+            elif self.plain:
+                self._update(text, now=event.get("event") in ("start", "stop"))
+
+    def _end_grace(self) -> None:
+        """The run is past its input checks (it has something to say): a held-back stage line first."""
+        self.grace = 0.0
+        if self.plain and self._pending and self._pending_now:
+            self._line(self._status)
 
     def message(self, text: str) -> None:
-        if self.progress is not None:
-            self.progress.console.print(text)
-        elif not self.quiet:
-            click.echo(text, err=True)
+        if self.quiet:
+            return
+        with self._lock:
+            self._end_grace()
+            if self.progress is not None:
+                self.progress.console.print(text, markup=False, highlight=False)
+            else:
+                self.stream.write(text + "\n")
+                self.stream.flush()
+
+    def warn(self, text: str) -> None:
+        """A warning: shown also with ``--quiet``."""
+        text = f"netbonsai: warning: {text}"
+        with self._lock:
+            if self.progress is not None:
+                self.progress.console.print(text, markup=False, highlight=False)
+            else:
+                self.stream.write(text + "\n")
+                self.stream.flush()
+
+    def __enter__(self) -> "_CliReporter":
+        return self
+
+    def __exit__(self, exc_type, *exc: Any) -> None:
+        self.close(flush=exc_type is None)  # after an error only its own line is printed
+
+    def run_ended(self, summary: dict[str, Any]) -> None:
+        if self.plain and self._pending and self._status is not None:
+            self._line(self._status)
+
+    @contextmanager
+    def warnings_shown(self):
+        """Within the block, a ``UserWarning`` (e.g. max_params below the start network) is shown
+        through :meth:`warn` as one line, so it neither breaks the live display nor hides behind
+        --quiet; other warning categories go where they went before."""
+        with warnings.catch_warnings():
+            shown = warnings.showwarning
+
+            def show(message, category, *args, **kwargs):
+                if issubclass(category, UserWarning):
+                    self.warn(str(message))
+                else:
+                    shown(message, category, *args, **kwargs)
+
+            warnings.showwarning = show
+            yield
 
 
-def _reporter(quiet: bool):
-    from .experiments.image_runs import Reporter
+def _stage_text(name: str, done: int, total: int | None) -> str:
+    if total is None:
+        return name if not done else f"{name}: {done} done"
+    if total == 1:
+        return f"{name}: done" if done >= 1 else name
+    return f"{name} {done}/{total}"
 
-    reporter = _RichReporter(quiet)
-    base = Reporter()
-    for name in ("dense_started", "dense_done", "event", "message"):
-        if not hasattr(reporter, name):
-            setattr(reporter, name, getattr(base, name))
-    return reporter
+
+def _event_text(event: dict[str, Any]) -> str:
+    """A plain line about a history event; the search's events as ``search: prune  params 57 ...``."""
+    kind = str(event.get("event", "event"))
+    parts = [f"search: {kind:<5}" if kind in ("start", "prune", "grow", "stop") else f"{kind}:"]
+    if isinstance(event.get("params"), (int, float)):
+        parts.append(f"params {event['params']:>4g}")
+    if isinstance(event.get("val_loss"), (int, float)):
+        parts.append(f"val loss {event['val_loss']:.4g}")
+    if isinstance(event.get("cycle"), int):
+        parts.append(f"neurons added {event['cycle']}")
+    if kind == "stop" and event.get("reason"):
+        parts.append(f"({event['reason']})")
+    return "  ".join(parts)
+
+
+def _reporter(quiet: bool) -> _CliReporter:
+    return _CliReporter(quiet)
 
 
 def _set_threads(threads: int) -> None:
-    """Every command's process setup: torch threads and an allocator that keeps freed memory."""
-    import torch
-
-    from .runtime import keep_freed_memory
+    """Every command's process setup: torch threads (:func:`netbonsai.runtime.set_threads`, so that
+    the library's own thread policy follows ``--threads``) and an allocator that keeps freed memory."""
+    from .runtime import keep_freed_memory, set_threads
 
     keep_freed_memory()
-    torch.set_num_threads(threads)
+    set_threads(threads)
 
 
+THREADS_HELP = ("Torch threads of this process (executor workers use 1 each). 1 is fastest for these small "
+                "networks, above all on a busy machine; the count is recorded with the results, which it can change.")
 TENSORBOARD_HELP = ("Also log every history event (losses, parameters, sparsity) as TensorBoard scalars "
                     "in this folder (needs the tensorboard package).")
 
@@ -118,13 +266,16 @@ def _event_logging(tensorboard: Path | None):
 def _search_limits(func):
     """The search's own limits: grow and compare (baseline runs no search)."""
     func = click.option("--max-seconds", type=float, default=None, help="Time budget of the search.")(func)
-    return click.option("--max-params", type=int, default=None, help="Stop growing at this complexity.")(func)
+    return click.option(
+        "--max-params", type=int, default=None, metavar="N",
+        help="Stop once a prune phase ends at or above N parameters; the last addition can overshoot it by "
+             "one neuron's synapses; use --set hard_max_params=true to never keep a network above N.")(func)
 
 
 def _run_options(func):
     """The options grow, compare and baseline share."""
     options = [
-        click.argument("task", type=TASK),
+        click.argument("task", type=str, metavar="TASK"),
         click.option("--image", type=str, default=None, help="Image file, or skimage:NAME (default skimage:camera)."),
         click.option("--preset", type=click.Choice(["quick", "paper"]), default="quick", show_default=True),
         click.option("--seed", type=int, default=None, help="Random seed (default 0)."),
@@ -136,7 +287,7 @@ def _run_options(func):
                           "and .sparsity set the magnitude-pruning baseline of compare."),
         click.option("--executor", type=click.Choice(["process", "inline"]), default="process", show_default=True,
                      help="Where independent trainings run (a local process pool or this process)."),
-        click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True, help="Torch threads per process."),
+        click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True, help=THREADS_HELP),
         click.option("--device", type=str, default="auto", show_default=True,
                      help="Torch device: auto (a CUDA GPU when present), cpu, cuda or cuda:N."),
         click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Run directory."),
@@ -164,7 +315,9 @@ def _parse_overrides(items: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _execute(kind: str, task, image, preset, seed, overrides, executor, threads, out, resume, quiet,
-             tensorboard=None, seeds: int = 1, device: str = "auto", max_params=None, max_seconds=None):
+             tensorboard=None, seeds: int = 1, device: str = "auto", max_params=None, max_seconds=None,
+             methods: str | None = None):
+    from .data.specs import parse_task_spec
     from .experiments import image_runs
 
     if max_params is not None and max_params < 1:
@@ -180,15 +333,26 @@ def _execute(kind: str, task, image, preset, seed, overrides, executor, threads,
         device=device,
     )
     runner = {"grow": image_runs.run_grow, "baseline": image_runs.run_baseline, "compare": image_runs.run_compare_seeds}[kind]
+    if kind == "compare" and (methods is not None or not parse_task_spec(task, image).is_image):
+        from functools import partial
+
+        from .experiments.compare_methods import run_compare_methods
+
+        runner = partial(_compare_methods, run_compare_methods, methods or "magnitude,loss-aware")
     logging = _event_logging(tensorboard)
     reporter = _reporter(quiet)
-    try:
-        with logging:
-            summary = runner(options, out, resume=resume, reporter=reporter)
-    finally:
-        reporter.close()
+    reporter.stage_started(f"{kind} {task}: " + ("loading the data" if kind == "baseline" or resume
+                                                 else "loading the data, training the start network"))
+    with reporter, logging, reporter.warnings_shown():
+        summary = runner(options, out, resume=resume, reporter=reporter)
     click.echo(summary.text)
     click.echo(_listing(summary.out))
+
+
+def _compare_methods(run, methods: str, options, out, resume, reporter):
+    """compare with --methods (and on tasks the grow search does not run): the method platform."""
+    options.settings()  # validates, and splits the --set keys of the named methods
+    return run(options, methods, out, resume=resume, reporter=reporter, method_overrides=options.method_overrides)
 
 
 def _listing(folder: Path) -> str:
@@ -214,7 +378,16 @@ def _downloaded(data_dir: str | None, download: bool) -> str | None:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="netbonsai")
 def cli() -> None:
-    """Grow and prune neural networks into the smallest architecture that meets an error target."""
+    """Grow and prune neural networks into the smallest architecture that meets an error target.
+
+    \b
+    Exit codes:
+      0    done
+      1    internal error (one line; set NETBONSAI_DEBUG=1 for the traceback)
+      2    bad usage or bad input (one line on stderr)
+      130  interrupted (Ctrl-C); a command with --resume continues from its last
+           checkpoint when rerun the same way with --resume
+    """
 
 
 @cli.command()
@@ -223,9 +396,29 @@ def cli() -> None:
 @click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True,
               help="Independent comparisons (seeds --seed, --seed + 1, ...; same data split) in DIR/seed-S, "
                    "pooled: a single seed measures the ratio to about +-0.2.")
-def compare(seeds: int, **kwargs) -> None:
-    """Grow-and-prune against a dense MLP sweep (same trainer, same budget): the parameter ratio."""
-    _execute("compare", seeds=seeds, **kwargs)
+@click.option("--methods", type=str, default=None, metavar="A,B,...",
+              help="Registered methods to compare against the dense sweep (see `netbonsai methods`), e.g. "
+                   "grow,magnitude,loss-aware. Default on brightness/approx: the grow-and-prune search with the "
+                   "magnitude-pruning baseline (the classic comparison); on idx:DIR: magnitude,loss-aware.")
+def compare(seeds: int, methods: str | None, **kwargs) -> None:
+    """Methods against a dense MLP sweep (same split, trainer and budget): the parameter ratio.
+
+    TASK is brightness[:IMAGE], approx[:IMAGE] (IMAGE: a file or skimage:NAME; default the camera
+    image) or idx:DIR (a folder of MNIST-format IDX files). Method settings: --set NAME.KEY=VALUE
+    (e.g. --set grow.placement=cascade, --set loss-aware.eps=0.01).
+    """
+    _execute("compare", seeds=seeds, methods=methods, **kwargs)
+
+
+@cli.command(name="methods")
+def methods_command() -> None:
+    """List the registered methods that compare --methods takes."""
+    from .analysis.report import markdown_table
+    from .methods import METHODS, method_names
+
+    names = method_names()
+    click.echo(markdown_table(["method", "tasks", "what it does"],
+                              [[n, "/".join(METHODS[n].tasks), METHODS[n].summary] for n in names]))
 
 
 @cli.command(name="grow")
@@ -275,7 +468,7 @@ def baseline(**kwargs) -> None:
 @click.option("--val-size", type=click.IntRange(min=1), default=5000, show_default=True,
               help="Training images held out for decisions (the accuracy-drop tolerance).")
 @click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True)
-@click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True, help="Torch threads.")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True, help=THREADS_HELP)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Run directory.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out from its last checkpoint.")
 @click.option("--tensorboard", type=click.Path(file_okay=False, path_type=Path), default=None, help=TENSORBOARD_HELP)
@@ -295,13 +488,21 @@ def prune(dataset: str, data_dir, download, arch, activation, method, schedule, 
     options.validate()
     _set_threads(threads)
 
-    def on_round(record: dict[str, Any]) -> None:
-        if not quiet:
-            click.echo(f"round {record['round']:>3}: sparsity {record['sparsity']:.4f}, {record['params']} params, "
-                       f"test accuracy {record['test_accuracy']:.4f} ({record['test_errors']} errors), "
-                       f"{record['seconds']:.1f} s", err=True)
+    reporter = _reporter(quiet)
+    # the dense network trains before the first round is reported (on resume only if unfinished)
+    dense_stage = (f"loading the data, training the dense network ({dense_epochs} epochs)" if not resume
+                   else "resuming: loading the data (and training the dense network if unfinished)")
+    reporter.stage_started(dense_stage, total=1)
+    unfinished = [dense_stage]
 
-    with _event_logging(tensorboard):
+    def on_round(record: dict[str, Any]) -> None:
+        if unfinished:  # the first round: the dense network is trained
+            reporter.stage_advanced(unfinished.pop(), 1)
+        reporter.message(f"round {record['round']:>3}: sparsity {record['sparsity']:.4f}, {record['params']} params, "
+                         f"test accuracy {record['test_accuracy']:.4f} ({record['test_errors']} errors), "
+                         f"{record['seconds']:.1f} s")
+
+    with reporter, _event_logging(tensorboard), reporter.warnings_shown():
         summary = run_prune_mnist(options, out, resume=resume, on_round=on_round)
     click.echo(f"{summary['method']} {summary['schedule']}: sparsity {summary['sparsity']:.4f}, "
                f"{summary['params']} live parameters ({summary['model_params']} in the saved model), "
@@ -315,7 +516,7 @@ def prune(dataset: str, data_dir, download, arch, activation, method, schedule, 
 @click.option("--data", "data_dir", type=str, default=None, help="Dataset folder (MNIST experiments); default $NETBONSAI_DATA.")
 @click.option("--download", is_flag=True, help="Fetch MNIST into the cache and use it (needs internet).")
 @click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True)
-@click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True, help="Torch threads.")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True, help=THREADS_HELP)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None, help="Run directory.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out from its last checkpoint.")
 @click.option("--executor", type=click.Choice(["inline", "process", "ray"]), default=None,
@@ -392,7 +593,7 @@ def draw(model: Path, output: Path, title: str | None) -> None:
         raise InputError(f"output folder {output.parent} does not exist")
     net = load(model)
     draw_network(net, output, title=title)
-    click.echo(f"wrote {output} ({int(net.num_params()[0])} parameters, {net.n_hidden} hidden neurons)")
+    click.echo(f"wrote {output} ({net.num_params()} parameters, {net.n_hidden} hidden neurons)")
 
 
 @cli.command(name="export")
@@ -455,11 +656,8 @@ def main(argv: list[str] | None = None) -> int:
         cli.main(args=argv, prog_name="netbonsai", standalone_mode=False)
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
-    except click.exceptions.Abort:
-        click.echo("netbonsai: interrupted", err=True)
-        return 130
-    except KeyboardInterrupt:
-        click.echo("netbonsai: interrupted", err=True)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        click.echo(_interrupted(sys.argv[1:] if argv is None else argv), err=True)
         return 130
     except click.ClickException as exc:
         click.echo(f"netbonsai: error: {_one_line(exc.format_message())}", err=True)
@@ -474,6 +672,15 @@ def main(argv: list[str] | None = None) -> int:
                    "(set NETBONSAI_DEBUG=1 for the traceback)", err=True)
         return 1
     return 0
+
+
+def _interrupted(argv: list[str]) -> str:
+    """The Ctrl-C line: how to continue, for a command that can resume."""
+    name = next((str(a) for a in argv if not str(a).startswith("-")), None)
+    command = cli.commands.get(name) if name is not None else None
+    if command is not None and any(p.name == "resume" for p in command.params):
+        return "netbonsai: interrupted; rerun the same command with --resume to continue from the last checkpoint"
+    return "netbonsai: interrupted"
 
 
 def _one_line(text: str) -> str:

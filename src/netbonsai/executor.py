@@ -32,8 +32,18 @@ class InlineExecutor(Executor):
         return future
 
 
+# A Ray task whose worker process or node dies is run again, up to this many times (Ray's own
+# default, stated so that it cannot change under us). Exceptions raised by the job itself are not
+# retried: the jobs are deterministic, so a retry would only fail again, later.
+RAY_TASK_RETRIES = 3
+
+
 class RayExecutor(Executor):
-    """Runs each call as a Ray task (one CPU, one torch thread); results come back as futures."""
+    """Runs each call as a Ray task (one CPU, one torch thread); results come back as futures.
+
+    A job whose worker is killed (or whose node is lost) is retried on the cluster, up to
+    ``RAY_TASK_RETRIES`` times, so its future still gets the job's result.
+    """
 
     def __init__(self, workers: int, threads_per_worker: int = 1) -> None:
         try:
@@ -48,7 +58,7 @@ class RayExecutor(Executor):
             options = {"address": address} if address else {"num_cpus": workers}
             ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False, **options)
             self._started_here = True
-        self._remote = ray.remote(num_cpus=1)(_ray_call)
+        self._remote = ray.remote(num_cpus=1, max_retries=RAY_TASK_RETRIES, retry_exceptions=False)(_ray_call)
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
         return self._remote.remote(self._threads, fn, args, kwargs).future()

@@ -23,6 +23,7 @@ import io
 import json
 import math
 import os
+import platform
 import warnings
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -49,6 +50,8 @@ ADDED_SETTINGS: dict[tuple[str, ...], Any] = {
     ("grow", "neuron_init"): "random",
     ("grow", "neuron_removal"): False,
     ("grow", "skip"): False,
+    ("grow", "trainer", "clip_norm"): None,
+    ("grow", "hard_max_params"): False,
     # compare runs written before the magnitude-pruning baseline existed never ran it
     ("dense", "magnitude"): {"enabled": False, "method": "magnitude-blinded", "schedule": "relative:0.2", "sparsity": 0.9},
 }
@@ -63,8 +66,8 @@ def _comparable(config: dict[str, Any]) -> dict[str, Any]:
     """A copy of ``config`` as a resume compares it: JSON values, every :data:`ADDED_SETTINGS` key it
     lacks (under a section it has) filled in, and without the version that wrote it or the device."""
     filled = json.loads(dumps(config))
-    filled.pop(VERSION_KEY, None)
-    filled.pop(DEVICE_KEY, None)
+    for key in (VERSION_KEY, DEVICE_KEY, "kind", "schema"):  # recorded, not compared
+        filled.pop(key, None)
     for path, value in ADDED_SETTINGS.items():
         section = filled
         for key in path[:-1]:
@@ -257,3 +260,193 @@ def read_history(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
                 continue
             if isinstance(event, dict):
                 yield event
+
+
+# ====================================================================== the run lifecycle
+SCHEMA_VERSION = 2  # config.json layout: 2 adds "kind" and "schema" (runs without them still resume)
+KIND_KEY = "kind"
+SCHEMA_KEY = "schema"
+RESULT = "result.json"
+
+
+def cpu_model() -> str | None:
+    """The CPU's model name from /proc/cpuinfo (Linux), else platform's guess, else None."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def environment() -> dict[str, Any]:
+    """Where the figures were measured (recorded next to them in every result, not in config.json).
+
+    The CPU model and the vector instruction set torch dispatches to are part of it: they set
+    the float rounding, and a search that accepts or rejects steps on loss differences near eps
+    can take another path on another CPU from the same seed. So is the torch thread count
+    (results depend on it, and so does speed on a shared machine).
+    """
+    from . import __version__
+
+    return {
+        "netbonsai": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "machine": platform.machine(),
+        "cpu": cpu_model(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+    }
+
+
+class Reporter:
+    """Progress hooks of a run, all no-ops: subclass and override the ones you need (as
+    NEAT-Python's ``BaseReporter``). The command line plugs a live display in (a progress bar on
+    a terminal, a line every few seconds when piped); library use stays silent unless a reporter
+    is given.
+    """
+
+    def run_started(self, path: Path, config: dict[str, Any]) -> None:
+        """A run directory was opened (fresh or resumed) with this configuration."""
+
+    def stage_started(self, name: str, total: int | None = None) -> None:
+        """A stage began (``total`` steps when known): a dense sweep, a method, a polish."""
+
+    def stage_advanced(self, name: str, done: int = 1, text: str | None = None) -> None:
+        """``done`` more steps of a stage finished (``text``: what finished)."""
+
+    def event(self, event: dict[str, Any]) -> None:
+        """A history event was recorded (a removal, an addition, a pruning round, ...)."""
+
+    def message(self, text: str) -> None:
+        """A line worth telling the user (a resume, a phase change)."""
+
+    def run_ended(self, summary: dict[str, Any]) -> None:
+        """The run finished; ``summary`` holds its headline figures."""
+
+    # older hook names of the image runs, kept so that reporters written for them still work
+    def dense_started(self, total: int) -> None:
+        self.stage_started("dense MLP sweep", total)
+
+    def dense_done(self, summary: dict[str, Any]) -> None:
+        self.stage_advanced("dense MLP sweep", 1, f"dense {summary.get('hidden')}")
+
+
+class RunContext:
+    """One run's lifecycle: the run directory (config.json with ``kind`` and ``schema``,
+    history.jsonl, atomic checkpoints, ``--resume``), the executor and device its work uses, the
+    reporter, the environment record, result.json and report.md. Every command opens one;
+    methods receive one and never touch files themselves.
+
+    ``config`` is validated by the caller *before* the context is opened: opening creates the
+    folder. A resume refuses a changed configuration and names the differing dotted keys
+    (``unused``: recorded keys this command does not read, not compared).
+    """
+
+    def __init__(
+        self, path: str | os.PathLike, config: dict[str, Any], *, kind: str, resume: bool = False,
+        executor: str = "inline", workers: int | None = None, device: str = "cpu",
+        reporter: Reporter | None = None, unused: Collection[str] = (), listeners: tuple = (),
+        scope: str | None = None,
+    ) -> None:
+        self.run = RunDir(path, resume=resume, listeners=listeners)
+        self.kind = kind
+        self.device = device
+        self.reporter = reporter or Reporter()
+        self.scope = scope
+        self._executor_kind = executor
+        self._workers = workers
+        self._executor = None
+        self._owns_executor = True
+        self.config = {KIND_KEY: kind, SCHEMA_KEY: SCHEMA_VERSION, **config}
+        self.run.write_config(self.config, unused=unused)
+        self.reporter.run_started(self.run.path, self.config)
+
+    # -------------------------------------------------------------- where
+    @property
+    def path(self) -> Path:
+        return self.run.path
+
+    @property
+    def resume(self) -> bool:
+        return self.run.resume
+
+    def file(self, name: str) -> Path:
+        return self.run.file(name)
+
+    # -------------------------------------------------------------- work
+    @property
+    def executor(self):
+        """The executor independent trainings go to (created on first use, shut down by :meth:`close`)."""
+        if self._executor is None:
+            from .executor import make_executor
+
+            workers = self._workers or max(1, os.cpu_count() or 1)
+            self._executor = make_executor(self._executor_kind, workers=workers).__enter__()
+        return self._executor
+
+    def child(self, name: str, config: dict[str, Any] | None = None, kind: str | None = None) -> "RunContext":
+        """A run in the sub-folder ``name`` (one seed, one method) sharing this run's executor,
+        device and reporter; it resumes when this run resumes and the sub-folder holds a run."""
+        sub = self.path / name
+        resume = self.resume and (sub / CONFIG).exists()
+        child = RunContext(sub, config if config is not None else {}, kind=kind or self.kind, resume=resume,
+                           executor=self._executor_kind, workers=self._workers, device=self.device,
+                           reporter=self.reporter, scope=name)
+        child._executor, child._owns_executor = self.executor, False
+        return child
+
+    def close(self) -> None:
+        """Shut the executor down (if this context created it)."""
+        if self._executor is not None and self._owns_executor:
+            self._executor.__exit__(None, None, None)
+        self._executor = None
+
+    def __enter__(self) -> "RunContext":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -------------------------------------------------------------- history and checkpoints
+    def emit(self, kind: str, **fields: Any) -> dict[str, Any]:
+        """Record an event ``{"event": kind, **fields}`` in history.jsonl and tell the reporter."""
+        return self.emit_event({"event": kind, **fields})
+
+    def emit_event(self, event: dict[str, Any]) -> dict[str, Any]:
+        """Record a ready event dict in history.jsonl and tell the reporter."""
+        self.run.append_event(event)
+        self.reporter.event(event)
+        return event
+
+    def rewind_history(self, events: list[dict[str, Any]]) -> None:
+        """Make history.jsonl exactly ``events`` (on resume: the events the checkpoint knows)."""
+        self.run.write_history(events)
+
+    def checkpoint(self, state: dict[str, Any]) -> None:
+        """Atomically save the resumable state (plain tensors and JSON-like values)."""
+        self.run.save_checkpoint(state)
+
+    def restore(self) -> dict[str, Any] | None:
+        """The last checkpoint of a resumed run (None for a fresh run or one without a checkpoint)."""
+        return self.run.load_checkpoint() if self.resume else None
+
+    # -------------------------------------------------------------- outputs
+    def environment(self) -> dict[str, Any]:
+        return environment()
+
+    def write_json(self, name: str, value: Any) -> Path:
+        return self.run.write_json(name, value)
+
+    def write_result(self, result: dict[str, Any], name: str = RESULT) -> Path:
+        """result.json (or ``name``): the figures, with the environment they were measured in."""
+        return self.run.write_json(name, {**result, "environment": environment()})
+
+    def write_report(self, text: str) -> Path:
+        """report.md (atomic)."""
+        return write_text(self.file(REPORT), text)

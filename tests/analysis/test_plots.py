@@ -55,6 +55,48 @@ def test_pareto_plot_writes_png(tmp_path):
     assert _no_temp_files(path.parent)
 
 
+def _captured(monkeypatch, module) -> list:
+    """Replace a module's PNG writer by one that keeps the figure, to look at what was drawn."""
+    figures = []
+    monkeypatch.setattr(module, "save_png", lambda fig, path, dpi=120: figures.append(fig) or Path(path))
+    return figures
+
+
+def test_pareto_plot_labels_the_loss_axis_and_explains_the_series(tmp_path, monkeypatch):
+    from netbonsai.analysis import plots
+
+    figures = _captured(monkeypatch, plots)
+    points = [{"params": 10, "val_loss": 3.0}, {"params": 20, "val_loss": 2.0}, {"params": 30, "val_loss": 2.5}]
+    pareto_plot({"dense MLP": points}, tmp_path / "p.png", loss_label="validation loss (MSE in 8-bit units)")
+    pareto_plot({"dense MLP": points}, tmp_path / "q.png", loss_scale=2.0)
+    first, second = figures
+    assert first.axes[0].get_ylabel() == "validation loss (MSE in 8-bit units)"
+    assert second.axes[0].get_ylabel() == "validation loss (x 2)"
+    legend = first.axes[0].get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["dense MLP (2 on front, 3 in all)"]
+    assert "Pareto front" in legend.get_title().get_text()
+
+
+def test_pareto_plot_with_many_series_keeps_them_apart(tmp_path, monkeypatch):
+    from netbonsai.analysis import plots
+
+    figures = _captured(monkeypatch, plots)
+    names = ["dense MLP", "magnitude pruning", "loss-aware pruning", "lottery ticket", "SNIP",
+             "netbonsai, search front (before polish)", "netbonsai, polished front"]
+    series = {name: [{"params": 10 * (i + 1) + k, "val_loss": 1.0 / (k + 1)} for k in range(4)]
+              for i, name in enumerate(names)}
+    pareto_plot(series, tmp_path / "many.png", focus="dense MLP")
+    (fig,) = figures
+    ax = fig.axes[0]
+    assert ax.get_legend() is None and len(fig.legends) == 1  # the legend sits below the axes
+    assert [t.get_text().rsplit(" (", 1)[0] for t in fig.legends[0].get_texts()] == names
+    fronts = [line for line in ax.get_lines() if line.get_label() in
+              {t.get_text() for t in fig.legends[0].get_texts()}]
+    styles = {(line.get_color(), line.get_marker()) for line in fronts}
+    assert len(fronts) == len(names) == len(styles)
+    assert len({line.get_marker() for line in fronts}) == len(names)
+
+
 def test_pareto_plot_linear_axis_and_no_series(tmp_path):
     _check_png(pareto_plot({}, tmp_path / "empty.png", log_x=False))
 
@@ -89,6 +131,9 @@ def test_draw_network_many_nodes(tmp_path):
         net = net.insert_neuron(4, range(4), range(4, net.n_nodes), "tanh")
     assert net.n_nodes > 100
     _check_png(draw_network(net, tmp_path / "big.png"))
+    from netbonsai.analysis.draw import network_layout
+
+    assert network_layout(net).summary  # drawn as one box per level
 
 
 def test_draw_network_rejects_populations(tmp_path):

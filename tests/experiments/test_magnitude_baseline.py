@@ -60,7 +60,7 @@ def test_pruning_stops_before_a_round_that_cuts_every_input_output_path(
 ) -> None:
     """A schedule aiming at 99% sparsity ends at the first round that leaves the output constant;
     every reported network still depends on its input, and the counts fall round by round."""
-    from netbonsai.experiments import magnitude_baseline
+    from netbonsai.methods import magnitude as magnitude_baseline
     from netbonsai.experiments.magnitude_baseline import inputs_reach_outputs, magnitude_job
     from netbonsai.nets.io import net_from_state
 

@@ -28,7 +28,7 @@ def _points(data) -> list[FrontPoint]:
     for event, hidden in enumerate([(2,), (3, 2), (4, 3)]):
         net = DagNet.mlp([data.n_in, *hidden, data.n_out], generator=torch.Generator().manual_seed(event))
         standardize_for(net, data.x_train, data.y_train)
-        points.append(FrontPoint(int(net.num_params()[0]), 0.0, 0.0, event, net))
+        points.append(FrontPoint(net.num_params(), 0.0, 0.0, event, net))
     return points
 
 

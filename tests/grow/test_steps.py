@@ -73,7 +73,7 @@ TRAINER = TrainerConfig(method="lbfgs")
 def test_removal_step_removes_exactly_one_synapse() -> None:
     net = trained()
     x, y = data()
-    before = int(net.num_params()[0])
+    before = net.num_params()
     result = removal_step(net, x, y, n_candidates=6, n_trials=3, trial_epochs=5, trainer=TRAINER, seed=11)
     assert result is not None
     source, target = result.synapse
@@ -81,7 +81,7 @@ def test_removal_step_removes_exactly_one_synapse() -> None:
     assert not bool(result.net.mask[0, source, target])
     assert float(result.net.weight.detach()[0, source, target]) == 0.0
     assert int(result.net.mask.sum()) == int(net.mask.sum()) - 1
-    assert int(result.net.num_params()[0]) <= before - 1
+    assert result.net.num_params() <= before - 1
     assert result.net.population_size == 1 and result.net.n_nodes == net.n_nodes
     assert len(result.candidate_losses) == 6 and len(result.trial_losses) == 3
     assert result.train_loss == min(result.trial_losses)
@@ -153,7 +153,7 @@ def test_addition_step_adds_one_neuron_after_the_inputs() -> None:
     old = [0, 1, 2, 3, *range(5, 11)]
     assert torch.equal(grown.mask[0][old][:, old], net.mask[0])
     assert torch.equal(grown.weight.detach()[0][old][:, old], net.weight.detach()[0])
-    assert int(grown.num_params()[0]) == int(net.num_params()[0]) + 4 + 1 + 6
+    assert grown.num_params() == net.num_params() + 4 + 1 + 6
     assert len(result.attempt_losses) == 10
     assert result.attempt_loss == min(result.attempt_losses)
     assert result.attempt_loss == pytest.approx(float(evaluate(grown, x, y)[0]), rel=1e-5)
@@ -183,7 +183,7 @@ def test_cascade_placement_adds_a_neuron_fed_by_every_neuron_before_the_outputs(
     assert torch.nonzero(grown.mask[0, 9]).squeeze(1).tolist() == [10]
     old = [*range(9), 10]
     assert torch.equal(grown.mask[0][old][:, old], net.mask[0])
-    assert int(grown.num_params()[0]) == int(net.num_params()[0]) + 9 + 1 + 1
+    assert grown.num_params() == net.num_params() + 9 + 1 + 1
     assert result.attempt_loss == pytest.approx(float(evaluate(grown, x, y)[0]), rel=1e-5)
     # the next cascade neuron reads this one too: the network gets deeper
     again = addition_step(grown, x, y, 4, "tanh", torch.Generator().manual_seed(1), placement="cascade").net
@@ -231,7 +231,7 @@ def test_trial_retraining_on_a_subsample_compares_candidates_on_all_data() -> No
     x, y = data()
     result = removal_step(net, x, y, 6, 3, 5, TrainerConfig(method="lbfgs"), trial_data=(x[:150], y[:150]))
     assert result is not None
-    assert int(result.net.num_params()[0]) == int(net.num_params()[0]) - 1
+    assert result.net.num_params() == net.num_params() - 1
     # the reported losses are full-data losses of the retrained candidates
     assert result.train_loss == pytest.approx(float(evaluate(result.net, x, y)[0]), rel=1e-5)
     assert result.train_loss == pytest.approx(min(result.trial_losses))
@@ -319,7 +319,7 @@ def test_neuron_removal_step_equals_removing_each_neuron_alone() -> None:
     removed = result.net.compact()
     # the neuron and every synapse and bias it had are gone
     lost = (net.mask[0, best].sum() + net.mask[0, :, best].sum() + 1).item()
-    assert int(removed.num_params()[0]) <= int(net.num_params()[0]) - lost
+    assert removed.num_params() <= net.num_params() - lost
     assert removed.n_hidden <= net.n_hidden - 1
     torch.testing.assert_close(evaluate(removed, x, y), evaluate(result.net, x, y), rtol=1e-5, atol=1e-7)
 

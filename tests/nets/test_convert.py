@@ -32,7 +32,7 @@ def test_from_sequential_is_exact() -> None:
     seq = _trained(nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 5), nn.Tanh(), nn.Linear(5, 1)))
     net = from_sequential(seq)
     assert (net.n_in, net.n_hidden, net.n_out, net.n_nodes) == (4, 10, 1, 15)
-    assert net.num_params().tolist() == [61]
+    assert net.num_params_per_variant().tolist() == [61]
     assert net.activations == ("identity",) * 4 + ("tanh",) * 10 + ("identity",)
     assert net.levels().tolist() == [0] * 4 + [1] * 5 + [2] * 5 + [3]
     # weight[0, i, j] = linear.weight[j_local, i_local]
@@ -131,7 +131,7 @@ def test_networkx_round_trip_is_exact() -> None:
     for name in ("in_shift", "in_scale", "out_shift", "out_scale"):
         assert torch.equal(getattr(back, name), getattr(net, name))
     assert back.activations == net.activations and back.roles == net.roles
-    assert back.num_params().tolist() == net.num_params().tolist()
+    assert back.num_params_per_variant().tolist() == net.num_params_per_variant().tolist()
     assert back.info == {"task": "demo"}
     x = inputs()
     assert torch.equal(back(x), net(x))

@@ -14,16 +14,19 @@ from .helpers import inputs, mlp, normalize, pruned, remove
 
 
 def test_dense_mlp_counts_61_params() -> None:
-    assert mlp().num_params().tolist() == [61]
-    assert mlp(population=3).num_params().tolist() == [61, 61, 61]
-    assert DagNet.mlp([2, 1]).num_params().tolist() == [3]
+    assert mlp().num_params() == 61 and isinstance(mlp().num_params(), int)
+    assert mlp().num_params_per_variant().tolist() == [61]
+    assert mlp(population=3).num_params_per_variant().tolist() == [61, 61, 61]
+    with pytest.raises(ValueError, match="num_params_per_variant"):
+        mlp(population=3).num_params()
+    assert DagNet.mlp([2, 1]).num_params_per_variant().tolist() == [3]
 
 
 def test_mlp_with_skip_adds_one_synapse_per_input_output_pair_and_keeps_the_layers() -> None:
     """skip: a linear input -> output part beside the layers; the layers' draws are unchanged."""
     plain = DagNet.mlp([4, 5, 5, 1], generator=torch.Generator().manual_seed(0))
     skipped = DagNet.mlp([4, 5, 5, 1], generator=torch.Generator().manual_seed(0), skip=True)
-    assert skipped.num_params().tolist() == [61 + 4]
+    assert skipped.num_params_per_variant().tolist() == [61 + 4]
     assert skipped.mask[0, :4, -1].all() and (skipped.weight[0, :4, -1] != 0).all()
     layers = plain.mask[0]
     assert torch.equal(skipped.weight[0][layers], plain.weight[0][layers])
@@ -32,7 +35,7 @@ def test_mlp_with_skip_adds_one_synapse_per_input_output_pair_and_keeps_the_laye
     x = inputs()
     linear = x @ skipped.weight[0, :4, -1:]
     torch.testing.assert_close(skipped(x), plain(x) + linear, atol=1e-6, rtol=0)
-    assert DagNet.mlp([3, 2], skip=True).num_params().tolist() == [8]  # already linear: no extra synapse
+    assert DagNet.mlp([3, 2], skip=True).num_params() == 8  # already linear: no extra synapse
 
 
 def test_mlp_variants_are_independent_draws() -> None:
@@ -60,7 +63,7 @@ def test_population_forward_equals_each_variant_alone() -> None:
         alone = net.select(k)
         assert alone.population_size == 1
         torch.testing.assert_close(out[k], alone(x), atol=1e-6, rtol=0)
-    assert net.num_params().tolist() == [61, 51, 47, 58]
+    assert net.num_params_per_variant().tolist() == [61, 51, 47, 58]
     # a per-variant input (K, B, n_in) is used per variant
     xs = torch.stack([inputs(seed=s) for s in range(4)])
     out = net.population(xs)
@@ -70,17 +73,17 @@ def test_population_forward_equals_each_variant_alone() -> None:
 
 def test_removing_one_synapse_costs_one_param() -> None:
     net = remove(mlp(), [(0, 4)])
-    assert net.num_params().tolist() == [60]
+    assert net.num_params_per_variant().tolist() == [60]
     assert not bool(net.mask[0, 0, 4]) and float(net.weight.detach()[0, 0, 4]) == 0.0
 
 
 def test_neuron_without_outputs_drops_its_inputs_and_bias() -> None:
     # node 9 (layer 2) only feeds the output 14: 5 inputs + bias + 1 output synapse disappear
     net = remove(mlp(), [(9, 14)])
-    assert net.num_params().tolist() == [61 - 7]
+    assert net.num_params_per_variant().tolist() == [61 - 7]
     # a layer-1 neuron whose 5 outgoing synapses are all removed: 4 inputs + bias + 5
     net = remove(mlp(), [(4, j) for j in range(9, 14)])
-    assert net.num_params().tolist() == [61 - 10]
+    assert net.num_params_per_variant().tolist() == [61 - 10]
 
 
 def test_neuron_without_inputs_folds_away() -> None:
@@ -88,20 +91,20 @@ def test_neuron_without_inputs_folds_away() -> None:
     with torch.no_grad():
         net.bias[0, 4] = 0.9  # the neuron is a constant tanh(0.9) feeding layer 2
     # its bias and its 5 outgoing synapses no longer count
-    assert net.num_params().tolist() == [61 - 4 - 1 - 5]
+    assert net.num_params_per_variant().tolist() == [61 - 4 - 1 - 5]
     small = net.compact()
     assert small.n_nodes == 14
-    assert small.num_params().tolist() == [51]
+    assert small.num_params_per_variant().tolist() == [51]
     x = inputs()
     torch.testing.assert_close(small(x), net(x), atol=1e-6, rtol=0)
 
 
 def test_compact_preserves_outputs_and_params() -> None:
     net = pruned()
-    assert net.num_params().tolist() == [42]
+    assert net.num_params_per_variant().tolist() == [42]
     small = net.compact()
     assert small.n_nodes == 13 < net.n_nodes
-    assert small.num_params().tolist() == [42]
+    assert small.num_params_per_variant().tolist() == [42]
     assert int(small.mask.sum()) + small.n_nodes - small.n_in == 42  # nothing dead is left
     assert small.has_normalization
     x = inputs()
@@ -124,7 +127,7 @@ def test_insert_neuron_keeps_order_and_live_synapses() -> None:
         assert bool(mask[source, target])
         assert float(grown.weight.detach()[0, source, target]) == 0.0
     assert int(mask.sum()) == int(net.mask.sum()) + 4
-    assert grown.num_params().tolist() == [61 + 4 + 1]
+    assert grown.num_params_per_variant().tolist() == [61 + 4 + 1]
     torch.testing.assert_close(grown(x), net(x), atol=1e-6, rtol=0)  # zero weights: same function
     # old synapses moved with their nodes
     assert float(grown.weight.detach()[0, 10, 15]) == float(net.weight.detach()[0, 9, 14])
@@ -164,7 +167,7 @@ def test_fold_normalization_preserves_outputs() -> None:
     x = inputs() * 3 + 1
     folded = net.fold_normalization()
     assert not folded.has_normalization
-    assert folded.num_params().tolist() == [61]
+    assert folded.num_params_per_variant().tolist() == [61]
     torch.testing.assert_close(folded(x), net(x), atol=1e-5, rtol=0)
     assert (folded(x) - normalize(mlp(), seed=5)(x)).abs().max() > 1e-3  # normalization matters
 

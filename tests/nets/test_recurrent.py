@@ -218,8 +218,12 @@ def test_parameter_counts_per_member() -> None:
     assert counts["out"].tolist() == [4, 6]
     assert counts["bias"].tolist() == [42, 2 * 4 * 7 + 2]
     assert counts["embedding"].tolist() == [40, 40]
-    assert model.num_params().tolist() == [72 + 52 + 4 + 42 + 40, int(counts["total"][1])]
-    assert model.num_params(embedding=False).tolist() == [72 + 52 + 4 + 42, int(counts["total"][1]) - 40]
+    assert model.num_params_per_variant().tolist() == [72 + 52 + 4 + 42 + 40, int(counts["total"][1])]
+    without_embedding = model.num_params_per_variant(embedding=False).tolist()
+    assert without_embedding == [72 + 52 + 4 + 42, int(counts["total"][1]) - 40]
+    assert model.select(0).num_params() == 72 + 52 + 4 + 42 + 40
+    with pytest.raises(ValueError, match="num_params_per_variant"):
+        model.num_params()
     # a dense torch LSTM stack has the same count as the stacked member without the embedding
     dense = torch_layer("lstm", 4, 3), torch_layer("lstm", 3, 2), nn.Linear(2, 2)
     assert sum(p.numel() for m in dense for p in m.parameters()) == 72 + 52 + 4 + 42

@@ -75,7 +75,7 @@ def test_run_schedule_on_h2h_counts_sparsity_over_h2h_only() -> None:
     assert result.final["live_weights"] == h2h - int(0.5 * h2h + 0.5)
     assert result.final["sparsity"] == pytest.approx(int(0.5 * h2h + 0.5) / h2h)
     assert removed_by_kind(before, model) == {"i2h": 0, "h2h": int(0.5 * h2h + 0.5), "out": 0}
-    assert result.final["params"] == int(model.num_params()[0])
+    assert result.final["params"] == model.num_params()
 
 
 def test_oneshot_i2h_and_the_output_head_only_with_all() -> None:

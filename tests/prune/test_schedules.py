@@ -215,7 +215,7 @@ def test_schedule_on_a_dagnet_counts_sparsity_against_its_starting_synapses() ->
     assert removed(result) == [10, 8, 6, 1]  # 50 -> 40 -> 32 -> 26 (6.4 -> 6) -> 25
     assert int(net.mask.sum()) == 25 and result.final["sparsity"] == 0.5
     assert result.records[0]["params"] == 61
-    assert result.final["params"] == int(net.num_params()[0])
+    assert result.final["params"] == net.num_params()
 
 
 def blobs(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -91,7 +91,7 @@ def test_masked_weights_stay_exactly_zero(method: str) -> None:
     # variant 0 loses (0 -> 3) and (4 -> 9); variant 1 loses (3 -> 8)
     net.remove_synapses_(torch.tensor([0, 3]), torch.tensor([3, 8]))
     net.remove_synapses_(torch.tensor([4, 3]), torch.tensor([9, 8]))
-    assert net.num_params().tolist() == [47, 48]
+    assert net.num_params_per_variant().tolist() == [47, 48]
     fit(net, x, y, Budget(epochs=4), TrainerConfig(method=method, lr=0.05, batch_size=100), seed=1)
     weight = net.weight.detach()
     assert float(weight[0, 0, 3]) == 0.0 and float(weight[0, 4, 9]) == 0.0
@@ -101,7 +101,7 @@ def test_masked_weights_stay_exactly_zero(method: str) -> None:
     # live weights did train
     live = net.mask
     assert float((weight[live] - before[live]).abs().max()) > 1e-4
-    assert net.num_params().tolist() == [47, 48]
+    assert net.num_params_per_variant().tolist() == [47, 48]
 
 
 # ---------------------------------------------------------------------- plain modules

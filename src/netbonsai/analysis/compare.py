@@ -120,3 +120,41 @@ def seed_bootstrap(
     low, high = np.quantile(np.array(values), [tail, 1 - tail])
     return {"low": float(low), "high": float(high), "confidence": confidence, "resamples": n_resamples,
             "without_ratio": n_resamples - len(values)}
+
+
+def loss_gaps(
+    front: Sequence[Mapping], dense: Sequence[Mapping], loss_key: str = "val_loss",
+) -> list[dict[str, Any]]:
+    """For each point of a method's front, the dense front's loss at the same parameter count.
+
+    The counterpart of :func:`param_ratios` that stays meaningful where the dense front is flat
+    (where a small loss difference moves the parameter ratio a lot): the dense front's loss is
+    interpolated linearly in ``log(params)`` between its neighbouring points (a step function
+    would overstate the gap), and points outside the dense front's parameter range get none.
+    ``gap = (dense_loss - loss) / dense_loss``: the share of the dense network's loss the method
+    saves at equal size (positive: the method is better).
+    """
+    method_front = pareto_front(front, "params", loss_key)
+    dense_front = pareto_front(dense, "params", loss_key)
+    if not method_front or not dense_front:
+        return []
+    dense_log = _log_params(dense_front, "dense")  # ascending params along a front
+    dense_loss = np.array([float(p[loss_key]) for p in dense_front])
+    result = []
+    for point, log_params in zip(method_front, _log_params(method_front, "method")):
+        if not dense_log[0] <= log_params <= dense_log[-1]:
+            continue
+        at_dense = float(np.interp(log_params, dense_log, dense_loss))
+        loss = float(point[loss_key])
+        result.append({"params": point["params"], loss_key: loss, "dense_loss": at_dense,
+                       "gap": (at_dense - loss) / at_dense if at_dense > 0 else 0.0})
+    return result
+
+
+def gap_summary(gaps: Sequence[Mapping]) -> dict[str, float | int | None]:
+    """Median, minimum and maximum relative loss gap and their count ``n``."""
+    values = np.array([float(g["gap"]) for g in gaps], dtype=np.float64)
+    if values.size == 0:
+        return {"median_gap": None, "min_gap": None, "max_gap": None, "n": 0}
+    return {"median_gap": float(np.median(values)), "min_gap": float(values.min()),
+            "max_gap": float(values.max()), "n": int(values.size)}

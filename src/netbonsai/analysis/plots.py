@@ -11,6 +11,15 @@ import numpy as np
 from ._figures import new_figure, save_png
 from .pareto import pareto_front
 
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
+LEGEND_INSIDE = 3  # series; more get a legend below the axes
+
+
+def _style(i: int) -> tuple[str, str]:
+    """Colour and marker of series ``i``: ten colours, and a marker that differs from the previous
+    series' as well, so that neighbours stay apart in greyscale and for colour-blind readers."""
+    return f"C{i % 10}", MARKERS[i % len(MARKERS)]
+
 
 def _values(points: Sequence[Mapping], key: str, scale: float = 1.0) -> np.ndarray:
     """``key`` of every point as floats (NaN where missing or None), times ``scale``."""
@@ -34,28 +43,32 @@ def pareto_plot(
     x: str = "params",
     y: str = "val_loss",
     focus: str | None = None,
+    loss_label: str = "validation loss",
 ) -> Path:
-    """Validation loss against parameter count, one colour per method; returns the PNG path.
+    """Validation loss against parameter count, one colour and marker per method; returns the PNG path.
 
     For each series (e.g. ``"dense MLP"``, ``"netbonsai"``, ``"magnitude pruning"``) all points
     are drawn as faint markers and its Pareto front as a step line with markers (the best loss
     reachable with at most that many parameters). Losses are multiplied by ``loss_scale``.
+    ``loss_label`` names the vertical axis with its units (e.g. ``"validation loss (MSE in 8-bit
+    units)"``). Up to three series the legend sits inside the axes, more go in columns below.
     ``focus`` names a series whose loss range sets the vertical axis (see :func:`focus_limits`),
     so that a method with much worse points (a pruned network near a constant predictor) does
     not squash the region where the methods compete; points above the top edge are noted.
     """
-    fig = new_figure(7.0, 4.8)
+    below = len(series) > LEGEND_INSIDE
+    fig = new_figure(7.5, 4.8 + (0.25 * ((len(series) + 1) // 2) + 0.5 if below else 0.0))
     ax = fig.add_subplot()
     for i, (name, points) in enumerate(series.items()):
-        color = f"C{i % 10}"
+        color, marker = _style(i)
         xs, ys = _values(points, x), _values(points, y, loss_scale)
         ok = np.isfinite(xs) & np.isfinite(ys)
-        ax.scatter(xs[ok], ys[ok], s=14, color=color, alpha=0.25, linewidths=0)
+        ax.scatter(xs[ok], ys[ok], s=14, color=color, marker=marker, alpha=0.25, linewidths=0)
         front = pareto_front([p for p, good in zip(points, ok) if good], x, y)
         fx, fy = _values(front, x), _values(front, y, loss_scale)
         ax.plot(
-            fx, fy, drawstyle="steps-post", marker="o", markersize=4, color=color,
-            label=f"{name} ({len(front)} on front)",
+            fx, fy, drawstyle="steps-post", marker=marker, markersize=4.5, color=color,
+            label=f"{name} ({len(front)} on front, {int(ok.sum())} in all)",
         )
     limits = focus_limits(series, focus, y, loss_scale) if focus is not None else None
     if limits is not None:
@@ -77,12 +90,17 @@ def pareto_plot(
     if log_x:
         ax.set_xscale("log")
     ax.set_xlabel("parameters" + (" (log scale)" if log_x else ""))
-    ax.set_ylabel("validation loss" + (f" (x {loss_scale:g})" if loss_scale != 1.0 else ""))
+    ax.set_ylabel(loss_label + (f" (x {loss_scale:g})" if loss_scale != 1.0 else ""))
     if title:
         ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     if series:
-        ax.legend(loc="best", fontsize="small")
+        explain = "lines: Pareto front (best loss at up to that many parameters); faint markers: every network"
+        if below:
+            fig.legend(loc="outside lower center", ncols=2, fontsize="small", title=explain,
+                       title_fontsize="small", frameon=False)
+        else:
+            ax.legend(loc="best", fontsize="small", title=explain.replace("; ", "\n"), title_fontsize="x-small")
     return save_png(fig, path)
 
 
@@ -110,11 +128,13 @@ def history_plot(
     loss_scale: float = 1.0,
     x: str | None = None,
     title: str = "",
+    loss_label: str = "loss",
 ) -> Path:
     """Parameters (top) and train/validation loss (bottom) over a run's events; returns the path.
 
     The horizontal axis is the event index, or the event field ``x`` (e.g. elapsed seconds)
-    when given. Events lacking a value leave a gap; losses are multiplied by ``loss_scale``.
+    when given. Events lacking a value leave a gap; losses are multiplied by ``loss_scale``;
+    ``loss_label`` names the loss axis with its units.
     """
     fig = new_figure(7.0, 5.5)
     ax_params, ax_loss = fig.subplots(2, 1, sharex=True)
@@ -125,7 +145,7 @@ def history_plot(
         values = _values(events, key, loss_scale)
         if np.isfinite(values).any():
             ax_loss.plot(xs, values, color=color, marker=".", markersize=3, label=label)
-    ax_loss.set_ylabel("loss" + (f" (x {loss_scale:g})" if loss_scale != 1.0 else ""))
+    ax_loss.set_ylabel(loss_label + (f" (x {loss_scale:g})" if loss_scale != 1.0 else ""))
     ax_loss.set_xlabel("event" if x is None else x)
     if ax_loss.get_legend_handles_labels()[0]:
         ax_loss.legend(loc="best", fontsize="small")

@@ -1,4 +1,4 @@
-"""Datasets: the image tasks of paper 000 (brightness prediction, image approximation), MNIST-format IDX,
+"""Tasks and datasets: :class:`Task` (named splits, loss, scale, metadata) and its builders: the image tasks of paper 000 (brightness prediction, image approximation), MNIST-format IDX,
 the Reber grammar task of paper 001."""
 
 from .idx import MnistData, download_mnist, load_mnist, read_idx, write_idx
@@ -6,11 +6,14 @@ from .images import BUNDLED, load_image
 from .reber import (
     REBER_LETTERS, REBER_TRANSITIONS, ReberData, encode, is_reber, length_distribution, make_reber,
     negative_string, reber_string)
-from .tasks import TASKS, TaskData, approx_samples, brightness_samples, load_task, split_indices
+from .specs import SPEC_HELP, TaskSpec, idx_task, parse_task_spec, task_from_spec
+from .task import Split, Task, TaskData
+from .tasks import TASKS, approx_samples, brightness_samples, load_task, split_indices
 
 __all__ = [
     "MnistData", "download_mnist", "load_mnist", "read_idx", "write_idx",
-    "BUNDLED", "load_image", "TASKS", "TaskData", "approx_samples", "brightness_samples", "load_task",
+    "BUNDLED", "load_image", "TASKS", "Split", "Task", "TaskData", "SPEC_HELP", "TaskSpec", "idx_task",
+    "parse_task_spec", "task_from_spec", "approx_samples", "brightness_samples", "load_task",
     "split_indices",
     "REBER_LETTERS", "REBER_TRANSITIONS", "ReberData", "encode", "is_reber", "length_distribution",
     "make_reber", "negative_string", "reber_string"]

@@ -10,7 +10,7 @@ Image approximation: f(x, y) -> brightness in [0, 1] with x, y scaled to [-1, 1]
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,63 +19,12 @@ import torch
 from ..errors import InputError
 from .checks import require_finite
 from .images import load_image
+from .task import Task, TaskData
 
 TASKS = ("brightness", "approx")
 # (dx, dy) of points 0..4 relative to the predicted pixel
 NEIGHBOURHOOD = ((-1, 0), (0, -1), (-1, -1), (1, -1), (-2, 0))
 MIN_SAMPLES = 10
-
-
-@dataclass
-class TaskData:
-    """A task's explicit train/validation split, ready for training (float32 tensors)."""
-
-    task: str
-    x_train: torch.Tensor
-    y_train: torch.Tensor
-    x_val: torch.Tensor
-    y_val: torch.Tensor
-    image: str
-    image_shape: tuple[int, int]
-    loss_scale: float  # multiply an MSE by this to report it (255**2 for brightness)
-    seed: int
-    preprocessing: dict = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        for side in ("train", "val"):
-            x, y = getattr(self, f"x_{side}"), getattr(self, f"y_{side}")
-            if x.dim() != 2 or y.dim() != 2 or x.shape[0] != y.shape[0]:
-                raise InputError(f"{side} data must be (samples, features) and (samples, outputs) with equal "
-                                 f"sample counts, got {tuple(x.shape)} and {tuple(y.shape)}")
-            require_finite(f"{side} inputs", x)
-            require_finite(f"{side} targets", y)
-
-    @property
-    def n_in(self) -> int:
-        return self.x_train.shape[1]
-
-    @property
-    def n_out(self) -> int:
-        return self.y_train.shape[1]
-
-    def to(self, device: str | torch.device) -> "TaskData":
-        """The same split with its tensors on ``device`` (``self`` when they are there already)."""
-        if self.x_train.device == torch.empty(0, device=device).device:  # "cuda" is "cuda:0"
-            return self
-        return replace(self, **{name: getattr(self, name).to(device) for name in ("x_train", "y_train", "x_val", "y_val")})
-
-    def describe(self) -> dict:
-        """JSON-ready summary: sizes, split and preprocessing."""
-        return {
-            "task": self.task,
-            "image": self.image,
-            "image_shape": list(self.image_shape),
-            "n_train": int(self.x_train.shape[0]),
-            "n_val": int(self.x_val.shape[0]),
-            "split_seed": self.seed,
-            "loss_scale": self.loss_scale,
-            "preprocessing": self.preprocessing,
-        }
 
 
 def brightness_samples(
@@ -219,7 +168,7 @@ def load_task(
     seed: int = 0,
     max_train: int | None = None,
     max_val: int | None = None,
-) -> TaskData:
+) -> Task:
     """Build a task's samples from an image and split them (seeded) into train and validation.
 
     ``max_train`` / ``max_val`` keep a seeded random subset of each side (quick presets).

@@ -7,14 +7,13 @@ report test figures, so no choice is tuned on the test set.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 from torch import nn
 
 from ..data.checks import require_finite
-from ..data.idx import MnistData
+from ..data.task import Split, Task
 from ..errors import InputError
 from ..train import Budget, TrainerConfig, fit
 from ..train.losses import population_outputs
@@ -61,43 +60,17 @@ def build_mlp(widths: Sequence[int], activations: str | Sequence[str] = "relu", 
         torch.random.set_rng_state(state)
 
 
-@dataclass
-class ClassificationData:
-    """MNIST-style data with a seeded validation split carved from the training set."""
-
-    x_train: torch.Tensor
-    y_train: torch.Tensor
-    x_val: torch.Tensor
-    y_val: torch.Tensor
-    x_test: torch.Tensor
-    y_test: torch.Tensor
-
-    def __post_init__(self) -> None:
-        for side in ("train", "val", "test"):
-            x, y = getattr(self, f"x_{side}"), getattr(self, f"y_{side}")
-            if x.shape[0] != y.shape[0]:
-                raise InputError(f"{side} split: {x.shape[0]} images but {y.shape[0]} labels")
-            require_finite(f"{side} images", x)
-
-    @classmethod
-    def from_mnist(
-        cls, data: MnistData, val_size: int = 5000, seed: int = 0, max_train: int | None = None, max_test: int | None = None
-    ) -> "ClassificationData":
-        """Hold out ``val_size`` training images (seeded) for decisions; optionally subsample the
-        rest (``max_train``) and take the first ``max_test`` test images (smoke runs)."""
-        n = data.x_train.shape[0]
-        if not 0 <= val_size < n:
-            raise InputError(f"validation size must be in [0, {n}), got {val_size}")
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-        val, train = order[:val_size].sort().values, order[val_size:]
-        if max_train is not None:
-            train = train[:max_train]
-        train = train.sort().values
-        x_test, y_test = data.x_test[:max_test], data.y_test[:max_test]
-        return cls(data.x_train[train], data.y_train[train], data.x_train[val], data.y_train[val], x_test, y_test)
-
-    def describe(self) -> dict[str, int]:
-        return {"n_train": int(self.x_train.shape[0]), "n_val": int(self.x_val.shape[0]), "n_test": int(self.x_test.shape[0])}
+def ClassificationData(  # noqa: N802 - the name older code and tests construct classification splits with
+    x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor,
+    x_test: torch.Tensor, y_test: torch.Tensor,
+) -> Task:
+    """A classification :class:`~netbonsai.data.task.Task` (train, validation, test) from tensors."""
+    for side, x, y in (("train", x_train, y_train), ("val", x_val, y_val), ("test", x_test, y_test)):
+        if x.shape[0] != y.shape[0]:
+            raise InputError(f"{side} split: {x.shape[0]} images but {y.shape[0]} labels")
+        require_finite(f"{side} images", x)
+    return Task(name="classification", train=Split(x_train, y_train), val=Split(x_val, y_val),
+                test=Split(x_test, y_test), loss="cross_entropy", metrics=("loss", "accuracy", "errors"))
 
 
 def adam_trainer(lr: float = 1e-3, batch_size: int = 64, weight_decay: float = 0.0) -> TrainerConfig:
@@ -111,7 +84,7 @@ def train_classifier(
     """Train in place for ``epochs`` (masked weights stay zero); returns the final training loss."""
     if epochs <= 0:
         return float("nan")
-    result = fit(model, x, y, Budget(epochs=epochs), trainer, seed=seed)
+    result = fit(model, Split(x, y), Budget(epochs=epochs), trainer, seed=seed)
     return float(result.loss[0])
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import platform
 import time
+import warnings
 from concurrent.futures import Future
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -21,7 +22,9 @@ from .. import __version__
 from ..analysis.compare import param_ratios, ratio_summary, seed_bootstrap
 from ..analysis.pareto import pareto_front
 from ..analysis.report import budget_line, comparison_table, front_table, markdown_table
-from ..data.tasks import TaskData, load_task
+from ..data.task import Task
+from ..data.specs import parse_task_spec
+from ..data.tasks import load_task
 from ..errors import InputError
 from ..executor import make_executor
 from ..grow.config import GrowConfig
@@ -32,8 +35,9 @@ from ..runs import CONFIG, DEVICE_KEY, MODEL, REPORT, RunDir, read_json
 from ..runtime import resolve_device
 from ..train import Budget, evaluate
 from ..train.sweep import train_dense
-from ..train.together import fit_together
-from .magnitude_baseline import magnitude_job, mlp_params
+from ..methods.front import final_front, polish
+from ..train.polish import shipped_task
+from ..methods.magnitude import magnitude_job, mlp_params
 from .presets import TaskSettings, task_settings
 
 LOSS_UNITS = {"brightness": "MSE in 8-bit units (MSE * 255^2)", "approx": "MSE of brightness in [0, 1]"}
@@ -54,14 +58,20 @@ class RunOptions:
     seeds: int = 1  # compare: independent comparisons with seeds seed, seed + 1, ... (pooled)
     device: str = "auto"  # torch device: auto (a GPU when present), cpu, cuda, cuda:N
     overrides: dict[str, Any] = field(default_factory=dict)  # GrowConfig fields, "trainer.x" for the trainer
+    method_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # compare --methods: NAME -> {key: value}
 
     def settings(self) -> TaskSettings:
         """The preset's settings with the command-line overrides applied (validated)."""
-        settings = task_settings(self.task, self.preset)
+        spec = parse_task_spec(self.task, self.image)
+        if not spec.is_image and self.command in ("grow", "baseline"):
+            raise InputError(f"{self.command} runs the image tasks (brightness, approx); compare {spec} --methods "
+                             "magnitude,loss-aware runs pruning methods on it")
+        settings = task_settings(spec.kind, self.preset)
         config = settings.grow.to_dict()
+        overrides, self.method_overrides, deprecated = split_overrides(self.overrides)
         if self.command == "baseline":
-            self._check_baseline_options()
-        for key, value in self.overrides.items():
+            self._check_baseline_options(overrides)
+        for key, value in overrides.items():
             if key.startswith("magnitude.") and self.command != "compare":
                 raise InputError(f"{key} sets the magnitude-pruning baseline, which only compare runs")
             if key == "dense.epochs" and value == "match" and self.command != "compare":
@@ -79,25 +89,59 @@ class RunOptions:
         except TypeError as exc:
             raise InputError(f"invalid --set value: {exc}") from None
         grow_config = grow_config.with_overrides(seed=self.seed, max_params=self.max_params, max_seconds=self.max_seconds)
-        if "start_epochs" in self.overrides and "dense.epochs" not in self.overrides:
+        if "start_epochs" in overrides and "dense.epochs" not in overrides:
             # the dense networks keep the starting network's budget (the same budget policy)
             settings = replace(settings, dense_epochs=grow_config.start_epochs)
-        return replace(settings, grow=grow_config, device=resolve_device(self.device))
+        settings = replace(settings, grow=grow_config, device=resolve_device(self.device))
+        for key in deprecated:  # once the settings are valid: a bad value is the one line printed
+            warnings.warn(f"--set {key} is deprecated; write --set grow.{key} (the grow method's setting)",
+                          FutureWarning, stacklevel=2)
+        return settings
 
-    def _check_baseline_options(self) -> None:
+    def _check_baseline_options(self, overrides: dict[str, Any]) -> None:
         """baseline runs no search: refuse the options that would only change one (they would be
         silently ignored otherwise)."""
         for flag, value in (("--max-params", self.max_params), ("--max-seconds", self.max_seconds)):
             if value is not None:
                 raise InputError(f"{flag} limits the search, which baseline does not run (use compare or grow)")
         search_keys = search_only_keys()
-        for key in self.overrides:
+        for key in overrides:
             if key in search_keys:  # an unknown key is refused as unknown below, as for every command
                 raise InputError(f"--set {key} changes the search, which baseline does not run; baseline takes "
                                  f"dense.grid, dense.epochs, polish.epochs, trainer.* and "
                                  f"{', '.join(sorted(BASELINE_GROW_KEYS))}")
-        if "start_epochs" in self.overrides and "dense.epochs" in self.overrides:
+        if "start_epochs" in overrides and "dense.epochs" in overrides:
             raise InputError("--set start_epochs sets the dense networks' budget only without dense.epochs: give one of them")
+
+
+SHARED_PREFIXES = ("trainer", "dense", "magnitude", "polish")
+
+
+def split_overrides(overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, dict[str, Any]], list[str]]:
+    """``--set`` keys as (the search's and the shared settings', the other methods' by name, the
+    flat research keys used).
+
+    ``grow.KEY`` is the grow-and-prune search's ``KEY`` (a GrowConfig field); ``trainer.*``,
+    ``dense.*``, ``magnitude.*`` and ``polish.*`` are shared settings; ``NAME.KEY`` of another
+    registered method (``loss-aware.eps``) goes to that method. A flat research key of the
+    search (``n_attempts``) still works, with a one-line deprecation notice.
+    """
+    from ..methods.registry import method_names
+
+    search, methods, deprecated = {}, {}, []
+    research = search_only_keys()
+    names = set(method_names()) - {"grow", "magnitude"}
+    for key, value in overrides.items():
+        prefix, dot, rest = key.partition(".")
+        if dot and prefix == "grow":
+            search[rest] = value
+        elif dot and prefix in names and prefix not in SHARED_PREFIXES:
+            methods.setdefault(prefix, {})[rest] = value
+        else:
+            if not dot and key in research:
+                deprecated.append(key)
+            search[key] = value
+    return search, methods, deprecated
 
 
 def _dense_grid(settings: TaskSettings, value: Any) -> TaskSettings:
@@ -175,7 +219,7 @@ class Reporter:
     def message(self, text: str) -> None: ...
 
 
-def _config(options: RunOptions, settings: TaskSettings, data: TaskData) -> dict[str, Any]:
+def _config(options: RunOptions, settings: TaskSettings, data: Task) -> dict[str, Any]:
     recorded = settings.to_dict()
     if options.command != "compare":
         del recorded["dense"]["magnitude"]  # only compare runs the magnitude-pruning baseline
@@ -228,12 +272,13 @@ def _environment() -> dict[str, Any]:
     }
 
 
-def prepare(options: RunOptions, out: str | Path, resume: bool) -> tuple[TaskSettings, TaskData, RunDir]:
+def prepare(options: RunOptions, out: str | Path, resume: bool) -> tuple[TaskSettings, Task, RunDir]:
     """Validate settings and data, then open the run directory (nothing is created on bad input)."""
     settings = options.settings()
     d = settings.data
+    spec = parse_task_spec(options.task, options.image)
     data = load_task(
-        settings.task, options.image, val_fraction=d.val_fraction, seed=d.split_seed,
+        spec.kind, spec.argument, val_fraction=d.val_fraction, seed=d.split_seed,
         max_train=d.max_train, max_val=d.max_val,
     )
     run = RunDir(out, resume=resume)
@@ -245,7 +290,7 @@ def prepare(options: RunOptions, out: str | Path, resume: bool) -> tuple[TaskSet
 
 
 # ---------------------------------------------------------------------- dense baseline
-def _dense_job(data: TaskData, hidden: tuple[int, ...], settings: TaskSettings) -> dict[str, Any]:
+def _dense_job(data: Task, hidden: tuple[int, ...], settings: TaskSettings) -> dict[str, Any]:
     """One dense training, in whatever process the executor picks (returns plain data)."""
     data = data.to(settings.device)
     result = train_dense(
@@ -260,21 +305,10 @@ def _dense_job(data: TaskData, hidden: tuple[int, ...], settings: TaskSettings) 
     return {**summary, "net": net_to_state(net)}
 
 
-def _shipped(data: TaskData) -> TaskData:
-    """A copy of ``data`` for executor jobs.
-
-    Workers get their own copy: a process pool pickles tensors in a feeder thread, and torch's
-    pickling moves a tensor's storage into shared memory *in place*. Done on the search's own
-    tensors, that move races with the search reading them in this thread (measured: the
-    neuron-attempt sample of a compare run read as garbage, attempt losses of 3.8e25). The copy
-    is on the CPU (a GPU tensor does not pickle into another process); each job moves it to the
-    run's device.
-    """
-    return replace(data, **{f.name: getattr(data, f.name).to("cpu", copy=True) for f in fields(data)
-                            if isinstance(getattr(data, f.name), torch.Tensor)})
+_shipped = shipped_task
 
 
-def submit_dense(executor, data: TaskData, settings: TaskSettings, reporter: Reporter) -> list[Future]:
+def submit_dense(executor, data: Task, settings: TaskSettings, reporter: Reporter) -> list[Future]:
     """Submit one job per architecture of the grid; progress is reported as each finishes."""
     reporter.dense_started(len(settings.dense_grid))
     shipped = _shipped(data)
@@ -290,7 +324,7 @@ def submit_dense(executor, data: TaskData, settings: TaskSettings, reporter: Rep
 
 
 def collect_dense(
-    futures: list[Future], run: RunDir, data: TaskData, settings: TaskSettings
+    futures: list[Future], run: RunDir, data: Task, settings: TaskSettings
 ) -> list[dict[str, Any]]:
     """Wait for the dense jobs, save their networks under dense/ (with the task's preprocessing,
     loss scale and training config), write dense.json."""
@@ -305,14 +339,14 @@ def collect_dense(
     return results
 
 
-def submit_magnitude(executor, data: TaskData, settings: TaskSettings) -> Future | None:
+def submit_magnitude(executor, data: Task, settings: TaskSettings) -> Future | None:
     """The magnitude-pruning baseline as one executor job (None when it is switched off)."""
     if not settings.magnitude.enabled:
         return None
     return executor.submit(magnitude_job, _shipped(data), settings)
 
 
-def collect_magnitude(future: Future, run: RunDir, data: TaskData, settings: TaskSettings) -> dict[str, Any]:
+def collect_magnitude(future: Future, run: RunDir, data: Task, settings: TaskSettings) -> dict[str, Any]:
     """Wait for the magnitude-pruning job, save its networks under magnitude/, write magnitude.json."""
     item = future.result()
     (run.path / "magnitude").mkdir(exist_ok=True)
@@ -360,7 +394,7 @@ def load_dense(run: RunDir) -> list[dict[str, Any]] | None:
 
 # ---------------------------------------------------------------------- grow
 def run_search(
-    data: TaskData, settings: TaskSettings, run: RunDir, reporter: Reporter
+    data: Task, settings: TaskSettings, run: RunDir, reporter: Reporter
 ) -> GrowResult:
     """The grow-and-prune search with events in history.jsonl and a checkpoint after each."""
     state = None
@@ -383,7 +417,7 @@ def run_search(
     return grow(data, settings.grow, state=state, on_event=on_event, checkpoint=checkpoint)
 
 
-def _model_info(data: TaskData, settings: TaskSettings, extra: dict[str, Any]) -> dict[str, Any]:
+def _model_info(data: Task, settings: TaskSettings, extra: dict[str, Any]) -> dict[str, Any]:
     """What a saved model carries: the task's preprocessing (``netbonsai predict`` rebuilds the
     samples of a new image from it), the loss scale and units, and the training config."""
     info = {
@@ -397,64 +431,7 @@ def _model_info(data: TaskData, settings: TaskSettings, extra: dict[str, Any]) -
     return {**info, **extra}
 
 
-def polish(points: list[FrontPoint], data: TaskData, settings: TaskSettings, executor=None) -> list[FrontPoint]:
-    """Give every reported network the same final training (``polish_epochs``).
-
-    Dense baselines get exactly this treatment too, so front networks and dense networks are
-    both compared after the same final budget rather than at whatever point of training the
-    search happened to leave them. Networks are trained in populations of
-    ``settings.polish_group`` (consecutive in ``points``), one job per population on
-    ``executor`` (in this process when None); the grouping, not the executor, fixes the result.
-    """
-    if settings.polish_epochs <= 0 or not points:
-        return points
-    size = max(1, settings.polish_group)
-    groups = [[net_to_state(p.net) for p in points[i : i + size]] for i in range(0, len(points), size)]
-    if executor is None:
-        done = [_polish_job(data, group, settings) for group in groups]
-    else:
-        shipped = _shipped(data)
-        done = [future.result() for future in [executor.submit(_polish_job, shipped, g, settings) for g in groups]]
-    trained = [item for group in done for item in group]
-    return [
-        FrontPoint(item["params"], item["train_loss"], item["val_loss"], point.event, net_from_state(item["net"]))
-        for point, item in zip(points, trained)
-    ]
-
-
-def _polish_job(data: TaskData, states: list[dict[str, Any]], settings: TaskSettings) -> list[dict[str, Any]]:
-    """Polish one population of networks (given as states); returns plain data per network."""
-    trainer = settings.grow.trainer
-    data = data.to(settings.device)
-    trained, _ = fit_together(
-        [net_from_state(state).to(settings.device) for state in states], data.x_train, data.y_train,
-        Budget(epochs=settings.polish_epochs), trainer, seed=settings.grow.seed,
-    )
-    return [
-        {
-            "params": int(net.num_params()[0]),
-            "train_loss": float(evaluate(net, data.x_train, data.y_train, trainer.loss)[0]) * data.loss_scale,
-            "val_loss": float(evaluate(net, data.x_val, data.y_val, trainer.loss)[0]) * data.loss_scale,
-            "net": net_to_state(net),
-        }
-        for net in trained
-    ]
-
-
-def final_front(result: GrowResult, data: TaskData, settings: TaskSettings, executor=None) -> list[FrontPoint]:
-    """The reported front: up to ``polish_points`` search-front networks (evenly spread over
-    the parameter range), polished (on ``executor``), then reduced to their own Pareto front."""
-    points = sorted(result.front, key=lambda p: p.params)
-    limit = settings.polish_points
-    if settings.polish_epochs > 0 and len(points) > limit:
-        chosen = sorted({round(i * (len(points) - 1) / (limit - 1)) for i in range(limit)})
-        points = [points[i] for i in chosen]
-    points = polish(points, data, settings, executor)
-    kept = {p["event"] for p in pareto_front([p.summary() for p in points])}
-    return [p for p in points if p.event in kept]
-
-
-def save_front(front: list[FrontPoint], run: RunDir, data: TaskData, settings: TaskSettings) -> list[dict[str, Any]]:
+def save_front(front: list[FrontPoint], run: RunDir, data: Task, settings: TaskSettings) -> list[dict[str, Any]]:
     """Save every front network under front/ and return the front as plain records."""
     (run.path / "front").mkdir(exist_ok=True)
     records = []
@@ -485,7 +462,7 @@ def run_grow(options: RunOptions, out: str | Path, resume: bool = False, reporte
     with make_executor(options.executor, workers=_workers(options.executor)) as executor:
         front = save_front(final_front(result, data, settings, executor), run, data, settings)
     final = result.net
-    save(final, run.file(MODEL), info=_model_info(data, settings, {"params": int(final.num_params()[0])}))
+    save(final, run.file(MODEL), info=_model_info(data, settings, {"params": final.num_params()}))
     wall = time.perf_counter() - started
     _plots(run, data, result, None, front, best_net=final)
     scale_note = LOSS_UNITS[data.task]
@@ -493,7 +470,7 @@ def run_grow(options: RunOptions, out: str | Path, resume: bool = False, reporte
         f"# netbonsai grow: {data.task} on {data.image}\n\n"
         f"Preset `{settings.preset}`, seed {settings.grow.seed}, device {settings.device}, stopped by `{result.stop_reason}` after "
         f"{len(result.events)} events in {result.seconds:.1f} s (wall {wall:.1f} s). Losses: {scale_note}.\n\n"
-        f"Final network: {int(final.num_params()[0])} parameters, {final.n_hidden} hidden neurons"
+        f"Final network: {final.num_params()} parameters, {final.n_hidden} hidden neurons"
         f"{_trained_note(result.events, settings)}.\n\n"
         f"## Pareto front (validation loss vs parameters)\n\n{front_table(front)}\n"
         f"![history](history.png) ![front](pareto.png) ![network](network.png)\n"
@@ -503,7 +480,7 @@ def run_grow(options: RunOptions, out: str | Path, resume: bool = False, reporte
     write_text(run.file(REPORT), text)
     run.write_json("result.json", {"task": data.task, "image": data.image, "preset": settings.preset,
                                    "front": front, "stop_reason": result.stop_reason,
-                                   "final_params": int(final.num_params()[0]), "wall_seconds": wall,
+                                   "final_params": final.num_params(), "wall_seconds": wall,
                                    "environment": _environment()})
     return RunSummary(run.path, front_table(front), {"front": front, "wall_seconds": wall})
 
@@ -528,7 +505,8 @@ def run_baseline(options: RunOptions, out: str | Path, resume: bool = False, rep
     from ..analysis.plots import pareto_plot
     from ..atomic import write_text
 
-    pareto_plot({"dense MLP": dense}, run.file("pareto.png"), title=f"{data.task}: dense baseline")
+    pareto_plot({"dense MLP": dense}, run.file("pareto.png"), title=f"{data.task}: dense baseline",
+                loss_label=f"validation loss ({LOSS_UNITS[data.task]})")
     table = front_table(dense)
     write_text(run.file(REPORT), f"# netbonsai baseline: {data.task} on {data.image}\n\nLosses: {LOSS_UNITS[data.task]}. "
                f"Wall time {wall:.1f} s.\n\n{table}\n![front](pareto.png)\n")
@@ -674,10 +652,11 @@ def run_compare_seeds(
     series = {"dense MLP (all seeds)": comparison["dense"]}
     if "magnitude" in comparison:
         series["magnitude pruning (all seeds)"] = comparison["magnitude"]["front"]
-    series.update({f"netbonsai seed {c['seed']}": c["grown"] for c in per_seed})
+    series.update({f"netbonsai seed {c['seed']}, polished front": c["grown"] for c in per_seed})
     from ..analysis.plots import pareto_plot
 
     pareto_plot(series, run.file("pareto.png"), title=f"{data.task} on {data.image}, {options.seeds} seeds",
+                loss_label=f"validation loss ({LOSS_UNITS[data.task]})",
                 focus="dense MLP (all seeds)")
     text = seeds_summary(comparison)
     from ..atomic import write_text
@@ -906,7 +885,7 @@ def _beyond_dense(grown: list[dict[str, Any]], dense: list[dict[str, Any]]) -> l
 
 
 def _plots(
-    run: RunDir, data: TaskData, result: GrowResult, dense: list[dict[str, Any]] | None,
+    run: RunDir, data: Task, result: GrowResult, dense: list[dict[str, Any]] | None,
     front: list[dict[str, Any]], best_net: DagNet, pruned: dict[str, Any] | None = None,
 ) -> None:
     from ..analysis.draw import draw_network
@@ -917,11 +896,13 @@ def _plots(
         series["dense MLP"] = dense
     if pruned is not None:
         series["magnitude pruning"] = pruned["front"]
-    series["netbonsai (search)"] = [p.summary() for p in result.front]
-    series["netbonsai"] = front
+    series["netbonsai, search front (before polish)"] = [p.summary() for p in result.front]
+    series["netbonsai, polished front"] = front
     pareto_plot(series, run.file("pareto.png"), title=f"{data.task} on {data.image}",
+                loss_label=f"validation loss ({LOSS_UNITS[data.task]})",
                 focus="dense MLP" if dense is not None else None)
-    history_plot(result.events, run.file("history.png"), x="seconds", title="grow-and-prune history")
+    history_plot(result.events, run.file("history.png"), x="seconds", title="grow-and-prune history",
+                 loss_label=f"loss ({LOSS_UNITS[data.task]})")
     draw_network(best_net, run.file("network.png"))
 
 

@@ -15,10 +15,12 @@ algorithm, ending at 721 errors. :func:`reproduce_mnist_7_7` does the same with 
 Every decision (acceptance of a removal step) is taken on the held-out part of the *training*
 images (``val_size``); the test set is only evaluated for the report and history.
 
-Run directory: ``config.json``, ``history.jsonl`` (event ``dense``, one ``remove`` per accepted
-step with test errors every ``test_every`` steps, ``final``), ``checkpoint.pt`` (after the dense
-training and every accepted step; ``resume=True`` continues), ``dense_model``, ``model`` (the
-compacted pruned network, :func:`netbonsai.load`), ``report.md`` and ``result.json``.
+Run directory (a :class:`netbonsai.runs.RunContext` of kind ``mnist-7-7``): ``config.json``,
+``history.jsonl`` (event ``dense``, one ``remove`` per accepted step with test errors every
+``test_every`` steps, ``final``), ``checkpoint.pt`` (after the dense training and every accepted
+step; ``resume=True`` continues), ``dense_model``, ``model`` (the compacted pruned network,
+:func:`netbonsai.load`), ``report.md`` and ``result.json`` (with the ``environment`` it was
+measured in).
 """
 
 from __future__ import annotations
@@ -40,8 +42,10 @@ from ..nets.convert import from_sequential
 from ..nets.dag import DagNet
 from ..nets.io import net_from_state, net_to_state, save
 from ..prune.loss_aware import LossAwareConfig, LossAwareState, loss_aware_prune
-from ..runs import MODEL, REPORT, RunDir
+from ..runs import MODEL, RunContext
 from ..train import Budget, TrainerConfig, averaged_fit, fit
+from ..data.specs import idx_task
+from ..data.task import Task
 from .classification import ACTIVATION_MODULES, ClassificationData, adam_trainer, classification_errors
 
 PRESETS = ("quick", "paper", "smoke")
@@ -174,11 +178,11 @@ def keras_mlp(sizes: list[int], activations: tuple[str, ...], seed: int) -> nn.S
     return nn.Sequential(*layers)
 
 
-def _load(settings: MnistSettings, data_root: str | Path | None, seed: int) -> ClassificationData:
+def _load(settings: MnistSettings, data_root: str | Path | None, seed: int) -> Task:
     """The images with a seeded held-out split of the training set (for decisions)."""
     if settings.val_size < 1:
         raise InputError(f"val_size must be at least 1, got {settings.val_size}")
-    return ClassificationData.from_mnist(load_mnist(data_root), val_size=settings.val_size, seed=seed,
+    return idx_task(data_root, val_size=settings.val_size, seed=seed,
                                          max_train=settings.max_train, max_test=settings.max_test)
 
 
@@ -214,7 +218,6 @@ def reproduce_mnist_7_7(
 def _run(out_dir, settings: MnistSettings, data_root, seed: int, resume: bool, on_event, started: float) -> dict[str, Any]:
     data = _load(settings, data_root, seed)
     sizes = [int(data.x_train.shape[1]), *settings.hidden, int(data.y_train.max()) + 1]
-    run = RunDir(out_dir, resume=resume)
     prune_config = replace(settings.prune, seed=seed)
     config = {
         "experiment": "mnist-7-7",
@@ -228,8 +231,13 @@ def _run(out_dir, settings: MnistSettings, data_root, seed: int, resume: bool, o
         "decisions": "held-out training images (val); the test set is only reported",
         "paper": PAPER,
     }
-    run.write_config(config)
-    saved = run.load_checkpoint() if resume else None
+    with RunContext(out_dir, config, kind="mnist-7-7", resume=resume) as ctx:
+        return _prune(ctx, settings, data, sizes, prune_config, seed, on_event, started)
+
+
+def _prune(ctx: RunContext, settings: MnistSettings, data: Task, sizes: list[int],
+           prune_config: LossAwareConfig, seed: int, on_event, started: float) -> dict[str, Any]:
+    saved = ctx.restore()
     previous_seconds = float(saved["seconds"]) if saved else 0.0
     clock = time.perf_counter()
     load_seconds = clock - started
@@ -238,17 +246,17 @@ def _run(out_dir, settings: MnistSettings, data_root, seed: int, resume: bool, o
         return previous_seconds + load_seconds + time.perf_counter() - clock
 
     def emit(event: dict[str, Any]) -> None:
-        run.append_event(event)
+        ctx.emit_event(event)
         if on_event is not None:
             on_event(event)
 
     # ---- dense network
     if saved is None:
-        run.write_history([])
+        ctx.rewind_history([])
         candidates = []  # dense_seeds trainings; the lowest held-out loss is pruned (the test set only reports)
         for dense_seed in range(seed, seed + settings.dense_seeds):
             model = keras_mlp(sizes, settings.activations, dense_seed)
-            dense_fit = fit(model, data.x_train, data.y_train, Budget(epochs=settings.dense_epochs),
+            dense_fit = fit(model, data.train, Budget(epochs=settings.dense_epochs),
                             adam_trainer(settings.lr, settings.batch_size), seed=dense_seed) if settings.dense_epochs else None
             held_out_errors, held_out_loss = classification_errors(model, data.x_val, data.y_val)
             candidates.append({"seed": dense_seed, "val_loss": held_out_loss, "val_errors": held_out_errors,
@@ -257,12 +265,12 @@ def _run(out_dir, settings: MnistSettings, data_root, seed: int, resume: bool, o
         chosen = min(candidates, key=lambda c: c["val_loss"])
         dense_fit = chosen["fit"]
         dense = from_sequential(chosen["model"])
-        dense.info = {"task": "mnist", "arch": config["arch"], "activations": list(settings.activations)}
+        dense.info = {"task": "mnist", "arch": ctx.config["arch"], "activations": list(settings.activations)}
         errors, test_loss = classification_errors(dense, data.x_test, data.y_test)
         _, val_loss = classification_errors(dense, data.x_val, data.y_val)
         _, train_loss = classification_errors(dense, data.x_train, data.y_train)
         dense_event = {
-            "event": "dense", "params": int(dense.num_params()[0]), "removed": 0, "train_loss": train_loss,
+            "event": "dense", "params": dense.num_params(), "removed": 0, "train_loss": train_loss,
             "val_loss": val_loss, "test_errors": errors, "test_loss": test_loss, "epochs": settings.dense_epochs,
             "seconds": elapsed(), "dense_seed": chosen["seed"],
         }
@@ -273,15 +281,15 @@ def _run(out_dir, settings: MnistSettings, data_root, seed: int, resume: bool, o
             dense_event["fit_seconds"] = dense_fit.seconds
         emit(dense_event)
         state: LossAwareState | None = None
-        run.save_checkpoint({"dense": net_to_state(dense), "dense_event": dense_event, "prune": None,
-                             "seconds": elapsed()})
+        ctx.checkpoint({"dense": net_to_state(dense), "dense_event": dense_event, "prune": None,
+                        "seconds": elapsed()})
     else:
         dense = net_from_state(saved["dense"])
         dense_event = dict(saved["dense_event"])
         state = LossAwareState.from_dict(saved["prune"]) if saved["prune"] is not None else None
         events = [dense_event] + ([_remove_event(r) for r in state.steps] if state is not None else [])
-        run.write_history(events)  # drop anything written after the checkpoint
-    save(dense, run.file("dense_model"), info={"params": dense_event["params"], "test_errors": dense_event["test_errors"]})
+        ctx.rewind_history(events)  # drop anything written after the checkpoint
+    save(dense, ctx.file("dense_model"), info={"params": dense_event["params"], "test_errors": dense_event["test_errors"]})
 
     # ---- loss-aware removal (decisions on the held-out training images)
     if settings.time_budget is not None:
@@ -301,8 +309,8 @@ def _run(out_dir, settings: MnistSettings, data_root, seed: int, resume: bool, o
         return extra
 
     def checkpoint(current: LossAwareState) -> None:
-        run.save_checkpoint({"dense": net_to_state(dense), "dense_event": dense_event,
-                             "prune": current.to_dict(), "seconds": elapsed()})
+        ctx.checkpoint({"dense": net_to_state(dense), "dense_event": dense_event,
+                        "prune": current.to_dict(), "seconds": elapsed()})
 
     result = loss_aware_prune(
         dense, data.x_train, data.y_train, prune_config, val_data=(data.x_val, data.y_val),
@@ -324,7 +332,7 @@ def _run(out_dir, settings: MnistSettings, data_root, seed: int, resume: bool, o
                   "unpolished_test_errors": classification_errors(result.net, data.x_test, data.y_test)[0],
                   "polished_dense_test_errors": classification_errors(polished_dense, data.x_test, data.y_test)[0]}
     pruned = final_net.compact()
-    pruned_params = int(pruned.num_params()[0])
+    pruned_params = pruned.num_params()
     errors, test_loss = classification_errors(pruned, data.x_test, data.y_test)
     _, val_loss = classification_errors(pruned, data.x_val, data.y_val)
     _, train_loss = classification_errors(pruned, data.x_train, data.y_train)
@@ -361,11 +369,11 @@ def _run(out_dir, settings: MnistSettings, data_root, seed: int, resume: bool, o
                    "val_loss": val_loss, "test_errors": errors, "test_loss": test_loss,
                    "stop_reason": result.stop_reason, "seconds": summary["wall_seconds"]}
     emit(final_event)
-    save(pruned, run.file(MODEL), info={**dense.info, "params": pruned_params, "test_errors": errors,
+    save(pruned, ctx.file(MODEL), info={**dense.info, "params": pruned_params, "test_errors": errors,
                                         "removed_synapses": result.removed, "preset": settings.preset, "seed": seed})
     summary["wall_seconds"] = elapsed()
-    run.write_json("result.json", summary)
-    _report(run, settings, summary, dense_event, run_events(result.steps))
+    ctx.write_result(summary)
+    _report(ctx, settings, summary, dense_event, run_events(result.steps))
     return summary
 
 
@@ -382,10 +390,9 @@ def run_events(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [_remove_event(r) for r in steps]
 
 
-def _report(run: RunDir, settings: MnistSettings, summary: dict[str, Any], dense_event: dict[str, Any],
+def _report(ctx: RunContext, settings: MnistSettings, summary: dict[str, Any], dense_event: dict[str, Any],
             events: list[dict[str, Any]]) -> None:
     from ..analysis.report import markdown_table
-    from ..atomic import write_text
 
     n_test = summary["n_test"]
     headline = [
@@ -403,7 +410,7 @@ def _report(run: RunDir, settings: MnistSettings, summary: dict[str, Any], dense
         f"# MNIST 784-7(relu)-7(tanh)-10: loss-aware synapse removal (paper 000, Example 3)\n\n"
         f"Preset `{settings.preset}`, seed {summary['seed']}. Dense network: Keras initialisation, Adam "
         f"(lr {settings.lr}, batch {settings.batch_size}), {settings.dense_epochs} epochs on "
-        f"{run.read_config()['split']['n_train']} training images; {settings.val_size} training images held out "
+        f"{ctx.config['split']['n_train']} training images; {settings.val_size} training images held out "
         f"for the removal's acceptance test. Test errors are out of {n_test} test images and were never used "
         f"for a decision. Removed fraction = 1 - pruned / dense parameters (the paper's 49% is "
         f"2,749 of 5,631).\n\n"
@@ -428,6 +435,6 @@ def _report(run: RunDir, settings: MnistSettings, summary: dict[str, Any], dense
 
     measured = [dense_event] + [e for e in events if "test_errors" in e]
     measured.append({"params": summary["pruned_params"], "test_errors": summary["pruned_test_errors"]})
-    curve_plot({"MNIST 784-7-7-10: loss-aware removal": {"netbonsai": measured}}, run.file("errors.png"),
+    curve_plot({"MNIST 784-7-7-10: loss-aware removal": {"netbonsai": measured}}, ctx.file("errors.png"),
                x="params", ys={"test_errors": "test errors"}, xlabel="parameters", ylabel="test errors (of 10,000)")
-    write_text(run.file(REPORT), text)
+    ctx.write_report(text)

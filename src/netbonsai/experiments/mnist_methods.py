@@ -9,7 +9,9 @@ class-distributed, Optimal Brain Damage) removes weights up to compression level
 
 Test accuracy is reported per level (the test set decides nothing). The (architecture, method)
 curves are independent jobs on the executor (a local process pool by default), checkpointed as
-each finishes, so ``--resume`` skips finished curves.
+each finishes, so ``--resume`` skips finished curves. The run directory is a
+:class:`netbonsai.runs.RunContext` of kind ``mnist-pruning-methods``; result.json records the
+``environment`` the figures were measured in.
 """
 
 from __future__ import annotations
@@ -26,11 +28,12 @@ from .. import __version__
 from ..analysis.report import value_at
 from ..data.idx import load_mnist, resolve_data_root
 from ..errors import InputError
-from ..executor import make_executor
 from ..nets.masked import make_prunable
 from ..prune import METHODS, classification_evaluator, prune_step
 from ..prune.groups import live_weights
-from ..runs import REPORT, RunDir
+from ..runs import RunContext
+from ..data.specs import idx_task
+from ..data.task import Task
 from .classification import ClassificationData, adam_trainer, build_mlp, parse_arch, train_classifier
 
 PAPER_METHODS = METHODS  # random, magnitude-blinded, magnitude-uniform, magnitude-distributed, obd
@@ -69,9 +72,9 @@ def methods_settings(preset: str = "quick", seed: int = 0) -> MethodsSettings:
 
 
 @functools.lru_cache(maxsize=2)
-def _split(root: str, settings: MethodsSettings) -> ClassificationData:
+def _split(root: str, settings: MethodsSettings) -> Task:
     """The experiment's data split, loaded once per process (jobs get the folder, not 200 MB of tensors)."""
-    return ClassificationData.from_mnist(load_mnist(root), val_size=settings.val_size, seed=settings.seed,
+    return idx_task(root, val_size=settings.val_size, seed=settings.seed,
                                          max_train=settings.max_train)
 
 
@@ -142,13 +145,19 @@ def reproduce_mnist_pruning_methods(
     started = time.perf_counter()
     root = str(resolve_data_root(data_root).resolve())
     data = _split(root, settings)
-    run = RunDir(out, resume=resume)
-    run.write_config({"command": "reproduce", "experiment": "mnist-pruning-methods", "netbonsai_version": __version__,
-                      "seed": settings.seed, "data": root, "split": data.describe(),
-                      **{k: list(v) if isinstance(v, tuple) else v for k, v in asdict(settings).items()}})
-    state = (run.load_checkpoint() if resume else None) or {"dense": {}, "curves": {}, "seconds": 0.0}
+    config = {"command": "reproduce", "experiment": "mnist-pruning-methods", "netbonsai_version": __version__,
+              "seed": settings.seed, "data": root, "split": data.describe(),
+              **{k: list(v) if isinstance(v, tuple) else v for k, v in asdict(settings).items()}}
+    with RunContext(out, config, kind="mnist-pruning-methods", resume=resume, executor=executor,
+                    workers=workers) as ctx:
+        return _run(ctx, settings, root, started, on_progress)
+
+
+def _run(ctx: RunContext, settings: MethodsSettings, root: str, started: float,
+         on_progress: Callable[[str], None] | None) -> dict[str, Any]:
+    state = ctx.restore() or {"dense": {}, "curves": {}, "seconds": 0.0}
     # history.jsonl is rebuilt from the checkpoint: nothing after it survives, nothing is duplicated
-    run.write_history(
+    ctx.rewind_history(
         [_dense_event(arch, state["dense"][arch]) for arch in state["dense"]]
         + [_curve_event(key, points) for key, points in state["curves"].items()]
     )
@@ -158,25 +167,25 @@ def reproduce_mnist_pruning_methods(
 
     def checkpoint() -> None:
         state["seconds"] = elapsed_before + time.perf_counter() - clock
-        run.save_checkpoint(state)
+        ctx.checkpoint(state)
 
-    with make_executor(executor, workers=workers) as pool:
-        pending = {arch: pool.submit(_dense_job, arch, root, settings) for arch in settings.archs if arch not in state["dense"]}
-        for arch, future in pending.items():
-            state["dense"][arch] = future.result()
-            say(f"dense {arch}: test accuracy {state['dense'][arch]['accuracy']:.4f}")
-            checkpoint()
-            run.append_event(_dense_event(arch, state["dense"][arch]))
-        jobs = {
-            (arch, method): pool.submit(_curve_job, arch, method, state["dense"][arch]["state"], root, settings)
-            for arch in settings.archs for method in settings.methods
-            if f"{arch}|{method}" not in state["curves"]
-        }
-        for (arch, method), future in jobs.items():
-            state["curves"][f"{arch}|{method}"] = future.result()
-            say(f"{arch} {method}: done")
-            checkpoint()
-            run.append_event(_curve_event(f"{arch}|{method}", state["curves"][f"{arch}|{method}"]))
+    pool = ctx.executor  # shut down when the context closes
+    pending = {arch: pool.submit(_dense_job, arch, root, settings) for arch in settings.archs if arch not in state["dense"]}
+    for arch, future in pending.items():
+        state["dense"][arch] = future.result()
+        say(f"dense {arch}: test accuracy {state['dense'][arch]['accuracy']:.4f}")
+        checkpoint()
+        ctx.emit_event(_dense_event(arch, state["dense"][arch]))
+    jobs = {
+        (arch, method): pool.submit(_curve_job, arch, method, state["dense"][arch]["state"], root, settings)
+        for arch in settings.archs for method in settings.methods
+        if f"{arch}|{method}" not in state["curves"]
+    }
+    for (arch, method), future in jobs.items():
+        state["curves"][f"{arch}|{method}"] = future.result()
+        say(f"{arch} {method}: done")
+        checkpoint()
+        ctx.emit_event(_curve_event(f"{arch}|{method}", state["curves"][f"{arch}|{method}"]))
     curves: dict[str, dict[str, list]] = {}
     for arch in settings.archs:
         curves[arch] = {method: state["curves"][f"{arch}|{method}"] for method in settings.methods}
@@ -190,8 +199,8 @@ def reproduce_mnist_pruning_methods(
         "wall_seconds": elapsed_before + time.perf_counter() - clock,
         "session_seconds": time.perf_counter() - started,
     }
-    run.write_json("result.json", result)
-    _report(run, settings, result)
+    ctx.write_result(result)
+    _report(ctx, settings, result)
     return result
 
 
@@ -217,19 +226,18 @@ def _headline(curves: dict[str, dict[str, list]]) -> dict[str, Any]:
     }
 
 
-def _report(run: RunDir, settings: MethodsSettings, result: dict[str, Any]) -> None:
+def _report(ctx: RunContext, settings: MethodsSettings, result: dict[str, Any]) -> None:
     from ..analysis.plots import curve_plot
     from ..analysis.report import markdown_table
-    from ..atomic import write_text
 
     curve_plot(
-        result["curves"], run.file("pruning_methods.png"), x="compression",
+        result["curves"], ctx.file("pruning_methods.png"), x="compression",
         ys={"accuracy_retrained": "retrained", "accuracy_no_retrain": "no retraining"},
         xlabel="compression (fraction of weights removed)", ylabel="test accuracy", ylim=(0.0, 1.0),
         title="MNIST: pruning methods (paper 001, Fig. 2a)",
     )
     curve_plot(
-        result["curves"], run.file("pruning_methods_zoom.png"), x="compression",
+        result["curves"], ctx.file("pruning_methods_zoom.png"), x="compression",
         ys={"accuracy_retrained": "retrained", "accuracy_no_retrain": "no retraining"},
         xlabel="compression (fraction of weights removed)", ylabel="test accuracy", ylim=(0.9, 1.0),
         title="MNIST: pruning methods, accuracy above 90%",
@@ -242,8 +250,7 @@ def _report(run: RunDir, settings: MethodsSettings, result: dict[str, Any]) -> N
             rows = [[m] + [f"{p[key]:.4f}" for p in pts] for m, pts in methods.items()]
             sections.append(f"### {arch}, {label} (test accuracy by compression)\n\n" + markdown_table(header, rows))
     head = result["headline"]
-    write_text(
-        run.file(REPORT),
+    ctx.write_report(
         f"# netbonsai reproduce mnist-pruning-methods (preset {settings.preset})\n\n"
         f"Dense test accuracy: " + ", ".join(f"{a} {v:.4f}" for a, v in result["dense_accuracy"].items())
         + f". Adam lr {settings.lr}, batch {settings.batch_size}, weight decay {settings.weight_decay:g}, "

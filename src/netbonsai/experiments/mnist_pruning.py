@@ -1,9 +1,11 @@
 """``netbonsai prune mnist``: train a dense MLP on an MNIST-style folder, prune it on a schedule.
 
-The run directory holds config.json, history.jsonl (one object per round: sparsity, params,
-validation and test accuracy, test errors, training loss), checkpoint.pt (after the dense
-training and after every round, so ``--resume`` continues a killed run), the compacted final
-model (``model``, loadable with ``netbonsai.load``), report.md and accuracy.png.
+The run directory (a :class:`netbonsai.runs.RunContext` of kind ``prune``) holds config.json,
+history.jsonl (one object per round: sparsity, params, validation and test accuracy, test
+errors, training loss), checkpoint.pt (after the dense training and after every round, so
+``--resume`` continues a killed run), the compacted final model (``model``, loadable with
+``netbonsai.load``), result.json (with the ``environment`` it was measured in), report.md and
+accuracy.png.
 
 Decisions (the accuracy-drop tolerance) use a validation split held out from the training
 images; the test set is only reported.
@@ -28,7 +30,9 @@ from ..nets.io import net_from_state, net_to_state, save
 from ..nets.masked import make_prunable
 from ..prune import METHODS, classification_evaluator, parse_schedule, retrainer, run_schedule
 from ..prune.schedules import ScheduleResult
-from ..runs import MODEL, REPORT, RunDir
+from ..runs import MODEL, RunContext
+from ..data.specs import idx_task
+from ..data.task import Task
 from .classification import ClassificationData, adam_trainer, build_mlp, parse_arch, train_classifier
 
 PRUNE_METHODS = tuple(m for m in METHODS) + ("loss-aware",)
@@ -97,10 +101,18 @@ class PruneOptions:
             raise InputError(f"max_train must be at least 1, got {self.max_train}")
 
 
-def load_classification(options: PruneOptions) -> ClassificationData:
+KIND = "prune"  # the run kind in config.json
+
+
+def _config(options: PruneOptions, data: Task) -> dict[str, Any]:
+    return {"command": "prune", "task": "mnist", "netbonsai_version": __version__, **asdict(options),
+            "data": str(resolve_data_root(options.data)), "split": data.describe()}
+
+
+def load_classification(options: PruneOptions) -> Task:
     """The data folder's images with a seeded validation split, checked against the architecture."""
     mnist = load_mnist(options.data)
-    data = ClassificationData.from_mnist(mnist, val_size=options.val_size, seed=options.seed, max_train=options.max_train)
+    data = idx_task(options.data, data=mnist, val_size=options.val_size, seed=options.seed, max_train=options.max_train)
     widths = parse_arch(options.arch)
     n_in, n_classes = data.x_train.shape[1], int(mnist.y_train.max()) + 1
     if widths[0] != n_in:
@@ -110,7 +122,7 @@ def load_classification(options: PruneOptions) -> ClassificationData:
     return data
 
 
-def _evaluator(data: ClassificationData) -> Callable[[nn.Module], dict]:
+def _evaluator(data: Task) -> Callable[[nn.Module], dict]:
     """Validation accuracy (decisions), test accuracy and errors (report), training loss."""
     on_val = classification_evaluator(data.x_val, data.y_val)
     on_test = classification_evaluator(data.x_test, data.y_test)
@@ -139,14 +151,16 @@ def run_prune_mnist(
         return run_loss_aware_mnist(options, out, resume=resume, on_round=on_round)
     started = time.perf_counter()
     data = load_classification(options)
-    run = RunDir(out, resume=resume)
-    config = {"command": "prune", "task": "mnist", "netbonsai_version": __version__, **asdict(options),
-              "data": str(resolve_data_root(options.data)), "split": data.describe()}
-    run.write_config(config)
+    with RunContext(out, _config(options, data), kind=KIND, resume=resume) as ctx:
+        return _run_schedule(ctx, options, data, started, on_round)
+
+
+def _run_schedule(ctx: RunContext, options: PruneOptions, data: Task, started: float,
+                  on_round: Callable[[dict], None] | None) -> dict[str, Any]:
     torch.manual_seed(options.seed)
     model = make_prunable(build_mlp(parse_arch(options.arch), options.activation, seed=options.seed))
     trainer = adam_trainer(options.lr, options.batch_size, options.weight_decay)
-    checkpoint = run.load_checkpoint() if resume else None
+    checkpoint = ctx.restore()
     previous = None
     generator = torch.Generator().manual_seed(options.seed)
     if checkpoint is not None:  # the dense network is trained (and perhaps some rounds done)
@@ -154,27 +168,27 @@ def run_prune_mnist(
         generator.set_state(checkpoint["generator"])
         if checkpoint["records"]:
             previous = ScheduleResult(records=list(checkpoint["records"]), final_round=checkpoint["final_round"])
-        run.write_history(previous.records if previous is not None else [])  # drop lines after the checkpoint
+        ctx.rewind_history(previous.records if previous is not None else [])  # drop lines after the checkpoint
         elapsed = float(checkpoint["seconds"])
     else:
-        run.write_history([])
+        ctx.rewind_history([])
         started_dense = time.perf_counter()
         train_classifier(model, data.x_train, data.y_train, options.dense_epochs, trainer, seed=options.seed)
         elapsed = time.perf_counter() - started_dense
-        run.save_checkpoint({"model": model.state_dict(), "records": [], "final_round": 0,
-                             "generator": generator.get_state(), "seconds": elapsed})
+        ctx.checkpoint({"model": model.state_dict(), "records": [], "final_round": 0,
+                        "generator": generator.get_state(), "seconds": elapsed})
     clock = time.perf_counter()
 
     def round_done(record: dict) -> None:
         record["seconds"] = round(elapsed + time.perf_counter() - clock, 3)
         record["event"] = "round"
-        run.append_event(record)
+        ctx.emit_event(record)
         if on_round is not None:
             on_round(record)
 
     def checkpoint_round(result: ScheduleResult) -> None:
-        run.save_checkpoint({"model": model.state_dict(), "records": result.records, "final_round": result.final_round,
-                             "generator": generator.get_state(), "seconds": elapsed + time.perf_counter() - clock})
+        ctx.checkpoint({"model": model.state_dict(), "records": result.records, "final_round": result.final_round,
+                        "generator": generator.get_state(), "seconds": elapsed + time.perf_counter() - clock})
 
     obd_data = (data.x_train[: options.obd_samples], data.y_train[: options.obd_samples])
     done_rounds = 0 if previous is None else previous.final_round
@@ -204,32 +218,30 @@ def run_prune_mnist(
         "sparsity": final["sparsity"],
         "params": final["params"],
         "compacted_params": compacted_params(compact),
-        "model_params": int(net.num_params()[0]),
+        "model_params": net.num_params(),
         "compacted_shape": [compact[0].in_features] + [m.out_features for m in compact if isinstance(m, nn.Linear)],
         "test_accuracy": final["test_accuracy"],
         "test_errors": final["test_errors"],
         "wall_seconds": time.perf_counter() - started,
     }
-    save(net, run.file(MODEL), info={"task": "mnist", "arch": options.arch, "method": options.method,
+    save(net, ctx.file(MODEL), info={"task": "mnist", "arch": options.arch, "method": options.method,
                                      "test_accuracy": final["test_accuracy"]})
-    run.write_json("result.json", summary)
-    _report(run, options, result, summary)
+    ctx.write_result(summary)
+    _report(ctx, options, result, summary)
     return summary
 
 
-def _report(run: RunDir, options: PruneOptions, result: ScheduleResult, summary: dict[str, Any]) -> None:
+def _report(ctx: RunContext, options: PruneOptions, result: ScheduleResult, summary: dict[str, Any]) -> None:
     from ..analysis.plots import curve_plot
     from ..analysis.report import markdown_table
-    from ..atomic import write_text
 
     rows = [[r["round"], f"{r['sparsity']:.4f}", r["params"], f"{r['val_accuracy']:.4f}", f"{r['test_accuracy']:.4f}",
              r["test_errors"], f"{r['train_loss']:.4f}", "rolled back" if r.get("rolled_back") else ""]
             for r in result.records]
     kept = [r for r in result.records if not r.get("rolled_back")]
-    curve_plot({f"{options.arch}: {options.method}, {options.schedule}": {options.method: kept}}, run.file("accuracy.png"),
+    curve_plot({f"{options.arch}: {options.method}, {options.schedule}": {options.method: kept}}, ctx.file("accuracy.png"),
                x="sparsity", ys={"test_accuracy": "test", "val_accuracy": "validation"}, ylabel="accuracy")
-    write_text(
-        run.file(REPORT),
+    ctx.write_report(
         f"# netbonsai prune mnist: {options.arch}, {options.method}, {options.schedule}\n\n"
         f"Dense: {summary['dense_params']} parameters, {summary['dense_test_errors']} test errors. "
         f"Final (round {summary['final_round']}, stopped: {summary['stopped']}): sparsity {summary['sparsity']:.4f}, "
@@ -253,15 +265,18 @@ def run_loss_aware_mnist(
     each trial retraining; ``--target-sparsity`` bounds the removal; ``--eps`` is the tolerance
     on the held-out loss. Every accepted step is one history round.
     """
-    from ..prune.loss_aware import LossAwareConfig, LossAwareState, loss_aware_prune
-
     started = time.perf_counter()
     data = load_classification(options)
-    run = RunDir(out, resume=resume)
-    run.write_config({"command": "prune", "task": "mnist", "netbonsai_version": __version__, **asdict(options),
-                      "data": str(resolve_data_root(options.data)), "split": data.describe()})
+    with RunContext(out, _config(options, data), kind=KIND, resume=resume) as ctx:
+        return _run_loss_aware(ctx, options, data, started, on_round)
+
+
+def _run_loss_aware(ctx: RunContext, options: PruneOptions, data: Task, started: float,
+                    on_round: Callable[[dict], None] | None) -> dict[str, Any]:
+    from ..prune.loss_aware import LossAwareConfig, LossAwareState, loss_aware_prune
+
     evaluate = _evaluator(data)
-    checkpoint = run.load_checkpoint() if resume else None
+    checkpoint = ctx.restore()
     if checkpoint is None:
         model = make_prunable(build_mlp(parse_arch(options.arch), options.activation, seed=options.seed))
         train_classifier(model, data.x_train, data.y_train, options.dense_epochs,
@@ -283,27 +298,31 @@ def run_loss_aware_mnist(
 
     def record(net, round_: int, removed: int, extra: dict | None = None) -> dict:
         live = int(net.mask[0].sum())
-        entry = {"round": round_, "sparsity": 1.0 - live / total, "params": int(net.num_params()[0]),
+        entry = {"round": round_, "sparsity": 1.0 - live / total, "params": net.num_params(),
                  "live_weights": live, "removed": removed, **evaluate(net), **(extra or {}),
                  "seconds": round(time.perf_counter() - started, 3), "event": "round"}
         if on_round is not None:
             on_round(entry)
         return entry
 
-    records = [record(dense, 0, 0)] if checkpoint is None else list(checkpoint["records"])
-    run.write_history(records)
+    if checkpoint is None:
+        ctx.rewind_history([])
+        records = [ctx.emit_event(record(dense, 0, 0))]
+    else:
+        records = list(checkpoint["records"])
+        ctx.rewind_history(records)  # drop lines after the checkpoint
 
     def on_step(step: dict, net) -> None:
         previous = records[-1]["live_weights"]
         entry = record(net, len(records), previous - int(net.mask[0].sum()), {"chunk": step["chunk"]})
         records.append(entry)
-        run.append_event(entry)
+        ctx.emit_event(entry)
 
     def save_state(current: LossAwareState) -> None:
-        run.save_checkpoint({"dense": net_to_state(dense), "prune": current.to_dict(), "records": records})
+        ctx.checkpoint({"dense": net_to_state(dense), "prune": current.to_dict(), "records": records})
 
     if checkpoint is None:
-        run.save_checkpoint({"dense": net_to_state(dense), "prune": None, "records": records})
+        ctx.checkpoint({"dense": net_to_state(dense), "prune": None, "records": records})
     result = loss_aware_prune(dense, data.x_train, data.y_train, config, val_data=(data.x_val, data.y_val),
                               on_step=on_step, checkpoint=save_state, state=state)
     net = result.net.compact()
@@ -313,12 +332,12 @@ def run_loss_aware_mnist(
         "dense_params": records[0]["params"], "dense_test_errors": records[0]["test_errors"],
         "dense_test_accuracy": records[0]["test_accuracy"], "final_round": final["round"],
         "sparsity": final["sparsity"], "params": final["params"],
-        "model_params": int(net.num_params()[0]), "hidden_neurons": net.n_hidden,
+        "model_params": net.num_params(), "hidden_neurons": net.n_hidden,
         "test_accuracy": final["test_accuracy"], "test_errors": final["test_errors"],
         "wall_seconds": time.perf_counter() - started,
     }
-    save(net, run.file(MODEL), info={"task": "mnist", "arch": options.arch, "method": options.method,
+    save(net, ctx.file(MODEL), info={"task": "mnist", "arch": options.arch, "method": options.method,
                                      "test_accuracy": final["test_accuracy"]})
-    run.write_json("result.json", summary)
-    _report(run, options, ScheduleResult(records=records, stopped=result.stop_reason, final_round=final["round"]), summary)
+    ctx.write_result(summary)
+    _report(ctx, options, ScheduleResult(records=records, stopped=result.stop_reason, final_round=final["round"]), summary)
     return summary

@@ -110,7 +110,7 @@ def predict_image(model: DagNet | str | os.PathLike, image: str | os.PathLike | 
         loss=loss,
         loss_scale=loss_scale,
         loss_units=LOSS_UNITS[samples.task],
-        params=int(net.num_params()[0]),
+        params=net.num_params(),
         predicted=np.clip(predicted, 0.0, 255.0),
     )
 

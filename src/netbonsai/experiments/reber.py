@@ -9,6 +9,10 @@ cell are trained ``population`` at a time, padded to a common shape (``MaskedRec
 
 Decisions never look at the test strings: the base networks train for a fixed number of epochs
 and the pruning levels are fixed; test accuracy is only reported.
+
+Each run is a :class:`netbonsai.runs.RunContext` (kind ``reber-rnn-pruning`` or
+``reber-structure-prediction``): its executor runs the jobs, and result.json records the
+``environment`` the figures were measured in.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import copy
 import time
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
+from concurrent.futures import Executor
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -26,13 +31,14 @@ from .. import __version__
 from ..analysis.report import value_at
 from ..data.reber import ReberData, make_reber
 from ..errors import InputError
-from ..executor import make_executor
+from ..executor import InlineExecutor, make_executor
 from ..nets.recurrent import CELLS, MaskedRecurrent, stack_members
 from ..nets.structure import LayeredStructure
 from ..prune.criteria import prune_step
-from ..runs import RunDir
-from ..train import Budget
-from ..train.sequences import evaluate_sequences, fit_sequences
+from ..runs import RunContext, RunDir
+from ..train import Budget, TrainerConfig, fit
+from ..train.sequences import evaluate_sequences
+from ..data.task import Split
 
 PARTS = ("i2h", "h2h", "both")
 CELL_NAMES = tuple(CELLS)  # tanh, relu, lstm, gru
@@ -83,8 +89,10 @@ def _reber(training: ReberTraining, seed: int) -> dict[str, torch.Tensor]:
 
 
 def _train(model: MaskedRecurrent, data: dict, epochs: int, training: ReberTraining, seed: int):
-    return fit_sequences(model, *data["train"], Budget(epochs=epochs), lr=training.lr,
-                         batch_size=training.batch_size, clip_norm=training.clip_norm, seed=seed)
+    codes, lengths, labels = data["train"]
+    trainer = TrainerConfig(method="adam", loss="cross_entropy", lr=training.lr, batch_size=training.batch_size,
+                            clip_norm=training.clip_norm)
+    return fit(model, Split((codes, lengths), labels), Budget(epochs=epochs), trainer, seed=seed)
 
 
 def _test_accuracy(model: MaskedRecurrent, data: dict) -> list[float]:
@@ -102,20 +110,34 @@ def _with_overrides(settings: Any, overrides: dict[str, Any], experiment: str) -
     return settings
 
 
-def _run_jobs(run: RunDir, state: dict[str, Any], jobs: dict[str, tuple], executor: str, workers: int,
-              on_done: Callable[[str, Any], None]) -> None:
-    """Submit the jobs not yet in ``state["done"]``; checkpoint after each one that finishes."""
+def _run_jobs(run: RunContext | RunDir, state: dict[str, Any], jobs: dict[str, tuple],
+              executor: str | None = None, workers: int | None = None,
+              on_done: Callable[[str, Any], None] = lambda key, value: None) -> None:
+    """Submit the jobs not yet in ``state["done"]``; checkpoint after each one that finishes.
+
+    ``run`` is the run's :class:`RunContext`: its executor runs the jobs (``executor`` and
+    ``workers`` are not used). A bare :class:`RunDir` gets an executor of kind ``executor`` with
+    ``workers`` workers for the call.
+    """
     todo = {key: job for key, job in jobs.items() if key not in state["done"]}
     if not todo:
         return
-    with make_executor(executor, workers=workers) as pool:
-        futures = ((key, pool.submit(*job)) for key, job in todo.items())
-        if executor != "inline":  # a pool gets every job at once; inline, submit() runs the job, so
-            futures = list(futures)  # submit one at a time, each checkpointed before the next runs
-        for key, future in futures:
-            state["done"][key] = future.result()
-            run.save_checkpoint(state)
-            on_done(key, state["done"][key])
+    if isinstance(run, RunContext):
+        _submit_jobs(run.executor, run.checkpoint, state, todo, on_done)
+        return
+    with make_executor(executor or "inline", workers=workers or 1) as pool:
+        _submit_jobs(pool, run.save_checkpoint, state, todo, on_done)
+
+
+def _submit_jobs(pool: Executor, checkpoint: Callable[[dict[str, Any]], None], state: dict[str, Any],
+                 todo: dict[str, tuple], on_done: Callable[[str, Any], None]) -> None:
+    futures = ((key, pool.submit(*job)) for key, job in todo.items())
+    if not isinstance(pool, InlineExecutor):  # a pool gets every job at once; inline, submit() runs the job,
+        futures = list(futures)  # so submit one at a time, each checkpointed before the next runs
+    for key, future in futures:
+        state["done"][key] = future.result()
+        checkpoint(state)
+        on_done(key, state["done"][key])
 
 
 # ---------------------------------------------------------------------- reber-rnn-pruning
@@ -210,21 +232,26 @@ def reproduce_reber_rnn_pruning(
     settings = settings or pruning_settings(preset)
     settings.validate()
     say = on_progress or (lambda text: None)
-    run = RunDir(out, resume=resume)
-    run.write_config({"command": "reproduce", "experiment": "reber-rnn-pruning", "netbonsai_version": __version__,
-                      "seed": seed, **asdict(settings)})
-    state = (run.load_checkpoint() if resume else None) or {"done": {}, "seconds": 0.0}
-    run.write_history([_cell_event(state["done"][c]) for c in settings.cells if c in state["done"]])
+    config = {"command": "reproduce", "experiment": "reber-rnn-pruning", "netbonsai_version": __version__,
+              "seed": seed, **asdict(settings)}
+    with RunContext(out, config, kind="reber-rnn-pruning", resume=resume, executor=executor,
+                    workers=workers) as ctx:
+        return _rnn_pruning(ctx, settings, seed, say)
+
+
+def _rnn_pruning(ctx: RunContext, settings: PruningSettings, seed: int, say: Progress) -> dict[str, Any]:
+    state = ctx.restore() or {"done": {}, "seconds": 0.0}
+    ctx.rewind_history([_cell_event(state["done"][c]) for c in settings.cells if c in state["done"]])
     clock = time.perf_counter()
 
     def done(cell: str, value: dict[str, Any]) -> None:
-        run.append_event(_cell_event(value))
+        ctx.emit_event(_cell_event(value))
         both = {p["pruned"]: p["accuracy_retrained"] for p in value["curves"].get("both", [])}
         say(f"{cell}: base accuracy {value['base_accuracy']:.4f}, both at 80% retrained {both.get(0.8)}, "
             f"{value['seconds']:.0f} s")
 
     jobs = {cell: (_pruning_job, cell, settings, seed) for cell in settings.cells}
-    _run_jobs(run, state, jobs, executor, workers, done)
+    _run_jobs(ctx, state, jobs, on_done=done)
     cells = [state["done"][c] for c in settings.cells]
     result = {
         "experiment": "reber-rnn-pruning",
@@ -237,9 +264,9 @@ def reproduce_reber_rnn_pruning(
         "wall_seconds": float(state["seconds"]) + time.perf_counter() - clock,
     }
     state["seconds"] = result["wall_seconds"]
-    run.save_checkpoint(state)
-    run.write_json("result.json", result)
-    _pruning_report(run, settings, result)
+    ctx.checkpoint(state)
+    ctx.write_result(result)
+    _pruning_report(ctx, settings, result)
     return result
 
 
@@ -261,12 +288,11 @@ def _pruning_headline(cells: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _pruning_report(run: RunDir, settings: PruningSettings, result: dict[str, Any]) -> None:
+def _pruning_report(ctx: RunContext, settings: PruningSettings, result: dict[str, Any]) -> None:
     from ..analysis.plots import curve_plot
     from ..analysis.report import markdown_table
-    from ..atomic import write_text
 
-    curve_plot(result["curves"], run.file("pruning.png"), x="pruned",
+    curve_plot(result["curves"], ctx.file("pruning.png"), x="pruned",
                ys={"accuracy_retrained": f"after {settings.retrain_epochs} retraining epoch(s)",
                    "accuracy_pruned": "right after pruning"},
                xlabel="fraction of the part's weights pruned", ylabel="test accuracy", ylim=(0.4, 1.01))
@@ -283,7 +309,7 @@ def _pruning_report(run: RunDir, settings: PruningSettings, result: dict[str, An
             f"retraining epoch(s). Wall time {result['wall_seconds']:.0f} s.\n\n{base}\n\n"
             "Test accuracy right after pruning / after retraining:\n\n"
             f"{markdown_table(header, rows)}\n\n![pruning](pruning.png)\n")
-    write_text(run.file("report.md"), text)
+    ctx.write_report(text)
 
 
 def _pair(point: dict[str, Any]) -> str:
@@ -378,7 +404,8 @@ def _structures_job(cell: str, structures: list[LayeredStructure], graphs: list[
     model = structure_population(cell, structures, graphs, training.embedding_dim, seed, settings.repeats)
     fit = _train(model, data, settings.epochs, training, seed)
     return {"graphs": list(graphs), "test_accuracy": _test_accuracy(model, data),
-            "train_loss": [float(v) for v in fit.loss], "params": [int(v) for v in model.num_params(embedding=False)],
+            "train_loss": [float(v) for v in fit.loss],
+            "params": [int(v) for v in model.num_params_per_variant(embedding=False)],
             "seconds": time.perf_counter() - started}
 
 
@@ -406,33 +433,39 @@ def reproduce_reber_structure_prediction(
     "repeat_correlation" and "r2_by_repeats"), ``runs.csv`` (one row per
     trained structure: cell, family, features, accuracy), ``report.md``, ``accuracy.png``.
     """
+    settings = settings or structure_settings(preset)
+    settings.validate()
+    say = on_progress or (lambda text: None)
+    config = {"command": "reproduce", "experiment": "reber-structure-prediction",
+              "netbonsai_version": __version__, "seed": seed, **asdict(settings)}
+    with RunContext(out, config, kind="reber-structure-prediction", resume=resume, executor=executor,
+                    workers=workers) as ctx:
+        return _structure_prediction(ctx, settings, seed, say)
+
+
+def _structure_prediction(ctx: RunContext, settings: StructureSettings, seed: int,
+                          say: Progress) -> dict[str, Any]:
     from ..analysis.graph_features import feature_table
     from ..analysis.structure_prediction import pearson_correlations, r2_by_repeats, repeat_correlation
     from ..priors import describe, orient, to_structure
 
-    settings = settings or structure_settings(preset)
-    settings.validate()
-    say = on_progress or (lambda text: None)
-    run = RunDir(out, resume=resume)
-    run.write_config({"command": "reproduce", "experiment": "reber-structure-prediction",
-                      "netbonsai_version": __version__, "seed": seed, **asdict(settings)})
-    state = (run.load_checkpoint() if resume else None) or {"done": {}, "seconds": 0.0}
+    state = ctx.restore() or {"done": {}, "seconds": 0.0}
     clock = time.perf_counter()
     graphs = structure_graphs(settings, seed)
     dags = [orient(graph) for _, graph in graphs]
     structures = [to_structure(dag, settings.training.embedding_dim, settings.units_per_vertex) for dag in dags]
     features, names = feature_table(dags)
-    run.write_history([{"event": "job", "key": key, **value} for key, value in state["done"].items()])
+    ctx.rewind_history([{"event": "job", "key": key, **value} for key, value in state["done"].items()])
 
     def done(key: str, value: dict[str, Any]) -> None:
-        run.append_event({"event": "job", "key": key, **value})
+        ctx.emit_event({"event": "job", "key": key, **value})
         say(f"{key}: {len(value['test_accuracy'])} trainings, mean test accuracy "
             f"{float(np.mean(value['test_accuracy'])):.4f}, {value['seconds']:.0f} s")
 
     groups = shape_groups(structures, settings.population)
     jobs = {f"{cell}/{number}": (_structures_job, cell, [structures[i] for i in group], group, settings, seed)
             for cell in settings.cells for number, group in enumerate(groups)}
-    _run_jobs(run, state, jobs, executor, workers, done)
+    _run_jobs(ctx, state, jobs, on_done=done)
 
     runs, correlations, r2, accuracy_by_cell = [], {}, {}, {}
     repeat_corr: dict[str, float] = {}  # with repeats > 1: how alike two trainings of a structure are
@@ -481,13 +514,13 @@ def reproduce_reber_structure_prediction(
         "wall_seconds": float(state["seconds"]) + time.perf_counter() - clock,
     }
     state["seconds"] = result["wall_seconds"]
-    run.save_checkpoint(state)
-    run.write_json("result.json", result)
-    _structure_report(run, settings, result, names, features, accuracy_by_cell, [f for f, _ in graphs])
+    ctx.checkpoint(state)
+    ctx.write_result(result)
+    _structure_report(ctx, settings, result, names, features, accuracy_by_cell, [f for f, _ in graphs])
     return result
 
 
-def _structure_report(run: RunDir, settings: StructureSettings, result: dict[str, Any], names: list[str],
+def _structure_report(ctx: RunContext, settings: StructureSettings, result: dict[str, Any], names: list[str],
                       features: np.ndarray, accuracy_by_cell: dict[str, np.ndarray], families: list[str]) -> None:
     from ..analysis.report import markdown_table
     from ..analysis.structure_prediction import correlation_table, r2_table
@@ -497,8 +530,8 @@ def _structure_report(run: RunDir, settings: StructureSettings, result: dict[str
     for cell, accuracy in accuracy_by_cell.items():
         for i, acc in enumerate(accuracy):
             lines.append(f"{cell},{families[i]},{i}," + ",".join(f"{v:.6g}" for v in features[i]) + f",{acc:.6f}")
-    write_text(run.file("runs.csv"), "\n".join(lines) + "\n")
-    _accuracy_plot(run.file("accuracy.png"), accuracy_by_cell, families)
+    write_text(ctx.file("runs.csv"), "\n".join(lines) + "\n")
+    _accuracy_plot(ctx.file("accuracy.png"), accuracy_by_cell, families)
     means = markdown_table(["cell"] + list(next(iter(result["mean_accuracy"].values()))),
                            [[c] + [f"{v:.4f}" for v in fam.values()] for c, fam in result["mean_accuracy"].items()])
     paper = {c: {k: {"mean": v, "std": 0.0} for k, v in r.items()} for c, r in result["paper_r2"].items()
@@ -514,7 +547,7 @@ def _structure_report(run: RunDir, settings: StructureSettings, result: dict[str
             f"{_repeats_section(result)}"
             f"## Pearson correlation of each feature with test accuracy (Table 1)\n\n"
             f"{correlation_table(result['correlations'])}\n\n![accuracy](accuracy.png)\n")
-    write_text(run.file("report.md"), text)
+    ctx.write_report(text)
 
 
 def _repeats_section(result: dict[str, Any]) -> str:

@@ -7,7 +7,7 @@ from typing import Any
 
 from ..analysis.report import budget_line, comparison_table, front_table, markdown_table
 from ..errors import InputError
-from ..runs import CONFIG, HISTORY, read_history, read_json
+from ..runs import CONFIG, HISTORY, KIND_KEY, read_history, read_json
 
 
 def _require(path: Path, value: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
@@ -47,10 +47,17 @@ def describe_run(run_dir: str | Path) -> str:
                          f"({type(exc).__name__}: {exc})") from None
 
 
+def _kind(config: dict[str, Any]) -> list[str]:
+    """The line naming the run's kind (config.json of runs written since it was recorded), else none."""
+    kind = config.get(KIND_KEY)
+    return [f"kind: {kind}"] if isinstance(kind, str) and kind else []
+
+
 def _describe_image_run(run_dir: Path, config: dict[str, Any]) -> str:
     """Summary of a grow, baseline or compare run."""
     lines = [
         f"# {config.get('command', 'run')}: {config.get('task', '?')} on {config.get('image', '?')}",
+        *_kind(config),
         f"preset {config.get('preset', '?')}, seed {config.get('seed', '?')}; losses: {config.get('loss_units', '?')}",
         "",
     ]
@@ -132,7 +139,8 @@ def _describe_generic(run_dir: Path, config: dict[str, Any]) -> str:
         f"{config.get('task', '?')}, {config.get('arch', '?')}, {config.get('method', '?')}, {config.get('schedule', '?')}"
     )
     preset = f", preset {config['preset']}" if "preset" in config else ""  # prune runs have none
-    lines = [f"# {config.get('command', 'reproduce')}: {what}", f"seed {config.get('seed', '?')}{preset}", ""]
+    lines = [f"# {config.get('command', 'reproduce')}: {what}", *_kind(config),
+             f"seed {config.get('seed', '?')}{preset}", ""]
     events = list(read_history(run_dir / HISTORY)) if (run_dir / HISTORY).exists() else []
     result_path = run_dir / "result.json"
     lines.append(f"{'finished' if result_path.exists() else 'in progress'}: {len(events)} events in history.jsonl\n")

@@ -72,11 +72,16 @@ class GrowConfig:
     placement: str = "half-layer"  # where a new neuron goes: see PLACEMENTS
     neuron_init: str = "random"  # how a new neuron's weights are chosen: see NEURON_INITS
     neuron_removal: bool = False  # a prune phase first removes whole hidden neurons while one fits eps
-    max_params: int = 300  # stop when a prune phase ends at or above this complexity
+    # stop once a prune phase ends at or above this complexity; the last addition can overshoot it
+    # by one neuron's synapses (hard_max_params: never keep a network above it)
+    max_params: int = 300
     max_cycles: int | None = None  # stop after this many added neurons
     max_seconds: float | None = None  # stop once the search has run this long
     target_loss: float | None = None  # stop once validation loss (reported units) is this low
     max_prune_steps: int = 10_000  # safety bound on removals in one phase
+    # max_params as a hard cap: only networks with params <= max_params go on the front or end the
+    # search, and an addition that would exceed it is not made (the search stops, "max_params")
+    hard_max_params: bool = False
     seed: int = 0
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
 

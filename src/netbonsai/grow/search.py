@@ -15,6 +15,7 @@ its reference loss are part of the state).
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -27,9 +28,11 @@ from ..errors import InputError
 from ..nets.dag import DagNet
 from ..nets.io import net_from_state, net_to_state
 from ..nets.normalization import standardize_for
+from ..runtime import thread_policy, threads
 from ..train import Budget, evaluate, fit
 from .config import GrowConfig
 from .steps import addition_step, neuron_removal_step, removal_step
+from ..data.task import Split
 
 EventListener = Callable[[dict[str, Any]], None]
 
@@ -150,20 +153,51 @@ def grow(
         state: a state from a checkpoint to continue from (``initial`` is then ignored).
         on_event: called with each new event dict (also recorded in ``state.events``).
         checkpoint: called with the state after every event.
+
+    Runs with :func:`netbonsai.runtime.thread_policy` torch threads (1 unless the program chose
+    otherwise with ``netbonsai.runtime.set_threads``) and restores the caller's count afterwards.
+    ``config.max_params`` below the start network's parameter count is warned about (a
+    ``UserWarning``): the search then stops after the first prune phase.
     """
     for name in ("x_train", "y_train", "x_val", "y_val"):
         require_finite(f"{name} of the task data", getattr(data, name))
-    search = _Search(data, config, on_event, checkpoint)
-    state = search.begin(initial) if state is None else search.resume(state)
-    while state.phase != "done":
-        search.advance(state)
+    with threads(thread_policy()):
+        search = _Search(data, config, on_event, checkpoint)
+        state = search.begin(initial) if state is None else search.resume(state)
+        while state.phase != "done":
+            search.advance(state)
     return GrowResult(
-        net=state.net,
+        net=_final_network(state, config),
         front=sorted(state.front, key=lambda p: p.params),
         events=state.events,
         seconds=state.seconds,
         stop_reason=state.stop_reason or "done",
     )
+
+
+def _final_network(state: SearchState, config: GrowConfig) -> DagNet:
+    """The search's last network; with ``hard_max_params`` one within ``max_params`` (the front
+    network with the lowest validation loss when the last one is above it: a start network above
+    the limit that pruning could not bring down to it)."""
+    if not config.hard_max_params or state.net.num_params() <= config.max_params:
+        return state.net
+    if not state.front:
+        raise InputError(
+            f"hard_max_params: no network of the search has at most max_params={config.max_params} parameters "
+            f"(the last has {state.net.num_params()}); raise max_params or start smaller (hidden)"
+        )
+    return min(state.front, key=lambda p: p.val_loss).net
+
+
+def _warn_below_start(params: int, config: GrowConfig) -> None:
+    """Warn (once per call site, Python's default filter) that the limit is below the start network."""
+    if config.max_params < params:
+        warnings.warn(
+            f"max_params={config.max_params} is below the start network's {params} parameters: the search stops "
+            "when its first prune phase ends, above the limit unless pruning gets below it"
+            + ("; hard_max_params keeps only networks within it" if config.hard_max_params else ""),
+            UserWarning, stacklevel=4,
+        )
 
 
 def _added(epochs: int | None, more: int) -> int | None:
@@ -221,11 +255,13 @@ class _Search:
         config = self.config
         if initial is None:
             net = start_network(self.data, config)
-            fit(net, self.x_fit, self.y_fit, Budget(epochs=config.start_epochs), config.trainer, seed=config.seed)
+            _warn_below_start(net.num_params(), config)  # before the (long) start training
+            fit(net, Split(self.x_fit, self.y_fit), Budget(epochs=config.start_epochs), config.trainer, seed=config.seed)
         else:
             if initial.population_size != 1 or initial.n_in != self.data.n_in or initial.n_out != self.data.n_out:
                 raise InputError("the initial network must have population 1 and match the task's inputs and outputs")
             net = initial.clone().to(self.data.x_train.device)
+            _warn_below_start(net.num_params(), config)
         net = net.compact()
         train_loss = self.decision_loss(net)
         epochs = config.start_epochs if initial is None else None  # a given network's own training is not known
@@ -274,7 +310,7 @@ class _Search:
                 return
             exhausted = result is None
         # the phase ends: the best candidate would cost more than eps
-        params = int(state.net.num_params()[0])
+        params = state.net.num_params()
         reason = None
         if params >= config.max_params:
             reason = "max_params"
@@ -310,8 +346,11 @@ class _Search:
             config.placement, config.neuron_init,
         )
         net = added.net
+        if config.hard_max_params and net.num_params() > config.max_params:
+            self.stop(state, "max_params")  # the addition would exceed the hard limit: not kept
+            return
         if config.grow_epochs > 0:
-            fit(net, self.x_fit, self.y_fit, Budget(epochs=config.grow_epochs), config.trainer, seed=self.next_seed())
+            fit(net, Split(self.x_fit, self.y_fit), Budget(epochs=config.grow_epochs), config.trainer, seed=self.next_seed())
         state.net = net.compact()
         state.train_loss = state.reference = self.decision_loss(state.net)
         state.cycles += 1
@@ -339,7 +378,7 @@ class _Search:
         state.seconds = self.seconds_at_resume + (time.perf_counter() - self.clock)
         loss = self.config.trainer.loss
         val_loss = float(evaluate(state.net, self.data.x_val, self.data.y_val, loss)[0])
-        params = int(state.net.num_params()[0])
+        params = state.net.num_params()
         selection = {}
         train_loss = state.train_loss
         if self.x_sel is not self.data.x_train:  # decisions use held-out training data
@@ -380,6 +419,8 @@ class _Search:
         return None
 
     def update_front(self, state: SearchState, event: dict[str, Any]) -> None:
+        if self.config.hard_max_params and event["params"] > self.config.max_params:
+            return  # never on the front above a hard limit
         point = FrontPoint(event["params"], event["train_loss"], event["val_loss"], event["index"], state.net.clone())
         points = state.front + [point]
         kept = {p["event"] for p in pareto_front([p.summary() for p in points])}

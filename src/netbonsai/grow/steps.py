@@ -23,6 +23,7 @@ from ..nets.synapses import lowest_synapses, removal_scores
 from ..train import Budget, TrainerConfig, evaluate, fit
 from ..train.losses import get_loss, population_outputs, sample_chunks
 from .config import NEURON_INITS, PLACEMENTS
+from ..data.task import Split
 
 __all__ = [
     "AdditionResult", "RemovalResult", "addition_step", "neuron_removal_step", "output_gradients", "lowest_synapses", "neuron_targets",
@@ -99,10 +100,10 @@ def _best_candidate(
     keep = torch.argsort(candidate_losses, stable=True)[: min(n_trials, candidates.population_size)]
     trials = candidates.select(keep)
     if trial_epochs > 0 and trial_data is not None:
-        fit(trials, trial_data[0], trial_data[1], Budget(epochs=trial_epochs), trainer, seed=seed)
+        fit(trials, Split(*trial_data), Budget(epochs=trial_epochs), trainer, seed=seed)
         trial_losses = evaluate(trials, x, y, trainer.loss)
     elif trial_epochs > 0:
-        trial_losses = fit(trials, x, y, Budget(epochs=trial_epochs), trainer, seed=seed).loss
+        trial_losses = fit(trials, Split(x, y), Budget(epochs=trial_epochs), trainer, seed=seed).loss
     else:
         trial_losses = candidate_losses[keep]
     best = int(torch.argmin(trial_losses))

@@ -389,7 +389,7 @@ def to_module(net: DagNet) -> DagModule:
     """
     if net.population_size != 1:
         raise InputError("to_module() needs a network with population size 1")
-    n_params = int(net.num_params()[0])
+    n_params = net.num_params()
     net = net.compact().fold_normalization()
     weight = (net.weight.detach()[0] * net.mask[0]).clone()
     bias = net.bias.detach()[0].clone()

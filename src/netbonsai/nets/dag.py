@@ -176,7 +176,7 @@ class DagNet(nn.Module):
         return range(self.n_nodes - self.n_out, self.n_nodes)
 
     def extra_repr(self) -> str:
-        params = self.num_params().tolist()
+        params = self.num_params_per_variant().tolist()
         shown = params if len(params) <= 4 else params[:4] + ["..."]
         return (
             f"n_in={self.n_in}, n_hidden={self.n_hidden}, n_out={self.n_out}, "
@@ -214,13 +214,24 @@ class DagNet(nn.Module):
         kept = (varies & useful) | is_input | is_output
         return Liveness(varies=varies, useful=useful, kept=kept)
 
-    def num_params(self) -> torch.Tensor:
-        """Complexity per variant, ``(K,)`` long: the parameter count of the compacted network.
+    def num_params(self) -> int:
+        """The parameter count of the compacted network (population size 1).
 
         Counts live synapses between kept nodes plus the biases of kept non-input nodes, so a
         dense 4-5-5-1 MLP counts 61. Synapses from constant neurons (folded into biases by
-        compaction) and synapses that cannot reach an output are not counted.
+        compaction) and synapses that cannot reach an output are not counted. A population
+        with more than one variant raises ``ValueError``: use :meth:`num_params_per_variant`.
         """
+        if self.population_size != 1:
+            raise ValueError(
+                f"num_params() counts a single network, but this population holds {self.population_size} "
+                "variants; use num_params_per_variant() for a (K,) tensor of counts"
+            )
+        return int(self.num_params_per_variant()[0])
+
+    def num_params_per_variant(self) -> torch.Tensor:
+        """Complexity per variant, ``(K,)`` long: the parameter count of each compacted network
+        (see :meth:`num_params`)."""
         live = self.liveness()
         sources = live.kept & live.varies
         n_edges = (self.mask & sources.unsqueeze(2) & live.kept.unsqueeze(1)).sum(dim=(1, 2))

@@ -198,7 +198,7 @@ def to_onnx(model: DagNet | nn.Sequential, graph_name: str = "netbonsai", check:
     """
     onnx = _require_onnx()
     net = as_dagnet(model)
-    params = int(net.num_params()[0])
+    params = net.num_params()
     with torch.no_grad():
         net = net.compact().fold_normalization()
     weight = (net.weight.detach()[0] * net.mask[0]).to("cpu", torch.float64).numpy()
@@ -312,7 +312,7 @@ def export_torchscript(model: DagNet | nn.Sequential, path: str | os.PathLike) -
     """Write ``model`` as a TorchScript file at ``path`` (atomically); load with ``torch.jit.load``."""
     path = Path(path)
     net = as_dagnet(model)
-    params = int(net.num_params()[0])
+    params = net.num_params()
     scripted = to_torchscript(net)
     buffer = io.BytesIO()
     with warnings.catch_warnings():

@@ -67,7 +67,7 @@ def save(net: DagNet, path: str | os.PathLike, info: dict | None = None) -> Path
         "n_nodes": net.n_nodes,
         "activations": list(net.activations),
         "roles": list(net.roles),
-        "params": int(net.num_params()[0]),
+        "params": net.num_params(),
         "info": merged,
     }
     try:
@@ -186,8 +186,8 @@ def _decode(data: bytes) -> DagNet:
     except InputError as exc:
         raise _Bad(str(exc)) from None
     params = header.get("params")
-    if params is not None and params != int(net.num_params()[0]):
-        raise _Bad(f"'params' says {params} but the synapses give {int(net.num_params()[0])}")
+    if params is not None and params != net.num_params():
+        raise _Bad(f"'params' says {params} but the synapses give {net.num_params()}")
     net.info = header["info"]
     return net
 

@@ -204,9 +204,9 @@ def sparsity(model: nn.Module) -> float:
 def num_live_params(model: nn.Module) -> int:
     """Parameters a compact model would store: live masked weights plus every other parameter
     (biases, unmasked layers, normalisation) counted in full. A MaskedRecurrent counts its
-    members' ``num_params()`` (live weights, biases of real units, embeddings), all together."""
+    members' ``num_params_per_variant()`` (live weights, biases of real units, embeddings), all together."""
     if _is_recurrent(model):
-        return int(model.num_params().sum())
+        return int(model.num_params_per_variant().sum())
     masked = {id(layer.weight) for _, layer in masked_layers(model)}
     others = sum(p.numel() for p in model.parameters() if id(p) not in masked)
     return count_weights(model)[0] + others

@@ -16,6 +16,10 @@ def standardize_for(net: DagNet, x: torch.Tensor, y: torch.Tensor) -> DagNet:
     weights (:meth:`DagNet.fold_normalization`) without adding parameters. Call it on a freshly
     initialised network: on a trained one it changes the function.
     """
-    in_scale = x.std(dim=0).clamp_min(1e-8)
+    in_std = x.std(dim=0)
+    in_scale = torch.where(in_std > 1e-8, in_std, torch.ones_like(in_std))  # a constant input stays as it is
+    if not y.is_floating_point() or y.dim() == 1:  # class labels: the outputs are logits, left unscaled
+        out_mean = torch.zeros(net.n_out, device=x.device)
+        return net.set_normalization(x.mean(dim=0), in_scale, out_mean, torch.ones_like(out_mean))
     out_scale = y.std(dim=0).clamp_min(1e-8)
     return net.set_normalization(x.mean(dim=0), in_scale, y.mean(dim=0), out_scale)

@@ -264,7 +264,18 @@ class MaskedRecurrent(nn.Module):
         counts["total"] = sum(counts[key] for key in ("i2h", "h2h", "out", "bias", "embedding"))
         return counts
 
-    def num_params(self, embedding: bool = True) -> torch.Tensor:
+    def num_params(self, embedding: bool = True) -> int:
+        """Live parameters of a single model (population size 1): live masked weights + biases
+        of real units (+ the embedding, unless ``embedding=False``). A population with more than
+        one member raises ``ValueError``: use :meth:`num_params_per_variant`."""
+        if self.population_size != 1:
+            raise ValueError(
+                f"num_params() counts a single model, but this population holds {self.population_size} "
+                "members; use num_params_per_variant() for a (K,) tensor of counts"
+            )
+        return int(self.num_params_per_variant(embedding)[0])
+
+    def num_params_per_variant(self, embedding: bool = True) -> torch.Tensor:
         """``(K,)`` live parameters per member: live masked weights + biases of real units
         (+ the embedding, unless ``embedding=False``)."""
         counts = self.param_counts()
@@ -281,7 +292,7 @@ class MaskedRecurrent(nn.Module):
         return _assemble([(self, int(i) % k) for i in indices])
 
     def extra_repr(self) -> str:
-        params = self.num_params().tolist()
+        params = self.num_params_per_variant().tolist()
         shown = params if len(params) <= 8 else f"{params[:8]}..."
         return (
             f"cell={self.cell}, population={self.population_size}, input_size={self.input_size}, "

@@ -142,7 +142,7 @@ def live_params(model: nn.Module) -> int:
     """The model's complexity: a DagNet's compacted parameter count (``num_params``), or live
     masked weights plus every other parameter of a module."""
     if isinstance(model, DagNet):
-        return int(model.num_params()[0])
+        return model.num_params()
     return num_live_params(model)
 
 

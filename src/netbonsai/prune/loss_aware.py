@@ -62,6 +62,7 @@ from ..nets.dag import DagNet, activate_level, run_levels
 from ..nets.synapses import lowest_synapses, removal_scores
 from ..train import Budget, TrainerConfig, evaluate, fit
 from ..train.losses import get_loss
+from ..data.task import Split
 
 VARIANTS = ("sizes", "shifts")
 DECISIONS = ("loss", "errors")
@@ -245,7 +246,7 @@ def train_population(net: DagNet, x: torch.Tensor, y: torch.Tensor, budget: Budg
     the :class:`~netbonsai.train.FitResult` is returned.
     """
     view = _TargetColumns(net)
-    result = fit(view, x, y, budget, trainer, seed=seed)
+    result = fit(view, Split(x, y), budget, trainer, seed=seed)
     view.write_back()
     return result
 
@@ -567,7 +568,7 @@ def loss_aware_prune(
         record: dict[str, Any] = {
             "step": state.step,
             "removed": state.removed,
-            "params": int(accepted.num_params()[0]),
+            "params": accepted.num_params(),
             "live": _live(accepted),
             "train_loss": train_loss,
             "decision_loss": float(decision[best]),

@@ -31,6 +31,7 @@ from ..train.fit import Budget, TrainerConfig, fit
 from ..train.losses import get_loss
 from .criteria import check_method, remove_, saliency, select, select_bucket
 from .groups import live_params, live_weights, prunable_groups, total_weights
+from ..data.task import Split
 
 KINDS = ("oneshot", "fixed", "relative", "bucket")
 STOP_REASONS = ("target", "accuracy", "exhausted", "oneshot", "max_rounds", "stop")
@@ -273,7 +274,7 @@ def retrainer(
     seeds = itertools.count(seed)
 
     def retrain(model: nn.Module) -> None:
-        fit(model, x, y, budget, trainer, seed=next(seeds))
+        fit(model, Split(x, y), budget, trainer, seed=next(seeds))
 
     return retrain
 

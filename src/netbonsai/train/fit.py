@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
 
 from ..data.checks import require_finite
+from ..data.task import Split
 from ..errors import InputError
 from ..nets.dag import DagNet
 from ..nets.masked import mask_applier
@@ -51,6 +52,7 @@ class TrainerConfig:
     batch_size: int = 256  # Adam minibatch size
     history_size: int = 10  # L-BFGS memory
     weight_decay: float = 0.0  # Adam's L2 penalty (coupled, as torch.optim.Adam applies it)
+    clip_norm: float | None = None  # Adam: clip each variant's gradient norm (sequence models)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -60,42 +62,105 @@ class TrainerConfig:
             raise InputError(f"trainer lr (a finite number), batch_size and history_size must be positive, got lr {self.lr}")
         if not self.weight_decay >= 0:
             raise InputError(f"trainer weight_decay must be >= 0, got {self.weight_decay}")
+        if self.clip_norm is not None and not self.clip_norm > 0:
+            raise InputError(f"trainer clip_norm must be > 0 (or None), got {self.clip_norm}")
         if self.weight_decay > 0 and self.method != "adam":
             raise InputError(f"weight_decay is an Adam setting; method {self.method!r} does not use it")
 
 
 @dataclass
 class FitResult:
-    """Per-variant final training loss and the work done."""
+    """Per-variant final training loss (the data loss, without a penalty) and the work done."""
 
     loss: torch.Tensor  # (K,)
     epochs: int
     seconds: float
     curve: list[list[float]] = field(default_factory=list)  # per-epoch losses, one list per epoch
+    models: list[nn.Module] | None = None  # the trained copies, when fit was given a list of networks
+
+
+# a differentiable regulariser of the model: a scalar, or one value per population variant
+Penalty = Callable[[nn.Module], torch.Tensor]
 
 
 def fit(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    budget: Budget,
-    trainer: TrainerConfig = TrainerConfig(),
+    model: nn.Module | Sequence[DagNet],
+    split: Split | torch.Tensor,
+    budget: Budget | torch.Tensor,
+    trainer: TrainerConfig | Budget = TrainerConfig(),
+    *legacy: Any,
     seed: int = 0,
+    penalty: Penalty | None = None,
     on_epoch: Callable[[int, torch.Tensor], None] | None = None,
 ) -> FitResult:
-    """Train ``model`` in place on ``(x, y)`` and return its final per-variant training loss.
+    """Train ``model`` on ``split`` for ``budget`` with ``trainer``; the one training entry point.
 
-    For a population model the loss of each variant is its own mean loss and the optimiser
-    treats variants independently, so K variants trained together equal K separate trainings.
-    ``seed`` fixes the minibatch order (Adam); L-BFGS is deterministic given the data.
+    - A DagNet population (or any module whose parameters carry the variant dimension): each
+      variant's loss is its own mean loss and the optimiser treats variants independently, so K
+      variants trained together equal K separate trainings. Trained in place.
+    - A list of population-1 DagNets: trained together as one padded population (or one by
+      one where they cannot share one, same result); the trained copies are ``result.models``.
+    - A sequence split (``split.x`` is ``(codes, lengths)``): a population sequence classifier
+      trained with minibatch Adam (``trainer.lr``, ``trainer.batch_size``, ``trainer.clip_norm``).
+
+    ``penalty(model)`` adds a differentiable regulariser (a scalar or one value per variant) to
+    the loss being minimised; the reported losses stay the data loss. Levenberg-Marquardt
+    (``lm``) refuses a penalty. ``seed`` fixes the minibatch order (Adam); L-BFGS is
+    deterministic given the data. ``on_epoch(epoch, losses)`` sees every epoch's ``(K,)`` losses.
+    The older form ``fit(model, x, y, budget, trainer, seed)`` is still accepted.
     """
+    if isinstance(split, torch.Tensor):  # the older form: fit(model, x, y, budget, trainer=..., seed=...)
+        split, budget, trainer, legacy = _legacy_arguments(split, budget, trainer, legacy)
+    if legacy:
+        seed = legacy[0]
+    if not isinstance(budget, Budget):
+        raise InputError(f"fit needs a Budget, got {type(budget).__name__}")
+    if not isinstance(trainer, TrainerConfig):
+        raise InputError(f"fit needs a TrainerConfig, got {type(trainer).__name__}")
+    if isinstance(model, (list, tuple)):
+        from .together import fit_together
+
+        if penalty is not None:
+            raise InputError("a penalty applies to one model (or one population), not to a list of networks")
+        trained, result = fit_together(model, split.x, split.y, budget, trainer, seed=seed)
+        result.models = trained
+        return result
+    if isinstance(split.x, tuple):
+        return _fit_sequences(model, split, budget, trainer, seed, penalty, on_epoch)
+    return _fit_tensors(model, split.x, split.y, budget, trainer, seed, penalty, on_epoch)
+
+
+def _legacy_arguments(x: torch.Tensor, y: Any, budget: Any, rest: tuple) -> tuple[Split, Budget, TrainerConfig, tuple]:
+    """``(x, y, budget[, trainer[, seed]])`` of the older call form as a split, budget, trainer, rest."""
+    if not isinstance(y, torch.Tensor):
+        raise InputError(f"fit(model, x, y, budget, ...) needs y as a tensor, got {type(y).__name__}")
     if x.shape[0] != y.shape[0]:
         raise InputError(f"x has {x.shape[0]} rows but y has {y.shape[0]}")
+    trainer = rest[0] if rest else TrainerConfig()
+    return Split(x, y), budget, trainer, tuple(rest[1:])
+
+
+def _fit_sequences(model, split: Split, budget: Budget, trainer: TrainerConfig, seed: int, penalty, on_epoch) -> FitResult:
+    from .sequences import fit_sequences
+
+    if penalty is not None:
+        raise InputError("sequence training takes no penalty")
+    if trainer.method != "adam":
+        raise InputError(f"sequence models train with minibatch Adam; trainer method {trainer.method!r} does not apply")
+    codes, lengths = split.x
+    result = fit_sequences(model, codes, lengths, split.y, budget, lr=trainer.lr, batch_size=trainer.batch_size,
+                           clip_norm=trainer.clip_norm, seed=seed, on_epoch=on_epoch)
+    return FitResult(result.loss, result.epochs, result.seconds, result.curve)
+
+
+def _fit_tensors(model, x, y, budget: Budget, trainer: TrainerConfig, seed: int, penalty, on_epoch) -> FitResult:
+    """Adam, L-BFGS or LM on one tensor split (see :func:`fit`)."""
     if x.shape[0] == 0:
         raise InputError("cannot train on an empty dataset")
     require_finite("training inputs x", x)
     require_finite("training targets y", y)
-    loss_fn = get_loss(trainer.loss)
+    data_loss = get_loss(trainer.loss)
+    loss_fn = data_loss if penalty is None else (lambda out, target: data_loss(out, target) + penalty(model))
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise InputError("the model has no trainable parameters")
@@ -119,11 +184,13 @@ def fit(
             max_seconds=budget.seconds,
             history_size=trainer.history_size,
             on_iteration=record,
-            member_losses=_member_losses(model, x, y, loss_fn),
+            member_losses=_member_losses(model, x, y, data_loss, penalty),
         )
-        final = result.loss
+        final = result.loss if penalty is None else evaluate(model, x, y, trainer.loss)
         epochs = result.iterations
     elif trainer.method == "lm":
+        if penalty is not None:
+            raise InputError("Levenberg-Marquardt ('lm') minimises a sum of squares and takes no penalty; use lbfgs or adam")
         if not hasattr(model, "sensitivities") or trainer.loss != "mse":
             raise InputError("Levenberg-Marquardt ('lm') trains DagNet models with the mse loss")
         result = levenberg_marquardt(model, x, y, max_iter=max_epochs, max_seconds=budget.seconds, on_iteration=record)
@@ -135,12 +202,20 @@ def fit(
     return FitResult(final, epochs, time.perf_counter() - started, curve)
 
 
-def _member_losses(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn) -> Callable[[torch.Tensor], torch.Tensor] | None:
+def _member_losses(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn,
+                   penalty: "Penalty | None" = None) -> Callable[[torch.Tensor], torch.Tensor] | None:
     """The losses of chosen variants alone, for models that can compute a subset of their
     population (DagNet); None for the others."""
     if not isinstance(model, DagNet) or model.population_size == 1:
         return None
-    return lambda members: loss_fn(model.population(x, members=members), y)
+    if penalty is None:
+        return lambda members: loss_fn(model.population(x, members=members), y)
+    return lambda members: loss_fn(model.population(x, members=members), y) + _per_variant(penalty(model), members)
+
+
+def _per_variant(value: torch.Tensor, members: torch.Tensor) -> torch.Tensor:
+    """A penalty's values for the chosen variants (a scalar penalty applies to each)."""
+    return value[members] if value.dim() > 0 else value
 
 
 def _adam(model, params, x, y, loss_fn, trainer, seed, max_epochs, budget, started, record):
@@ -189,7 +264,7 @@ def averaged_fit(
     total = [torch.zeros_like(p) for p in params]
     started = time.perf_counter()
     for epoch in range(epochs):
-        fit(model, x, y, Budget(epochs=1), trainer, seed=seed + epoch)
+        fit(model, Split(x, y), Budget(epochs=1), trainer, seed=seed + epoch)
         with torch.no_grad():
             for acc, p in zip(total, params):
                 acc.add_(p)

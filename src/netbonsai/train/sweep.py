@@ -7,7 +7,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from ..data.tasks import TaskData
+from ..data.task import Task
 from ..nets.dag import DagNet
 from ..nets.normalization import standardize_for
 from .fit import Budget, TrainerConfig, fit
@@ -36,7 +36,7 @@ class DenseResult:
 
 
 def train_dense(
-    data: TaskData,
+    data: Task,
     hidden: Sequence[int],
     activation: str,
     epochs: int,
@@ -47,11 +47,11 @@ def train_dense(
     generator = torch.Generator().manual_seed(seed)
     net = DagNet.mlp([data.n_in, *hidden, data.n_out], activation, generator=generator).to(data.x_train.device)
     standardize_for(net, data.x_train, data.y_train)
-    result = fit(net, data.x_train, data.y_train, Budget(epochs=epochs), trainer, seed=seed)
+    result = fit(net, data.train, Budget(epochs=epochs), trainer, seed=seed)
     val = float(evaluate(net, data.x_val, data.y_val, trainer.loss)[0])
     return DenseResult(
         hidden=[int(h) for h in hidden],
-        params=int(net.num_params()[0]),
+        params=net.num_params(),
         train_loss=float(result.loss[0]) * data.loss_scale,
         val_loss=val * data.loss_scale,
         seconds=result.seconds,
@@ -60,7 +60,7 @@ def train_dense(
 
 
 def dense_sweep(
-    data: TaskData,
+    data: Task,
     grid: Sequence[Sequence[int]],
     activation: str,
     epochs: int,

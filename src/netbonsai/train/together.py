@@ -14,6 +14,7 @@ import torch
 
 from ..nets.dag import DagNet
 from .fit import Budget, FitResult, TrainerConfig, fit
+from ..data.task import Split
 
 
 def _can_stack(nets: Sequence[DagNet]) -> bool:
@@ -94,12 +95,12 @@ def fit_together(
     """
     if _can_stack(nets):
         stacked = stack_padded(nets)
-        result = fit(stacked, x, y, budget, trainer, seed=seed)
+        result = fit(stacked, Split(x, y), budget, trainer, seed=seed)
         return unstack_padded(stacked, nets), result
     trained, losses, epochs, seconds = [], [], 0, 0.0
     for net in nets:
         copy = net.clone()
-        res = fit(copy, x, y, budget, trainer, seed=seed)
+        res = fit(copy, Split(x, y), budget, trainer, seed=seed)
         trained.append(copy)
         losses.append(res.loss)
         epochs, seconds = max(epochs, res.epochs), seconds + res.seconds

@@ -1,0 +1,216 @@
+"""``netbonsai compare TASK --methods a,b,c``: any registered methods against the dense sweep.
+
+Every method and the dense sweep get the same task split, trainer and budget policy (the
+preset's :class:`~netbonsai.experiments.presets.TaskSettings`). Each method runs in its own
+sub-run ``methods/NAME/`` (its history, checkpoints and front networks), the sweep in
+``dense/``; ``--resume`` skips what finished and continues what did not. The figures per
+method: its Pareto front, the parameter ratio at equal validation loss against the dense front
+(median, min, max; with ``--seeds`` an interval over seeds) and the validation-loss gap at equal
+parameters, which stays meaningful where the dense front is flat.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..analysis.compare import gap_summary, loss_gaps, param_ratios, ratio_summary, seed_bootstrap
+from ..analysis.pareto import pareto_front
+from ..data.specs import parse_task_spec, task_from_spec
+from ..data.task import Task
+from ..errors import InputError
+from ..methods.base import Method, MethodResult
+from ..methods.registry import METHODS, parse_methods
+from ..nets.io import load, save
+from ..runs import MODEL, Reporter, RunContext, read_json
+from .compare_report import LOSS_UNITS, loss_units, methods_report
+from .image_runs import RunOptions, RunSummary
+
+DENSE = "dense"
+METHOD_FILE = "method.json"
+
+
+def build_task(options: RunOptions, settings) -> Task:
+    """The task a run's options name, split as its preset says (validated; nothing written)."""
+    spec = parse_task_spec(options.task, options.image)
+    d = settings.data
+    return task_from_spec(spec, val_fraction=d.val_fraction, seed=d.split_seed, max_train=d.max_train,
+                          max_val=d.max_val, val_size=d.max_val or 5000)
+
+
+def build_methods(names: list[str], settings, overrides: dict[str, dict[str, Any]]) -> list[Method]:
+    """The named methods for the comparison's policy, with their ``--set NAME.KEY=VALUE`` settings."""
+    built = []
+    for name in names:
+        method = METHODS[name].for_policy(settings)
+        built.append(method.with_overrides(overrides.get(name, {})))
+    unknown = sorted(set(overrides) - set(names) - {"grow"})
+    if unknown:
+        raise InputError(f"--set {unknown[0]}.* sets a method that is not in --methods ({', '.join(names)})")
+    return built
+
+
+def run_compare_methods(
+    options: RunOptions, methods: str | list[str], out: str | Path, resume: bool = False,
+    reporter: Reporter | None = None, method_overrides: dict[str, dict[str, Any]] | None = None,
+) -> RunSummary:
+    """Run the named methods and the dense sweep on one task; write comparison.json, report.md,
+    pareto.png and model (the lowest-validation-loss network of any method's front)."""
+    reporter = reporter or Reporter()
+    options.command = "compare"
+    names = parse_methods(methods) if isinstance(methods, str) else parse_methods(",".join(methods))
+    started = time.perf_counter()
+    settings = options.settings()
+    built = build_methods(names, settings, method_overrides or {})
+    task = build_task(options, settings)
+    for method in built:
+        method.check(task)
+    config = {
+        "command": "compare", "task_spec": str(parse_task_spec(options.task, options.image)), "seed": settings.grow.seed,
+        **settings.to_dict(), "methods": {m.name: m.settings_dict() for m in built},
+        "split": {k: v for k, v in task.describe().items() if k not in ("task", "image")},
+        "loss_units": loss_units(task), "executor": options.executor, "device": settings.device,
+        **({"seeds": list(range(settings.grow.seed, settings.grow.seed + options.seeds))} if options.seeds > 1 else {}),
+    }
+    task = task.to(settings.device)
+    with RunContext(out, config, kind="compare", resume=resume, executor=options.executor, device=settings.device,
+                    reporter=reporter) as ctx:
+        if options.seeds == 1:
+            figures = compare_once(task, settings, built, ctx)
+        else:
+            per_seed = []
+            for index, seed in enumerate(range(settings.grow.seed, settings.grow.seed + options.seeds)):
+                reporter.message(f"seed {seed} ({index + 1} of {options.seeds})")
+                policy = replace(settings, grow=replace(settings.grow, seed=seed))
+                seeded = [type(m)(_reseeded(m.settings, seed), policy) for m in built]
+                child = ctx.child(f"seed-{seed}", {"seed": seed})
+                per_seed.append(compare_once(task, policy, seeded, child))
+            figures = pool_seeds(per_seed)
+        figures.update(task=task.name, task_spec=config["task_spec"], image=task.source, preset=settings.preset,
+                       seed=settings.grow.seed, loss_units=loss_units(task), task_type=task.kind,
+                       wall_seconds=time.perf_counter() - started, environment=ctx.environment())
+        _save_best(ctx, figures)
+        ctx.write_json("comparison.json", figures)
+        text = methods_report(figures, ctx.path)
+        ctx.write_report(text["report"])
+    return RunSummary(Path(out), text["printed"], figures)
+
+
+def _reseeded(settings: Any, seed: int) -> Any:
+    """A method's settings with its own ``seed`` field (if it has one) set to ``seed``."""
+    return replace(settings, seed=seed) if hasattr(settings, "seed") else settings
+
+
+def compare_once(task: Task, policy, methods: list[Method], ctx: RunContext) -> dict[str, Any]:
+    """One seed: the dense sweep and every method, each in its own sub-run; the figures."""
+    from ..methods.dense import DenseSweep
+
+    dense = run_or_load(DenseSweep.for_policy(policy), task, ctx, DENSE)
+    fronts = {m.name: run_or_load(m, task, ctx, f"methods/{m.name}") for m in methods}
+    figures: dict[str, Any] = {"seed": policy.grow.seed, "dense": dense["points"], "methods": {}}
+    for name, result in fronts.items():
+        figures["methods"][name] = method_figures(result["points"], dense["points"])
+        figures["methods"][name].update(stop_reason=result["stop_reason"], seconds=result["seconds"],
+                                        folder=f"methods/{name}", extra=result.get("extra", {}))
+    if "grow" in figures["methods"]:  # the older top-level keys describe the grow method
+        grow = figures["methods"]["grow"]
+        figures.update(grown=grow["front"], ratios=grow["ratios"], median_ratio=grow["median_ratio"],
+                       min_ratio=grow["min_ratio"], max_ratio=grow["max_ratio"], n_ratios=grow["n_ratios"])
+    return figures
+
+
+def method_figures(points: list[dict[str, Any]], dense: list[dict[str, Any]]) -> dict[str, Any]:
+    """A method's front against the dense networks: ratios at equal loss and gaps at equal size."""
+    front = pareto_front(points)
+    ratios = param_ratios(front, dense)
+    summary = ratio_summary(ratios)
+    gaps = loss_gaps(front, dense)
+    return {"front": front, "ratios": ratios, "median_ratio": summary["median_ratio"], "min_ratio": summary["min_ratio"],
+            "max_ratio": summary["max_ratio"], "n_ratios": summary["n"], "loss_gaps": gaps, **gap_summary(gaps),
+            "n_outside_dense_range": len(front) - len(ratios), "flat_dense": flat_dense(ratios, dense)}
+
+
+def flat_dense(ratios: list[dict[str, Any]], dense: list[dict[str, Any]], spread: float | None = None) -> bool:
+    """Whether the compared loss range is too narrow for the ratio to mean much: the dense front's
+    losses across it differ by less than ``spread`` (the spread over seeds) or, without one,
+    by less than 1% of the loss."""
+    if len(ratios) < 1:
+        return False
+    losses = [r["val_loss"] for r in ratios]
+    low, high = min(losses), max(losses)
+    front = pareto_front(dense)
+    inside = [d["val_loss"] for d in front if low <= d["val_loss"] <= high] or losses
+    width = max(inside + [high]) - min(inside + [low])
+    limit = spread if spread is not None else 0.01 * max(abs(high), 1e-12)
+    return bool(width <= limit)
+
+
+def run_or_load(method: Method, task: Task, ctx: RunContext, folder: str) -> dict[str, Any]:
+    """Run ``method`` in the sub-run ``folder`` and save its front networks there, or (on resume)
+    read what a finished run of it saved."""
+    child = ctx.child(folder, {"method": method.name, "settings": method.settings_dict()}, kind="method")
+    done = child.file(METHOD_FILE)
+    if child.resume and done.exists():
+        ctx.reporter.message(f"{method.name}: finished before, results read from {folder}/")
+        return read_json(done)
+    ctx.reporter.stage_started(method.name)
+    started = time.perf_counter()
+    result: MethodResult = method.run(task, child)
+    (child.path / "front").mkdir(exist_ok=True)
+    points = []
+    for found in result.front:
+        name = f"front/params_{found.params:06d}"
+        info = {"task": task.name, "method": method.name, "loss_units": loss_units(task), "loss_scale": task.loss_scale,
+                "preprocessing": task.preprocessing, **found.summary()}
+        save(found.net.cpu() if hasattr(found.net, "cpu") else found.net, child.file(name), info=info)
+        points.append({**found.summary(), "file": f"{folder}/{name}"})
+    record = {"method": method.name, "points": points, "stop_reason": result.stop_reason,
+              "seconds": result.seconds or time.perf_counter() - started, "extra": result.extra}
+    child.write_result(record, METHOD_FILE)
+    return read_json(done)
+
+
+def pool_seeds(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several seeds' figures pooled per method: fronts over all seeds against all dense networks,
+    an interval over seeds, each seed's own median, and whether the compared range is flat."""
+    dense = [{**d, "seed": c["seed"]} for c in per_seed for d in c["dense"]]
+    best_dense = [min(d["val_loss"] for d in c["dense"]) for c in per_seed]
+    spread = float(np.std(best_dense, ddof=1)) if len(best_dense) > 1 else None
+    pooled: dict[str, Any] = {"seeds": [c["seed"] for c in per_seed], "dense": dense, "methods": {},
+                              "dense_spread_over_seeds": spread}
+    for name in per_seed[0]["methods"]:
+        points = [{**p, "seed": c["seed"]} for c in per_seed for p in c["methods"][name]["front"]]
+        figures = method_figures(points, dense)
+        figures["flat_dense"] = flat_dense(figures["ratios"], dense, spread)
+        medians = [c["methods"][name]["median_ratio"] for c in per_seed if c["methods"][name]["median_ratio"] is not None]
+        figures["per_seed"] = [{"seed": c["seed"], **{k: c["methods"][name][k] for k in ("median_ratio", "min_ratio", "median_gap")}}
+                               for c in per_seed]
+        figures["per_seed_median"] = {"mean": float(np.mean(medians)) if medians else None,
+                                      "std": float(np.std(medians, ddof=1)) if len(medians) > 1 else None}
+        figures["median_ratio_interval"] = seed_bootstrap([(c["methods"][name]["front"], c["dense"]) for c in per_seed])
+        pooled["methods"][name] = figures
+    if "grow" in pooled["methods"]:
+        grow = pooled["methods"]["grow"]
+        pooled.update(grown=grow["front"], ratios=grow["ratios"], median_ratio=grow["median_ratio"],
+                      min_ratio=grow["min_ratio"], max_ratio=grow["max_ratio"], n_ratios=grow["n_ratios"],
+                      median_ratio_interval=grow["median_ratio_interval"])
+    return pooled
+
+
+def _save_best(ctx: RunContext, figures: dict[str, Any]) -> None:
+    """The run's model: the network with the lowest validation loss on any method's front."""
+    points = [p for m in figures["methods"].values() for p in m["front"] if p.get("file")]
+    if not points:
+        return
+    best = min(points, key=lambda p: p["val_loss"])
+    source = ctx.path / (f"seed-{best['seed']}/" if "seed" in best and "seeds" in figures else "") / best["file"]
+    save(load(source), ctx.file(MODEL))
+    figures["model"] = {k: best.get(k) for k in ("params", "val_loss", "train_loss", "file", "seed")}
+    figures["model"]["method"] = best["file"].split("/")[1]
+
+
+__all__ = ["run_compare_methods", "compare_once", "pool_seeds", "method_figures", "LOSS_UNITS"]
