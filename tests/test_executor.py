@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -86,5 +87,15 @@ def test_ray_executor_runs_tasks_or_says_how_to_install() -> None:
         with pytest.raises(InputError, match=r"netbonsai\[ray\]"):
             make_executor("ray", workers=1)
         return
-    with make_executor("ray", workers=2) as pool:  # a Ray worker imports functions by module: use a stdlib one
-        assert [f.result() for f in [pool.submit(pow, i, 2) for i in range(4)]] == [0, 1, 4, 9]
+    # A local Ray of its own, in a child process: on 127.0.0.1 only (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
+    # makes Ray take 127.0.0.1 as the machine's address, see tests/ray_cluster.py), with its files
+    # under a temporary HOME, and gone when the child exits.
+    program = ("from netbonsai.executor import make_executor\n"
+               "with make_executor('ray', workers=2) as pool:\n"
+               "    print([f.result() for f in [pool.submit(pow, i, 2) for i in range(4)]])\n")
+    with tempfile.TemporaryDirectory(prefix="nbray-", dir="/tmp") as home:
+        env = {**os.environ, "HOME": home, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+        env.pop("RAY_ADDRESS", None)
+        done = subprocess.run([sys.executable, "-c", program], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[0, 1, 4, 9]"

@@ -186,14 +186,15 @@ class _CliReporter(Reporter):
 
     @contextmanager
     def warnings_shown(self):
-        """Within the block, a ``UserWarning`` (e.g. max_params below the start network) is shown
-        through :meth:`warn` as one line, so it neither breaks the live display nor hides behind
-        --quiet; other warning categories go where they went before."""
+        """Within the block, a ``UserWarning`` (e.g. max_params below the start network) or a
+        ``FutureWarning`` (a deprecated --set key) is shown through :meth:`warn` as one line, so it
+        neither breaks the live display nor hides behind --quiet; other categories go where they
+        went before."""
         with warnings.catch_warnings():
             shown = warnings.showwarning
 
             def show(message, category, *args, **kwargs):
-                if issubclass(category, UserWarning):
+                if issubclass(category, (UserWarning, FutureWarning)):
                     self.warn(str(message))
                 else:
                     shown(message, category, *args, **kwargs)

@@ -1,0 +1,151 @@
+"""compare TASK --methods: any registered methods, each with its own front, row and plot line.
+
+The acceptance of the method platform: a new method is one file (random_prune_method.py) plus one
+registry line, and runs through compare with no other change.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+import netbonsai
+from netbonsai.cli import main
+from netbonsai.experiments import presets
+from netbonsai.methods import METHODS, get_method, method_names, register
+from tiny_runs import crop_of_camera
+
+MNIST = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "mnist"
+
+# a few seconds of work: a small grid, short budgets, one added neuron
+TINY = ["--set", "start_epochs=60", "--set", "grow.trial_epochs=3", "--set", "grow.grow_epochs=10",
+        "--set", "grow.n_attempts=10", "--set", "grow.attempt_samples=500", "--set", "grow.max_cycles=1",
+        "--set", "dense.grid=[[4, 4], [6, 6], [8, 8]]", "--set", "polish.epochs=10", "--set", "magnitude.sparsity=0.5",
+        "--max-params", "120", "--quiet", "--executor", "inline"]
+
+
+@pytest.fixture
+def random_removal():
+    """The test method registered (one line), and unregistered afterwards."""
+    from random_prune_method import RandomRemoval
+
+    register(RandomRemoval)
+    yield RandomRemoval
+    METHODS.pop(RandomRemoval.name, None)
+
+
+def _compare(tmp_path: Path, methods: str, *extra: str) -> dict:
+    image = crop_of_camera(tmp_path / "crop.png")
+    out = tmp_path / "run"
+    code = main(["compare", f"approx:{image}", "--methods", methods, "--out", str(out), *TINY, *extra])
+    assert code == 0
+    return json.loads((out / "comparison.json").read_text())
+
+
+def test_a_new_method_in_one_file_runs_through_compare(tmp_path: Path, random_removal, monkeypatch) -> None:
+    plotted: dict = {}
+    from netbonsai.analysis import plots
+
+    real = plots.pareto_plot
+    monkeypatch.setattr(plots, "pareto_plot", lambda series, path, **kw: plotted.update(series) or real(series, path, **kw))
+    comparison = _compare(tmp_path, "random-removal,magnitude")
+    figures = comparison["methods"]["random-removal"]
+    assert figures["front"], "the new method's front is empty"
+    params = [p["params"] for p in figures["front"]]
+    assert params == sorted(params) and len(set(params)) == len(params)  # a Pareto front, ascending
+    losses = [p["val_loss"] for p in figures["front"]]
+    assert losses == sorted(losses, reverse=True)  # more parameters, lower loss along a front
+    for key in ("ratios", "median_ratio", "min_ratio", "loss_gaps", "median_gap"):
+        assert key in figures
+    for ratio in figures["ratios"]:
+        assert ratio["ratio"] == pytest.approx(ratio["dense_params"] / ratio["grown_params"], rel=1e-3)
+    assert "random-removal" in plotted and "dense MLP" in plotted  # its own line on the Pareto plot
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "| random-removal |" in report  # its own table row
+    history = (tmp_path / "run" / "methods" / "random-removal" / "history.jsonl").read_text().splitlines()
+    assert len(history) == 4  # one event per round, through the run context
+    model = netbonsai.load(tmp_path / "run" / "model")
+    best = min((p for m in comparison["methods"].values() for p in m["front"]), key=lambda p: p["val_loss"])
+    assert model.num_params() == best["params"]
+
+
+def test_compare_grow_magnitude_loss_aware_writes_per_method_ratios(tmp_path: Path) -> None:
+    comparison = _compare(tmp_path, "grow,magnitude,loss-aware", "--set", "loss-aware.max_fraction=0.3")
+    assert list(comparison["methods"]) == ["grow", "magnitude", "loss-aware"]
+    grow = comparison["methods"]["grow"]
+    # the older top-level keys describe the grow method
+    assert comparison["grown"] == grow["front"] and comparison["median_ratio"] == grow["median_ratio"]
+    assert comparison["task_type"] == "regression" and comparison["dense"]
+    for name, figures in comparison["methods"].items():
+        assert figures["front"], name
+        assert (tmp_path / "run" / "methods" / name / "method.json").exists()
+        for point in figures["front"]:
+            assert (tmp_path / "run" / point["file"]).exists()
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["kind"] == "compare"
+
+
+def test_compare_resume_reads_finished_methods(tmp_path: Path) -> None:
+    first = _compare(tmp_path, "magnitude")
+    image = tmp_path / "crop.png"
+    code = main(["compare", f"approx:{image}", "--methods", "magnitude", "--out", str(tmp_path / "run"), "--resume", *TINY])
+    assert code == 0
+    again = json.loads((tmp_path / "run" / "comparison.json").read_text())
+    assert again["methods"]["magnitude"]["front"] == first["methods"]["magnitude"]["front"]
+
+
+def test_compare_seeds_pools_each_method(tmp_path: Path) -> None:
+    comparison = _compare(tmp_path, "magnitude", "--seeds", "3")
+    assert comparison["seeds"] == [0, 1, 2]
+    figures = comparison["methods"]["magnitude"]
+    assert {p["seed"] for p in figures["front"]} <= {0, 1, 2}
+    assert len(figures["per_seed"]) == 3 and "median_ratio_interval" in figures
+    assert "dense_spread_over_seeds" in comparison
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--methods", "nonsense"], "unknown method 'nonsense'"),
+    (["--methods", "magnitude,magnitude"], "named twice"),
+    (["--methods", "magnitude", "--set", "loss-aware.eps=0.1"], "not in --methods"),
+    (["--methods", "loss-aware", "--set", "loss-aware.bogus=1"], "unknown setting loss-aware.bogus"),
+])
+def test_bad_method_choices_exit_2_before_anything_is_written(tmp_path: Path, capsys, argv, message) -> None:
+    out = tmp_path / "run"
+    assert main(["compare", "approx", "--out", str(out), *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+    assert not out.exists()
+
+
+def test_registry_names_and_objects() -> None:
+    names = method_names()
+    for name in ("grow", "dense", "magnitude", "random", "obd", "loss-aware"):
+        assert name in names
+    method = get_method("magnitude")
+    assert get_method(method) is method  # a Method object passes through: strings stop at the CLI
+
+
+@pytest.mark.skipif(not MNIST.is_dir(), reason=f"MNIST folder {MNIST} not present")
+def test_compare_on_idx_task_runs_pruning_methods(tmp_path: Path, monkeypatch) -> None:
+    real = presets.idx_settings
+
+    def small(preset: str):
+        settings = real(preset)
+        return replace(settings, data=replace(settings.data, max_train=1500, max_val=500), dense_grid=((8,), (16,)),
+                       dense_epochs=1, polish_epochs=0, magnitude=replace(settings.magnitude, sparsity=0.5))
+
+    monkeypatch.setattr(presets, "idx_settings", small)
+    out = tmp_path / "run"
+    code = main(["compare", f"idx:{MNIST}", "--methods", "magnitude,loss-aware", "--out", str(out), "--quiet",
+                 "--executor", "inline", "--set", "loss-aware.max_seconds=5"])
+    assert code == 0
+    comparison = json.loads((out / "comparison.json").read_text())
+    assert comparison["task_type"] == "classification"
+    for name in ("magnitude", "loss-aware"):
+        front = comparison["methods"][name]["front"]
+        assert front and all(0 <= p["val_accuracy"] <= 1 for p in front)
+        assert all(p["val_errors"] == round((1 - p["val_accuracy"]) * 500) for p in front)
+    dense = comparison["dense"]
+    assert {tuple(d["hidden"]) for d in dense} == {(8,), (16,)}
