@@ -13,11 +13,13 @@ from PIL import Image
 import netbonsai
 from netbonsai.analysis.compare import param_ratios
 from netbonsai.cli import main
+from netbonsai.data.tasks import load_task
 from netbonsai.errors import InputError
-from netbonsai.experiments import image_runs, presets
+from netbonsai.experiments import image_runs, presets, run_options
 from netbonsai.experiments.presets import DataSettings, TaskSettings
 from netbonsai.grow import GrowConfig
 from netbonsai.runs import read_history
+from netbonsai.train import evaluate
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -144,7 +146,7 @@ def tiny_settings(task: str, preset: str = "quick") -> TaskSettings:
 @pytest.fixture
 def tiny(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(presets, "task_settings", tiny_settings)
-    monkeypatch.setattr(image_runs, "task_settings", tiny_settings)
+    monkeypatch.setattr(run_options, "task_settings", tiny_settings)
 
 
 @pytest.mark.fast
@@ -259,10 +261,21 @@ def test_grow_end_to_end(capsys: pytest.CaptureFixture, tmp_path: Path, tiny: No
     # the CPU's instruction set sets the float rounding, and with it the search path: it is recorded
     assert result["environment"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert "cpu" in result["environment"]
-    model = netbonsai.load(out / "model")
-    assert model.num_params() == result["final_params"] == events[-1]["params"]
+    assert result["final_params"] == events[-1]["params"]  # the search's last network
     for point in result["front"]:
         assert netbonsai.load(out / point["file"]).num_params() == point["params"]
+    # the run's model: the (polished) front network with the lowest validation loss, not the last one
+    best = min(result["front"], key=lambda p: p["val_loss"])
+    model = netbonsai.load(out / "model")
+    assert model.num_params() == best["params"] == result["model"]["params"]
+    assert model.info["val_loss"] == best["val_loss"] == result["model"]["val_loss"]
+    assert model.info["train_loss"] == best["train_loss"] == result["model"]["train_loss"]
+    assert (out / "model").read_bytes() == (out / best["file"]).read_bytes()
+    data = load_task("brightness", str(image), max_train=1000)  # the split of tiny_settings
+    losses = [float(evaluate(netbonsai.load(out / p["file"]), data.x_val, data.y_val)[0]) for p in result["front"]]
+    assert float(evaluate(model, data.x_val, data.y_val)[0]) == pytest.approx(min(losses))
+    assert min(losses) * data.loss_scale == pytest.approx(best["val_loss"])
+    assert "Model: the front network with the lowest validation loss" in (out / "report.md").read_text()
     assert not (out / "comparison.json").exists() and not (out / "dense.json").exists()
     assert f"hidden neurons, trained {events[-1]['epochs']} iterations in the search." in (out / "report.md").read_text()
     code, stdout, err = run_cli(capsys, "show", out)
@@ -278,7 +291,7 @@ def test_compare_polishes_every_reported_network(
         settings = tiny_settings(task, preset)
         return TaskSettings(**{**settings.__dict__, "polish_epochs": 10, "polish_points": 3})
 
-    monkeypatch.setattr(image_runs, "task_settings", polished_settings)
+    monkeypatch.setattr(run_options, "task_settings", polished_settings)
     image = write_image(tmp_path / "img.png", seed=2)
     out = tmp_path / "run"
     code, _, err = run_cli(

@@ -16,7 +16,7 @@ from PIL import Image
 from netbonsai import logging_tb
 from netbonsai.cli import main
 from netbonsai.errors import InputError
-from netbonsai.experiments import image_runs
+from netbonsai.experiments import run_options
 from netbonsai.experiments.presets import TaskSettings
 from netbonsai.logging_tb import TensorBoardSink, event_scalars
 from netbonsai.runs import RunDir, event_listeners, read_history
@@ -172,7 +172,7 @@ def test_grow_and_compare_log_every_history_event(
     command: str, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch,
     fake_tensorboard: type[FakeWriter],
 ) -> None:
-    monkeypatch.setattr(image_runs, "task_settings", _tiny)
+    monkeypatch.setattr(run_options, "task_settings", _tiny)
     out, tb = tmp_path / "run", tmp_path / "tb"
     code = main([command, "brightness", "--image", str(_image(tmp_path)), "--out", str(out), "--tensorboard", str(tb),
                  "--quiet", "--executor", "inline"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -99,3 +100,24 @@ def test_loss_gaps_interpolate_the_dense_front_in_log_params() -> None:
     assert gaps[0]["gap"] == pytest.approx((3.0 - 2.5) / 3.0)
     assert gap_summary(gaps)["median_gap"] == pytest.approx(1 / 6)
     assert gap_summary([])["n"] == 0
+
+
+def test_reber_task_holds_sequences_and_trains_through_fit() -> None:
+    from netbonsai.data import reber_task
+    from netbonsai.nets.recurrent import MaskedRecurrent
+
+    task = reber_task(n_strings=200, seed=3)
+    codes, lengths = task.train.x
+    assert task.kind == "classification" and task.n_out == 2
+    assert len(task.train) + len(task.val) == 150 and len(task.test) == 50
+    assert codes.shape[0] == lengths.shape[0] == len(task.train)
+    assert set(task.y_train.tolist()) <= {0, 1}
+    from netbonsai.nets.structure import LayeredStructure
+
+    full = LayeredStructure(4, (5,), (np.ones((5, 4), dtype=bool),), np.ones(5, dtype=bool))
+    model = MaskedRecurrent([full, full], "relu", 2, vocab_size=128, seed=0)
+    result = fit(model, task.train, Budget(epochs=2), TrainerConfig(method="adam", loss="cross_entropy", lr=0.01,
+                                                                   batch_size=16, clip_norm=5.0), seed=0)
+    assert result.loss.shape == (2,) and torch.isfinite(result.loss).all()
+    with pytest.raises(InputError, match="minibatch Adam"):
+        fit(model, task.train, Budget(epochs=1), TrainerConfig(method="lbfgs"))

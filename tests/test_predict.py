@@ -14,7 +14,7 @@ import netbonsai
 from netbonsai.cli import main
 from netbonsai.data import brightness_samples, load_image, load_task
 from netbonsai.data.tasks import NEIGHBOURHOOD, approx_samples
-from netbonsai.experiments import image_runs, presets
+from netbonsai.experiments import image_runs, presets, run_options
 from netbonsai.experiments.predict import predict_image
 from netbonsai.nets import DagNet, save, standardize_for
 from netbonsai.train import evaluate
@@ -38,7 +38,7 @@ def grown(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("grown")
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(presets, "task_settings", tiny_settings)
-        patch.setattr(image_runs, "task_settings", tiny_settings)
+        patch.setattr(run_options, "task_settings", tiny_settings)
         image = write_image(root / "train.png", seed=1)
         code = main(["grow", "brightness", "--image", str(image), "--out", str(root / "run"),
                      "--executor", "inline", "--quiet"])

@@ -15,7 +15,7 @@ from PIL import Image
 from experiments.synthetic_idx import write_synthetic_mnist  # tests/ is on sys.path (rootdir conftest)
 from netbonsai.cli import _CliReporter, cli, main
 from netbonsai.data import load_task
-from netbonsai.experiments import image_runs, presets
+from netbonsai.experiments import image_runs, presets, run_options
 from netbonsai.experiments.presets import DataSettings, TaskSettings
 from netbonsai.grow import GrowConfig, grow
 from netbonsai.runs import Reporter, read_history
@@ -166,7 +166,7 @@ def tiny_settings(task: str, preset: str = "quick") -> TaskSettings:
 @pytest.fixture
 def tiny(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(presets, "task_settings", tiny_settings)
-    monkeypatch.setattr(image_runs, "task_settings", tiny_settings)
+    monkeypatch.setattr(run_options, "task_settings", tiny_settings)
 
 
 @pytest.mark.fast

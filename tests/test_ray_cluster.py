@@ -36,7 +36,7 @@ pytestmark = [
 # `netbonsai reproduce reber-rnn-pruning ...` with the smoke preset (4 cells, 2x6 units, 600 strings)
 REPRODUCE_SMOKE = """
 import sys
-import netbonsai.experiments.reber as reber
+import netbonsai.experiments.reber_pruning as reber
 from netbonsai.cli import main
 
 preset = reber.pruning_settings

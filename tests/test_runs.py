@@ -84,9 +84,9 @@ def test_settings_a_command_does_not_read_are_not_compared_on_resume(tmp_path: P
 def test_a_baseline_run_resumes_whatever_search_settings_it_recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """baseline reads no search setting: an old run that recorded one (before --max-params and search
     --set keys were refused) resumes; a setting it does read (activation) still must match."""
-    from netbonsai.experiments import image_runs
+    from netbonsai.experiments import image_runs, run_options
 
-    monkeypatch.setattr(image_runs, "task_settings", tiny_settings)
+    monkeypatch.setattr(run_options, "task_settings", tiny_settings)
     image = crop_of_camera(tmp_path / "img.png")
     out = tmp_path / "run"
     options = image_runs.RunOptions("brightness", image=str(image), executor="inline", command="baseline")

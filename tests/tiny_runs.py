@@ -46,9 +46,9 @@ def main_with_shrunk_preset(argv: list[str]) -> int:
     """``netbonsai ARGV`` with :func:`shrunk_preset` as the image presets (a child process's entry
     point, see test_kill_resume.SHRUNK_PRESET_CLI)."""
     from netbonsai.cli import main
-    from netbonsai.experiments import image_runs
+    from netbonsai.experiments import run_options
 
-    image_runs.task_settings = shrunk_preset
+    run_options.task_settings = shrunk_preset
     return main(argv)
 
 

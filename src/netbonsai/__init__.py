@@ -1,8 +1,18 @@
 """netbonsai: grow and prune neural networks into the smallest architecture that meets an error target."""
 
+from typing import Any
+
 from .errors import InputError, ModelFileError, NetbonsaiError
 from .nets import DagNet, load, save
 
 __version__ = "0.1.0"
 
-__all__ = ["DagNet", "InputError", "ModelFileError", "NetbonsaiError", "__version__", "load", "save"]
+
+def compare(task: str, methods: Any, out: Any, **options: Any) -> Any:
+    """Methods against the dense sweep on one task: see :func:`netbonsai.experiments.compare_methods.compare`."""
+    from .experiments.compare_methods import compare as run
+
+    return run(task, methods, out, **options)
+
+
+__all__ = ["DagNet", "InputError", "ModelFileError", "NetbonsaiError", "__version__", "compare", "load", "save"]

@@ -356,6 +356,20 @@ def _compare_methods(run, methods: str, options, out, resume, reporter):
     return run(options, methods, out, resume=resume, reporter=reporter, method_overrides=options.method_overrides)
 
 
+def _prune_data(dataset: str, data_dir: str | None) -> str | None:
+    """prune's data folder: ``mnist`` with --data DIR (or $NETBONSAI_DATA), or ``idx:DIR``."""
+    if dataset == "mnist":
+        return data_dir
+    from .data.specs import parse_task_spec
+
+    spec = parse_task_spec(dataset)
+    if spec.kind != "idx":
+        raise InputError(f"prune works on MNIST-style data: name it mnist (with --data DIR) or idx:DIR, not {dataset}")
+    if data_dir is not None:
+        raise InputError(f"give the data folder once: either {dataset} or --data {data_dir}")
+    return spec.argument
+
+
 def _listing(folder: Path) -> str:
     """The last output line of a run command: the run directory and what it holds (folders end in '/')."""
     folder = Path(folder)
@@ -443,7 +457,7 @@ def baseline(**kwargs) -> None:
 
 
 @cli.command()
-@click.argument("dataset", type=click.Choice(["mnist"]))
+@click.argument("dataset", type=str, metavar="mnist|idx:DIR")
 @click.option("--data", "data_dir", type=str, default=None,
               help="Folder of MNIST-format IDX files (MNIST, Fashion-MNIST, KMNIST); default $NETBONSAI_DATA.")
 @click.option("--download", is_flag=True,
@@ -477,10 +491,13 @@ def baseline(**kwargs) -> None:
 def prune(dataset: str, data_dir, download, arch, activation, method, schedule, target_sparsity, max_accuracy_drop, dense_epochs,
           retrain_epochs, lr, batch_size, weight_decay, max_rounds, eps, max_seconds, val_size, seed, threads, out, resume,
           tensorboard, quiet) -> None:
-    """Train a dense MLP on MNIST-style data and prune it on a schedule (paper 001's methods)."""
+    """Train a dense MLP on MNIST-style data and prune it on a schedule (paper 001's methods).
+
+    The data: `mnist` with --data DIR (or $NETBONSAI_DATA, or --download), or `idx:DIR`.
+    """
     from .experiments.mnist_pruning import PruneOptions, run_prune_mnist
 
-    data_dir = _downloaded(data_dir, download)
+    data_dir = _downloaded(_prune_data(dataset, data_dir), download)
     options = PruneOptions(
         data=data_dir, arch=arch, activation=activation, method=method, schedule=schedule,
         target_sparsity=target_sparsity, max_accuracy_drop=max_accuracy_drop, dense_epochs=dense_epochs,

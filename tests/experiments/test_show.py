@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from netbonsai.cli import main
-from netbonsai.experiments import image_runs
+from netbonsai.experiments import image_runs, run_options
 from netbonsai.experiments.image_runs import Reporter, RunOptions
 from netbonsai.experiments.mnist_pruning import PruneOptions, run_prune_mnist
 from netbonsai.experiments.presets import DataSettings, TaskSettings
@@ -74,7 +74,7 @@ def _tiny(task: str, preset: str = "quick") -> TaskSettings:
 
 @pytest.fixture
 def image(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setattr(image_runs, "task_settings", _tiny)
+    monkeypatch.setattr(run_options, "task_settings", _tiny)
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:24, 0:24]
     pixels = 128 + 60 * np.sin(xx / 4.0) * np.cos(yy / 5.0) + rng.normal(0, 5, (24, 24))

@@ -149,3 +149,71 @@ def test_compare_on_idx_task_runs_pruning_methods(tmp_path: Path, monkeypatch) -
         assert all(p["val_errors"] == round((1 - p["val_accuracy"]) * 500) for p in front)
     dense = comparison["dense"]
     assert {tuple(d["hidden"]) for d in dense} == {(8,), (16,)}
+
+
+def test_python_compare_matches_the_command(tmp_path: Path) -> None:
+    image = crop_of_camera(tmp_path / "crop.png")
+    settings = {}
+    args = iter(TINY)
+    for arg in args:
+        if arg == "--set":
+            key, _, value = next(args).partition("=")
+            settings[key] = json.loads(value)
+    summary = netbonsai.compare(f"approx:{image}", "magnitude", tmp_path / "py", settings=settings, executor="inline",
+                                max_params=120)
+    assert main(["compare", f"approx:{image}", "--methods", "magnitude", "--out", str(tmp_path / "cli"), *TINY]) == 0
+    cli = json.loads((tmp_path / "cli" / "comparison.json").read_text())
+    assert summary.figures["methods"]["magnitude"]["front"] == cli["methods"]["magnitude"]["front"]
+
+
+def test_dense_sweep_resumes_with_only_the_unfinished_networks(tmp_path: Path, monkeypatch) -> None:
+    """Every finished dense network is checkpointed: a resumed sweep trains only the others, and
+    gives the same networks as one uninterrupted sweep."""
+    from netbonsai.data import load_task
+    from netbonsai.methods import dense
+    from netbonsai.runs import RunContext
+
+    image = crop_of_camera(tmp_path / "crop.png")
+    task = load_task("approx", str(image), max_train=400, max_val=100)
+    policy = replace(presets.task_settings("approx"), dense_grid=((3,), (4, 4), (5,)), dense_epochs=20, polish_epochs=0)
+    sweep = dense.DenseSweep.for_policy(policy)
+    with RunContext(tmp_path / "whole", {}, kind="method") as ctx:
+        whole = sweep.run(task, ctx)
+    trained: list = []
+    real_job = dense.dense_job
+    monkeypatch.setattr(dense, "dense_job", lambda t, hidden, p: trained.append(hidden) or real_job(t, hidden, p))
+    with RunContext(tmp_path / "part", {}, kind="method") as ctx:
+        sweep.run(task, ctx)
+        state = ctx.restore() if ctx.resume else None
+    assert state is None and len(trained) == 3
+    import torch
+
+    checkpoint = torch.load(tmp_path / "part" / "checkpoint.pt", weights_only=True)
+    checkpoint["done"] = {k: v for k, v in checkpoint["done"].items() if k == "4x4"}  # as if killed after one
+    torch.save(checkpoint, tmp_path / "part" / "checkpoint.pt")
+    trained.clear()
+    with RunContext(tmp_path / "part", {}, kind="method", resume=True) as ctx:
+        resumed = sweep.run(task, ctx)
+    assert sorted(trained) == [(3,), (5,)]
+    assert [c.summary() for c in resumed.front] == [c.summary() for c in whole.front]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["prune", "idx"], "needs a folder"),
+    (["prune", "approx"], "MNIST-style"),
+    (["prune", "idx:/nowhere", "--data", "/elsewhere"], "give the data folder once"),
+])
+def test_prune_takes_the_task_names_too(tmp_path: Path, capsys, argv, message) -> None:
+    assert main([*argv, "--out", str(tmp_path / "run")]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.skipif(not MNIST.is_dir(), reason=f"MNIST folder {MNIST} not present")
+def test_prune_idx_dir_equals_prune_mnist_data_dir(tmp_path: Path) -> None:
+    common = ["--arch", "784-8-10", "--dense-epochs", "1", "--retrain-epochs", "0", "--schedule", "oneshot:0.5",
+              "--val-size", "500", "--quiet"]
+    assert main(["prune", f"idx:{MNIST}", "--out", str(tmp_path / "a"), *common]) == 0
+    assert main(["prune", "mnist", "--data", str(MNIST), "--out", str(tmp_path / "b"), *common]) == 0
+    a, b = (json.loads((tmp_path / d / "result.json").read_text()) for d in "ab")
+    assert a["test_errors"] == b["test_errors"] and a["params"] == b["params"]

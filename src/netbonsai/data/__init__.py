@@ -6,13 +6,13 @@ from .images import BUNDLED, load_image
 from .reber import (
     REBER_LETTERS, REBER_TRANSITIONS, ReberData, encode, is_reber, length_distribution, make_reber,
     negative_string, reber_string)
-from .specs import SPEC_HELP, TaskSpec, idx_task, parse_task_spec, task_from_spec
+from .specs import SPEC_HELP, TaskSpec, idx_task, parse_task_spec, reber_task, task_from_spec
 from .task import Split, Task, TaskData
 from .tasks import TASKS, approx_samples, brightness_samples, load_task, split_indices
 
 __all__ = [
     "MnistData", "download_mnist", "load_mnist", "read_idx", "write_idx",
-    "BUNDLED", "load_image", "TASKS", "Split", "Task", "TaskData", "SPEC_HELP", "TaskSpec", "idx_task",
+    "BUNDLED", "load_image", "TASKS", "Split", "Task", "TaskData", "SPEC_HELP", "TaskSpec", "idx_task", "reber_task",
     "parse_task_spec", "task_from_spec", "approx_samples", "brightness_samples", "load_task",
     "split_indices",
     "REBER_LETTERS", "REBER_TRANSITIONS", "ReberData", "encode", "is_reber", "length_distribution",

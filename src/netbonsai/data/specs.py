@@ -3,13 +3,15 @@
 A task name is ``brightness[:IMAGE]``, ``approx[:IMAGE]`` (IMAGE: a file, or ``skimage:NAME``;
 default scikit-image's camera) or ``idx:DIR`` (a folder of MNIST-format IDX files, e.g.
 ``idx:../shared/data/mnist``). :func:`parse_task_spec` splits a name; :func:`task_from_spec`
-builds the :class:`~netbonsai.data.task.Task`.
+builds the :class:`~netbonsai.data.task.Task`. :func:`idx_task` and :func:`reber_task` build the
+MNIST-style and Reber-grammar tasks.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -17,6 +19,9 @@ from ..errors import InputError
 from .idx import MnistData, load_mnist
 from .task import Split, Task
 from .tasks import TASKS, load_task
+
+if TYPE_CHECKING:
+    from .reber import ReberData
 
 SPEC_KINDS = (*TASKS, "idx")
 SPEC_HELP = "brightness[:IMAGE], approx[:IMAGE] or idx:DIR"
@@ -101,3 +106,37 @@ def task_from_spec(
         return load_task(spec.kind, spec.argument, val_fraction=val_fraction, seed=seed, max_train=max_train,
                          max_val=max_val)
     return idx_task(spec.argument, val_size=val_size, seed=seed, max_train=max_train)
+
+
+def reber_task(val_fraction: float = 0.1, data: "ReberData | None" = None, **generation: Any) -> Task:
+    """The Reber-grammar sequence classification task: splits of ``Split((codes, lengths), labels)``.
+
+    ``generation`` goes to :func:`~netbonsai.data.reber.make_reber` (n_strings, seed, ...), or
+    ``data`` is an already generated set. A seeded ``val_fraction`` of its training strings is
+    held out for decisions; its test strings are the test split.
+    """
+    from .reber import make_reber
+
+    data = data if data is not None else make_reber(**generation)
+    if not 0 < val_fraction < 1:
+        raise InputError(f"val_fraction must be between 0 and 1, got {val_fraction}")
+    n = data.n_train
+    n_val = max(1, int(round(n * val_fraction)))
+    if n_val >= n:
+        raise InputError(f"{n} training strings are too few to hold out a validation split")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(data.seed + 7))
+    val, train = order[:n_val].sort().values, order[n_val:].sort().values
+
+    def split(codes: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor, rows: torch.Tensor | None = None) -> Split:
+        if rows is None:
+            return Split((codes, lengths), labels)
+        return Split((codes[rows], lengths[rows]), labels[rows])
+
+    source = (data.train_codes, data.train_lengths, data.train_labels)
+    return Task(
+        name="reber", train=split(*source, train), val=split(*source, val),
+        test=split(data.test_codes, data.test_lengths, data.test_labels), loss="cross_entropy",
+        metrics=("loss", "accuracy"),
+        meta={"source": "Reber grammar (generated)", "split_seed": data.seed, "n_classes": 2,
+              "preprocessing": {"inputs": "ASCII codes, 0-padded", "generation": data.describe()}},
+    )

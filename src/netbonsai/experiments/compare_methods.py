@@ -213,4 +213,26 @@ def _save_best(ctx: RunContext, figures: dict[str, Any]) -> None:
     figures["model"]["method"] = best["file"].split("/")[1]
 
 
-__all__ = ["run_compare_methods", "compare_once", "pool_seeds", "method_figures", "LOSS_UNITS"]
+
+
+def compare(
+    task: str, methods: str | list[str], out: str | Path, *, preset: str = "quick", seed: int | None = None,
+    seeds: int = 1, settings: dict[str, Any] | None = None, max_params: int | None = None,
+    max_seconds: float | None = None, executor: str = "process", device: str = "auto", resume: bool = False,
+    reporter: Reporter | None = None,
+) -> RunSummary:
+    """Python form of ``netbonsai compare TASK --methods ...``: run registered methods (names;
+    register a new one with :func:`netbonsai.methods.register` first) and the dense sweep on one
+    task, with the same split, trainer and budget policy; returns the figures
+    (``summary.figures`` is comparison.json). ``settings`` holds ``--set`` pairs
+    (``{"grow.max_cycles": 3, "loss-aware.eps": 0.01}``)."""
+    if seeds < 1:
+        raise InputError(f"seeds must be at least 1, got {seeds}")
+    options = RunOptions(task=task, preset=preset, seed=seed, seeds=seeds, executor=executor, device=device,
+                         overrides=dict(settings or {}), max_params=max_params, max_seconds=max_seconds)
+    options.settings()  # validates, and sorts the methods' own --set keys out
+    return run_compare_methods(options, methods, out, resume=resume, reporter=reporter,
+                               method_overrides=options.method_overrides)
+
+
+__all__ = ["compare", "run_compare_methods", "compare_once", "pool_seeds", "method_figures", "LOSS_UNITS"]

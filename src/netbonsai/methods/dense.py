@@ -7,7 +7,7 @@ every reported network. One executor job per network, largest first.
 
 from __future__ import annotations
 
-from concurrent.futures import Future
+from concurrent.futures import Future, as_completed
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +17,7 @@ from ..grow.search import FrontPoint
 from ..nets.io import net_from_state, net_to_state
 from ..train.polish import shipped_task
 from ..train.sweep import train_dense
-from .base import Candidate, Method, MethodResult, candidate, finite_front
+from .base import Method, MethodResult, candidate, finite_front
 from .front import polish
 from .magnitude import mlp_params
 from .registry import register
@@ -86,14 +86,26 @@ class DenseSweep(Method):
         return policy
 
     def run(self, task: Task, ctx: "RunContext") -> MethodResult:
+        """Train the grid (one job per network); every finished network is checkpointed, so a
+        resumed run trains only the networks that had not finished."""
         policy = self.effective_policy()
-        ctx.reporter.stage_started("dense MLP sweep", len(policy.dense_grid))
-        futures = submit_dense_jobs(ctx.executor, task, policy,
-                                    on_done=lambda s: ctx.reporter.stage_advanced("dense MLP sweep", 1, f"dense {s['hidden']}"))
-        candidates = []
-        for future in futures:
+        saved = ctx.restore() or {}
+        done: dict[str, dict[str, Any]] = dict(saved.get("done", {}))
+        grid = [tuple(h) for h in policy.dense_grid]
+        missing = [h for h in grid if _key(h) not in done]
+        ctx.reporter.stage_started("dense MLP sweep", len(grid))
+        if len(missing) < len(grid):
+            ctx.reporter.stage_advanced("dense MLP sweep", len(grid) - len(missing), "trained before the interruption")
+        futures = submit_dense_jobs(ctx.executor, task, replace(policy, dense_grid=tuple(missing)))
+        for future in as_completed(futures):
             item = future.result()
-            net = net_from_state(item.pop("net"))
+            done[_key(item["hidden"])] = item
+            ctx.checkpoint({"done": done})
+            ctx.reporter.stage_advanced("dense MLP sweep", 1, f"dense {item['hidden']}")
+        candidates = []
+        for hidden in grid:
+            item = dict(done[_key(hidden)])
+            net = net_from_state(item.pop("net")).to(task.x_train.device)
             found = candidate(net, task, training={"hidden": item["hidden"], "epochs": policy.dense_epochs})
             candidates.append(found)
             ctx.emit("dense", **found.summary())
@@ -101,9 +113,8 @@ class DenseSweep(Method):
         front = finite_front(everything)
         if not front:
             raise InputError("no dense network has a finite validation loss")
-        return MethodResult(everything, front[-1].net, "grid done", 0.0, extra={"grid": [list(h) for h in policy.dense_grid]})
+        return MethodResult(everything, front[-1].net, "grid done", 0.0, extra={"grid": [list(h) for h in grid]})
 
 
-def dense_candidates(result: MethodResult) -> list[Candidate]:
-    """Every dense network of a sweep (not only its front: ratios reduce to the front themselves)."""
-    return result.front
+def _key(hidden) -> str:
+    return "x".join(str(int(h)) for h in hidden)

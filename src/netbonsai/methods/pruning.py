@@ -111,7 +111,9 @@ class LossAwarePruning(Method):
 
     @classmethod
     def for_policy(cls, policy: "TaskSettings") -> "LossAwarePruning":
-        return cls(LossAwareSettings(), policy)
+        """Paper defaults; the quick preset caps the removal at two minutes (a step costs seconds on
+        MNIST-sized networks, where it would otherwise run for many minutes)."""
+        return cls(LossAwareSettings(max_seconds=120.0 if policy.preset == "quick" else None), policy)
 
     def run(self, task: Task, ctx: "RunContext") -> MethodResult:
         policy, settings = self.policy, self.settings

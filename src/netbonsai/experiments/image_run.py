@@ -1,0 +1,179 @@
+"""The shared pieces of an image run (grow, baseline, compare): its config, run directory, search, saved networks and plots."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..data.specs import parse_task_spec
+from ..data.task import Task
+from ..data.tasks import load_task
+from ..grow.search import FrontPoint, GrowResult, SearchState, grow
+from ..nets.dag import DagNet
+from ..nets.io import load, save
+from ..runs import DEVICE_KEY, MODEL, Reporter, RunDir, environment
+from .compare_report import LOSS_UNITS as _UNITS
+from .presets import TaskSettings
+from .run_options import RunOptions, search_only_keys
+
+LOSS_UNITS = {task: _UNITS[task] for task in ("brightness", "approx")}  # the image tasks
+
+
+@dataclass
+class RunSummary:
+    """What a command produced: paths, key figures, and the text it prints."""
+
+    out: Path
+    text: str
+    figures: dict[str, Any]
+
+
+def _config(options: RunOptions, settings: TaskSettings, data: Task) -> dict[str, Any]:
+    recorded = settings.to_dict()
+    if options.command != "compare":
+        del recorded["dense"]["magnitude"]  # only compare runs the magnitude-pruning baseline
+    return {
+        "command": options.command,
+        "netbonsai_version": __version__,
+        "seed": settings.grow.seed,
+        "image": data.image,
+        **recorded,
+        "split": {k: v for k, v in data.describe().items() if k not in ("task", "image")},
+        "loss_units": LOSS_UNITS[settings.task],
+        "executor": options.executor,
+        DEVICE_KEY: settings.device,
+        **({"seeds": seed_list(settings.grow.seed, options.seeds)} if options.seeds > 1 else {}),
+    }
+
+
+def seed_list(first: int, count: int) -> list[int]:
+    return list(range(first, first + count))
+
+
+def image_environment() -> dict[str, Any]:
+    """Where the figures were measured (:func:`netbonsai.runs.environment`; the image runs record
+    the netbonsai version in config.json instead)."""
+    return {key: value for key, value in environment().items() if key != "netbonsai"}
+
+
+def prepare(options: RunOptions, out: str | Path, resume: bool) -> tuple[TaskSettings, Task, RunDir]:
+    """Validate settings and data, then open the run directory (nothing is created on bad input)."""
+    settings = options.settings()
+    d = settings.data
+    spec = parse_task_spec(options.task, options.image)
+    data = load_task(
+        spec.kind, spec.argument, val_fraction=d.val_fraction, seed=d.split_seed,
+        max_train=d.max_train, max_val=d.max_val,
+    )
+    run = RunDir(out, resume=resume)
+    # baseline records the search settings too (the preset's), but reads none of them: a run
+    # started before it refused them (with --max-params, say) still resumes
+    unused = {f"grow.{key}" for key in search_only_keys()} if options.command == "baseline" else set()
+    run.write_config(_config(options, settings, data), unused=unused)
+    return settings, data.to(settings.device), run
+
+
+def workers(kind: str) -> int:
+    """Worker processes for independent trainings: one per core (at least one).
+
+    The search runs in the main process meanwhile; with one torch thread per process a briefly
+    oversubscribed core only time-slices, and the workers keep every core busy once it ends.
+    """
+    return max(1, os.cpu_count() or 1)
+
+
+def budget_unit(settings: TaskSettings) -> str:
+    """What a training budget counts: Adam epochs, or full-batch (L-BFGS, LM) iterations."""
+    return "epochs" if settings.grow.trainer.method == "adam" else "iterations"
+
+
+# ---------------------------------------------------------------------- the search and its networks
+def run_search(
+    data: Task, settings: TaskSettings, run: RunDir, reporter: Reporter
+) -> GrowResult:
+    """The grow-and-prune search with events in history.jsonl and a checkpoint after each."""
+    state = None
+    if run.resume:
+        saved = run.load_checkpoint()
+        if saved is not None:
+            state = SearchState.from_dict(saved["search"])
+            run.write_history(state.events)  # drop any event written after the checkpoint
+            reporter.message(f"resuming after event {len(state.events) - 1} ({state.phase})")
+    if state is None:
+        run.write_history([])
+
+    def on_event(event: dict[str, Any]) -> None:
+        run.append_event(event)
+        reporter.event(event)
+
+    def checkpoint(current: SearchState) -> None:
+        run.save_checkpoint({"search": current.to_dict()})
+
+    return grow(data, settings.grow, state=state, on_event=on_event, checkpoint=checkpoint)
+
+
+def _model_info(data: Task, settings: TaskSettings, extra: dict[str, Any]) -> dict[str, Any]:
+    """What a saved model carries: the task's preprocessing (``netbonsai predict`` rebuilds the
+    samples of a new image from it), the loss scale and units, and the training config."""
+    info = {
+        "task": data.task,
+        "image": data.image,
+        "preprocessing": data.preprocessing,
+        "loss_units": LOSS_UNITS[data.task],
+        "loss_scale": data.loss_scale,
+        "config": settings.to_dict(),
+    }
+    return {**info, **extra}
+
+
+def front_file(params: int) -> str:
+    """Where a run directory keeps its front network with ``params`` parameters."""
+    return f"front/params_{params:05d}"
+
+
+def save_front(front: list[FrontPoint], run: RunDir, data: Task, settings: TaskSettings) -> list[dict[str, Any]]:
+    """Save every front network under front/ and return the front as plain records."""
+    (run.path / "front").mkdir(exist_ok=True)
+    records = []
+    for point in front:
+        save(point.net, run.path / front_file(point.params), info=_model_info(data, settings, point.summary()))
+        records.append({**point.summary(), "file": front_file(point.params)})
+    return records
+
+
+def save_best(front: list[FrontPoint], run: RunDir, data: Task, settings: TaskSettings) -> FrontPoint:
+    """Save the (polished) front network with the lowest validation loss as the run's model."""
+    best = min(front, key=lambda p: p.val_loss)
+    save(best.net, run.file(MODEL), info=_model_info(data, settings, best.summary()))
+    return best
+
+
+def plots(
+    run: RunDir, data: Task, result: GrowResult, dense: list[dict[str, Any]] | None,
+    front: list[dict[str, Any]], best_net: DagNet, pruned: dict[str, Any] | None = None,
+) -> None:
+    """pareto.png (the fronts), history.png (the search) and network.png (``best_net``)."""
+    from ..analysis.draw import draw_network
+    from ..analysis.plots import history_plot, pareto_plot
+
+    series: dict[str, Any] = {}
+    if dense is not None:
+        series["dense MLP"] = dense
+    if pruned is not None:
+        series["magnitude pruning"] = pruned["front"]
+    series["netbonsai, search front (before polish)"] = [p.summary() for p in result.front]
+    series["netbonsai, polished front"] = front
+    pareto_plot(series, run.file("pareto.png"), title=f"{data.task} on {data.image}",
+                loss_label=f"validation loss ({LOSS_UNITS[data.task]})",
+                focus="dense MLP" if dense is not None else None)
+    history_plot(result.events, run.file("history.png"), x="seconds", title="grow-and-prune history",
+                 loss_label=f"loss ({LOSS_UNITS[data.task]})")
+    draw_network(best_net, run.file("network.png"))
+
+
+def load_model(path: str | Path) -> DagNet:
+    """Load a model file (or a run directory's model)."""
+    return load(path)
