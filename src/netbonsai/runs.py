@@ -365,7 +365,9 @@ class RunContext:
         self._owns_executor = True
         self.config = {KIND_KEY: kind, SCHEMA_KEY: SCHEMA_VERSION, **config}
         self.run.write_config(self.config, unused=unused)
-        self.reporter.run_started(self.run.path, self.config)
+        started = getattr(self.reporter, "run_started", None)  # a reporter written before the hook existed
+        if started is not None:
+            started(self.run.path, self.config)
 
     # -------------------------------------------------------------- where
     @property

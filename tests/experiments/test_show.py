@@ -163,7 +163,7 @@ def test_show_counts_removed_neurons_apart_from_synapses(image: str, tmp_path: P
     out = tmp_path / "run"
     _, _, run = image_runs.prepare(RunOptions("brightness", image=image, command="grow"), out, False)
     base = {"train_loss": 90.0, "val_loss": 91.0, "seconds": 1.0, "cycle": 0, "n_hidden": 8}
-    run.write_history([
+    run.rewind_history([
         {**base, "event": "start", "index": 0, "params": 79},
         {**base, "event": "prune", "index": 1, "params": 70, "neuron": ["hidden", 5], "trial_losses": [90.0]},
         {**base, "event": "prune", "index": 2, "params": 69, "synapse": ["input", 0, "hidden", 4], "trial_losses": [90.0]},

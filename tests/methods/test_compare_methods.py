@@ -217,3 +217,15 @@ def test_prune_idx_dir_equals_prune_mnist_data_dir(tmp_path: Path) -> None:
     assert main(["prune", "mnist", "--data", str(MNIST), "--out", str(tmp_path / "b"), *common]) == 0
     a, b = (json.loads((tmp_path / d / "result.json").read_text()) for d in "ab")
     assert a["test_errors"] == b["test_errors"] and a["params"] == b["params"]
+
+
+def test_the_classic_compare_also_writes_the_methods_section(tmp_path: Path) -> None:
+    image = crop_of_camera(tmp_path / "crop.png")
+    out = tmp_path / "run"
+    assert main(["compare", "approx", "--image", str(image), "--out", str(out), *TINY]) == 0
+    comparison = json.loads((out / "comparison.json").read_text())
+    assert set(comparison["methods"]) == {"grow", "magnitude"}
+    assert comparison["methods"]["grow"]["median_ratio"] == comparison["median_ratio"]
+    grown = {(g["params"], g["val_loss"]) for g in comparison["grown"]}
+    assert {(p["params"], p["val_loss"]) for p in comparison["methods"]["grow"]["front"]} <= grown
+    assert json.loads((out / "config.json").read_text())["kind"] == "compare"

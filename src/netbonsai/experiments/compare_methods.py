@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..analysis.compare import gap_summary, loss_gaps, param_ratios, ratio_summary, seed_bootstrap
+from ..analysis.compare import flat_dense, method_figures, seed_bootstrap
 from ..analysis.pareto import pareto_front
 from ..data.specs import parse_task_spec, task_from_spec
 from ..data.task import Task
@@ -121,32 +121,6 @@ def compare_once(task: Task, policy, methods: list[Method], ctx: RunContext) -> 
         figures.update(grown=grow["front"], ratios=grow["ratios"], median_ratio=grow["median_ratio"],
                        min_ratio=grow["min_ratio"], max_ratio=grow["max_ratio"], n_ratios=grow["n_ratios"])
     return figures
-
-
-def method_figures(points: list[dict[str, Any]], dense: list[dict[str, Any]]) -> dict[str, Any]:
-    """A method's front against the dense networks: ratios at equal loss and gaps at equal size."""
-    front = pareto_front(points)
-    ratios = param_ratios(front, dense)
-    summary = ratio_summary(ratios)
-    gaps = loss_gaps(front, dense)
-    return {"front": front, "ratios": ratios, "median_ratio": summary["median_ratio"], "min_ratio": summary["min_ratio"],
-            "max_ratio": summary["max_ratio"], "n_ratios": summary["n"], "loss_gaps": gaps, **gap_summary(gaps),
-            "n_outside_dense_range": len(front) - len(ratios), "flat_dense": flat_dense(ratios, dense)}
-
-
-def flat_dense(ratios: list[dict[str, Any]], dense: list[dict[str, Any]], spread: float | None = None) -> bool:
-    """Whether the compared loss range is too narrow for the ratio to mean much: the dense front's
-    losses across it differ by less than ``spread`` (the spread over seeds) or, without one,
-    by less than 1% of the loss."""
-    if len(ratios) < 1:
-        return False
-    losses = [r["val_loss"] for r in ratios]
-    low, high = min(losses), max(losses)
-    front = pareto_front(dense)
-    inside = [d["val_loss"] for d in front if low <= d["val_loss"] <= high] or losses
-    width = max(inside + [high]) - min(inside + [low])
-    limit = spread if spread is not None else 0.01 * max(abs(high), 1e-12)
-    return bool(width <= limit)
 
 
 def run_or_load(method: Method, task: Task, ctx: RunContext, folder: str) -> dict[str, Any]:

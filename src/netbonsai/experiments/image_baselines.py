@@ -11,7 +11,7 @@ from ..data.task import Task
 from ..methods.dense import submit_dense_jobs
 from ..methods.magnitude import magnitude_job
 from ..nets.io import net_from_state, save
-from ..runs import Reporter, RunDir, read_json
+from ..runs import Reporter, RunContext, read_json
 from ..train.polish import shipped_task
 from .image_run import _model_info
 from .presets import TaskSettings
@@ -26,7 +26,7 @@ def submit_dense(executor, data: Task, settings: TaskSettings, reporter: Reporte
 
 
 def collect_dense(
-    futures: list[Future], run: RunDir, data: Task, settings: TaskSettings
+    futures: list[Future], run: RunContext, data: Task, settings: TaskSettings
 ) -> list[dict[str, Any]]:
     """Wait for the dense jobs, save their networks under dense/ (with the task's preprocessing,
     loss scale and training config), write dense.json."""
@@ -46,7 +46,7 @@ def dense_file(hidden: list[int] | tuple[int, ...]) -> str:
     return "dense/" + "x".join(str(h) for h in hidden)
 
 
-def load_dense(run: RunDir) -> list[dict[str, Any]] | None:
+def load_dense(run: RunContext) -> list[dict[str, Any]] | None:
     """Dense results of an earlier (interrupted) run, if its sweep had finished."""
     path = run.file("dense.json")
     return read_json(path, list) if path.exists() else None
@@ -60,7 +60,7 @@ def submit_magnitude(executor, data: Task, settings: TaskSettings) -> Future | N
     return executor.submit(magnitude_job, shipped_task(data), settings)
 
 
-def collect_magnitude(future: Future, run: RunDir, data: Task, settings: TaskSettings) -> dict[str, Any]:
+def collect_magnitude(future: Future, run: RunContext, data: Task, settings: TaskSettings) -> dict[str, Any]:
     """Wait for the magnitude-pruning job, save its networks under magnitude/, write magnitude.json."""
     item = future.result()
     (run.path / "magnitude").mkdir(exist_ok=True)
@@ -74,7 +74,7 @@ def collect_magnitude(future: Future, run: RunDir, data: Task, settings: TaskSet
     return item
 
 
-def load_magnitude(run: RunDir) -> dict[str, Any] | None:
+def load_magnitude(run: RunContext) -> dict[str, Any] | None:
     """Magnitude-pruning results of an earlier (interrupted) run, if that job had finished."""
     path = run.file("magnitude.json")
     return read_json(path, dict) if path.exists() else None

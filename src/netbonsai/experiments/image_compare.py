@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ..analysis.compare import param_ratios, ratio_summary, seed_bootstrap
+from ..analysis.compare import method_figures, param_ratios, ratio_summary, seed_bootstrap
 from ..analysis.comparison_text import compare_printed, compare_report, seeds_report, seeds_summary
 from ..analysis.pareto import pareto_front
 from ..atomic import write_text
@@ -37,7 +37,7 @@ def run_compare(options: RunOptions, out: str | Path, resume: bool = False, repo
     reporter = reporter or Reporter()
     options.command = "compare"
     started = time.perf_counter()
-    settings, data, run = prepare(options, out, resume)
+    settings, data, run = prepare(options, out, resume, reporter)
     dense = load_dense(run) if resume else None
     magnitude = load_magnitude(run) if resume else None
     with make_executor(options.executor, workers=workers(options.executor)) as executor:
@@ -92,6 +92,7 @@ def run_compare(options: RunOptions, out: str | Path, resume: bool = False, repo
     }
     if pruned is not None:
         comparison["magnitude"] = pruned
+    comparison["methods"] = methods_section(grown, dense, pruned)
     run.write_json("comparison.json", comparison)
     plots(run, data, result, dense, front, best_net=best.net, pruned=pruned)
     split = data.describe()
@@ -120,7 +121,7 @@ def run_compare_seeds(
     reporter = reporter or Reporter()
     options.command = "compare"
     started = time.perf_counter()
-    settings, data, run = prepare(options, out, resume)
+    settings, data, run = prepare(options, out, resume, reporter)
     per_seed = []
     for index, seed in enumerate(seed_list(settings.grow.seed, options.seeds)):
         sub = run.path / f"seed-{seed}"
@@ -140,6 +141,8 @@ def run_compare_seeds(
         "loss_units": LOSS_UNITS[data.task], **pooled, "wall_seconds": time.perf_counter() - started,
         "environment": image_environment(),
     }
+    comparison["methods"] = methods_section(pooled["grown"], pooled["dense"], pooled.get("magnitude"))
+    comparison["methods"]["grow"]["median_ratio_interval"] = pooled.get("median_ratio_interval")
     run.write_json("comparison.json", comparison)
     series = {"dense MLP (all seeds)": comparison["dense"]}
     if "magnitude" in comparison:
@@ -274,3 +277,13 @@ def _beyond_dense(grown: list[dict[str, Any]], dense: list[dict[str, Any]]) -> l
          "ratio_at_least": best["params"] / g["params"]}
         for g in pareto_front(grown) if g["val_loss"] < best["val_loss"]
     ]
+
+
+def methods_section(grown: list[dict[str, Any]], dense: list[dict[str, Any]],
+                    pruned: dict[str, Any] | None) -> dict[str, Any]:
+    """comparison.json's ``methods``: the same per-method figures as ``compare --methods`` gives
+    (front, ratios, loss gaps) for the search and the magnitude-pruning baseline."""
+    section = {"grow": method_figures(grown, dense)}
+    if pruned is not None:
+        section["magnitude"] = method_figures(pruned["front"], dense)
+    return section

@@ -26,7 +26,7 @@ def run_grow(options: RunOptions, out: str | Path, resume: bool = False, reporte
     reporter = reporter or Reporter()
     options.command = "grow"
     started = time.perf_counter()
-    settings, data, run = prepare(options, out, resume)
+    settings, data, run = prepare(options, out, resume, reporter)
     result = run_search(data, settings, run, reporter)
     reporter.message("polishing the front networks")
     with make_executor(options.executor, workers=workers(options.executor)) as executor:
@@ -57,7 +57,7 @@ def run_baseline(options: RunOptions, out: str | Path, resume: bool = False, rep
     reporter = reporter or Reporter()
     options.command = "baseline"
     started = time.perf_counter()
-    settings, data, run = prepare(options, out, resume)
+    settings, data, run = prepare(options, out, resume, reporter)
     dense = load_dense(run) if resume else None
     if dense is None:
         with make_executor(options.executor, workers=workers(options.executor)) as executor:

@@ -14,7 +14,7 @@ from ..data.tasks import load_task
 from ..grow.search import FrontPoint, GrowResult, SearchState, grow
 from ..nets.dag import DagNet
 from ..nets.io import load, save
-from ..runs import DEVICE_KEY, MODEL, Reporter, RunDir, environment
+from ..runs import DEVICE_KEY, MODEL, Reporter, RunContext, environment
 from .compare_report import LOSS_UNITS as _UNITS
 from .presets import TaskSettings
 from .run_options import RunOptions, search_only_keys
@@ -59,8 +59,9 @@ def image_environment() -> dict[str, Any]:
     return {key: value for key, value in environment().items() if key != "netbonsai"}
 
 
-def prepare(options: RunOptions, out: str | Path, resume: bool) -> tuple[TaskSettings, Task, RunDir]:
-    """Validate settings and data, then open the run directory (nothing is created on bad input)."""
+def prepare(options: RunOptions, out: str | Path, resume: bool,
+            reporter: Reporter | None = None) -> tuple[TaskSettings, Task, RunContext]:
+    """Validate settings and data, then open the run (nothing is created on bad input)."""
     settings = options.settings()
     d = settings.data
     spec = parse_task_spec(options.task, options.image)
@@ -68,11 +69,11 @@ def prepare(options: RunOptions, out: str | Path, resume: bool) -> tuple[TaskSet
         spec.kind, spec.argument, val_fraction=d.val_fraction, seed=d.split_seed,
         max_train=d.max_train, max_val=d.max_val,
     )
-    run = RunDir(out, resume=resume)
     # baseline records the search settings too (the preset's), but reads none of them: a run
     # started before it refused them (with --max-params, say) still resumes
     unused = {f"grow.{key}" for key in search_only_keys()} if options.command == "baseline" else set()
-    run.write_config(_config(options, settings, data), unused=unused)
+    run = RunContext(out, _config(options, settings, data), kind=options.command, resume=resume, unused=unused,
+                     executor=options.executor, device=settings.device, reporter=reporter)
     return settings, data.to(settings.device), run
 
 
@@ -92,27 +93,22 @@ def budget_unit(settings: TaskSettings) -> str:
 
 # ---------------------------------------------------------------------- the search and its networks
 def run_search(
-    data: Task, settings: TaskSettings, run: RunDir, reporter: Reporter
+    data: Task, settings: TaskSettings, run: RunContext, reporter: Reporter
 ) -> GrowResult:
     """The grow-and-prune search with events in history.jsonl and a checkpoint after each."""
     state = None
-    if run.resume:
-        saved = run.load_checkpoint()
-        if saved is not None:
-            state = SearchState.from_dict(saved["search"])
-            run.write_history(state.events)  # drop any event written after the checkpoint
-            reporter.message(f"resuming after event {len(state.events) - 1} ({state.phase})")
+    saved = run.restore()
+    if saved is not None:
+        state = SearchState.from_dict(saved["search"])
+        run.rewind_history(state.events)  # drop any event written after the checkpoint
+        reporter.message(f"resuming after event {len(state.events) - 1} ({state.phase})")
     if state is None:
-        run.write_history([])
-
-    def on_event(event: dict[str, Any]) -> None:
-        run.append_event(event)
-        reporter.event(event)
+        run.rewind_history([])
 
     def checkpoint(current: SearchState) -> None:
-        run.save_checkpoint({"search": current.to_dict()})
+        run.checkpoint({"search": current.to_dict()})
 
-    return grow(data, settings.grow, state=state, on_event=on_event, checkpoint=checkpoint)
+    return grow(data, settings.grow, state=state, on_event=run.emit_event, checkpoint=checkpoint)
 
 
 def _model_info(data: Task, settings: TaskSettings, extra: dict[str, Any]) -> dict[str, Any]:
@@ -134,7 +130,7 @@ def front_file(params: int) -> str:
     return f"front/params_{params:05d}"
 
 
-def save_front(front: list[FrontPoint], run: RunDir, data: Task, settings: TaskSettings) -> list[dict[str, Any]]:
+def save_front(front: list[FrontPoint], run: RunContext, data: Task, settings: TaskSettings) -> list[dict[str, Any]]:
     """Save every front network under front/ and return the front as plain records."""
     (run.path / "front").mkdir(exist_ok=True)
     records = []
@@ -144,7 +140,7 @@ def save_front(front: list[FrontPoint], run: RunDir, data: Task, settings: TaskS
     return records
 
 
-def save_best(front: list[FrontPoint], run: RunDir, data: Task, settings: TaskSettings) -> FrontPoint:
+def save_best(front: list[FrontPoint], run: RunContext, data: Task, settings: TaskSettings) -> FrontPoint:
     """Save the (polished) front network with the lowest validation loss as the run's model."""
     best = min(front, key=lambda p: p.val_loss)
     save(best.net, run.file(MODEL), info=_model_info(data, settings, best.summary()))
@@ -152,7 +148,7 @@ def save_best(front: list[FrontPoint], run: RunDir, data: Task, settings: TaskSe
 
 
 def plots(
-    run: RunDir, data: Task, result: GrowResult, dense: list[dict[str, Any]] | None,
+    run: RunContext, data: Task, result: GrowResult, dense: list[dict[str, Any]] | None,
     front: list[dict[str, Any]], best_net: DagNet, pruned: dict[str, Any] | None = None,
 ) -> None:
     """pareto.png (the fronts), history.png (the search) and network.png (``best_net``)."""
