@@ -16,3 +16,13 @@ def compare(task: str, methods: Any, out: Any, **options: Any) -> Any:
 
 
 __all__ = ["DagNet", "InputError", "ModelFileError", "NetbonsaiError", "__version__", "compare", "load", "save"]
+
+
+def __getattr__(name: str) -> Any:
+    """``GrowRegressor`` / ``GrowClassifier`` (:mod:`netbonsai.estimators`), imported on first use
+    so that ``import netbonsai`` does not import scikit-learn."""
+    if name in ("GrowRegressor", "GrowClassifier"):
+        from . import estimators
+
+        return getattr(estimators, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

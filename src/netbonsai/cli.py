@@ -276,13 +276,15 @@ def _search_limits(func):
 def _run_options(func):
     """The options grow, compare and baseline share."""
     options = [
-        click.argument("task", type=str, metavar="TASK"),
+        click.argument("task", type=str, metavar="TASK", required=False),
         click.option("--image", type=str, default=None, help="Image file, or skimage:NAME (default skimage:camera)."),
         click.option("--preset", type=click.Choice(["quick", "paper"]), default="quick", show_default=True),
         click.option("--seed", type=int, default=None, help="Random seed (default 0)."),
         click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-                     help="Override a search setting, e.g. --set n_attempts=50 --set feed_added=true "
-                          "--set trainer.method=lm (repeatable; see GrowConfig); --set 'dense.grid=[[10],[5,5]]' "
+                     help="Override a setting (repeatable): grow.KEY sets the grow-and-prune search (a GrowConfig "
+                          "field: --set grow.n_attempts=50 --set grow.feed_added=true; the flat n_attempts=50 still "
+                          "works, with a deprecation notice), NAME.KEY a method of compare --methods (--set "
+                          "loss-aware.eps=0.01), trainer.KEY the shared trainer (--set trainer.method=lm); --set 'dense.grid=[[10],[5,5]]' "
                           "replaces the dense baseline's hidden layers; dense.epochs (default: start_epochs; match: as long "
                           "as the search's networks) and polish.epochs set their budgets; magnitude.enabled, .method, .schedule "
                           "and .sparsity set the magnitude-pruning baseline of compare."),
@@ -317,8 +319,7 @@ def _parse_overrides(items: tuple[str, ...]) -> dict[str, Any]:
 
 def _execute(kind: str, task, image, preset, seed, overrides, executor, threads, out, resume, quiet,
              tensorboard=None, seeds: int = 1, device: str = "auto", max_params=None, max_seconds=None,
-             methods: str | None = None):
-    from .data.specs import parse_task_spec
+             methods: str | None = None, table: tuple = (None, (), None, False)):
     from .experiments import image_runs
 
     if max_params is not None and max_params < 1:
@@ -328,21 +329,23 @@ def _execute(kind: str, task, image, preset, seed, overrides, executor, threads,
     if seed is not None and seed < 0:
         raise InputError(f"--seed must be >= 0, got {seed}")
     _set_threads(threads)
+    data_file, target, task_type, drop_missing = table
     options = image_runs.RunOptions(
         task=task, image=image, preset=preset, seed=seed, max_params=max_params,
         max_seconds=max_seconds, executor=executor, overrides=_parse_overrides(overrides), seeds=seeds,
-        device=device,
+        device=device, data=data_file, target=target, task_type=task_type, drop_missing=drop_missing,
     )
     runner = {"grow": image_runs.run_grow, "baseline": image_runs.run_baseline, "compare": image_runs.run_compare_seeds}[kind]
-    if kind == "compare" and (methods is not None or not parse_task_spec(task, image).is_image):
+    if kind == "compare" and (methods is not None or options.task_kind() not in ("brightness", "approx")):
         from functools import partial
 
         from .experiments.compare_methods import run_compare_methods
 
-        runner = partial(_compare_methods, run_compare_methods, methods or "magnitude,loss-aware")
+        default = "grow,magnitude" if options.task_kind() in ("table", "sklearn") else "magnitude,loss-aware"
+        runner = partial(_compare_methods, run_compare_methods, methods or default)
     logging = _event_logging(tensorboard)
     reporter = _reporter(quiet)
-    reporter.stage_started(f"{kind} {task}: " + ("loading the data" if kind == "baseline" or resume
+    reporter.stage_started(f"{kind} {task or data_file}: " + ("loading the data" if kind == "baseline" or resume
                                                  else "loading the data, training the start network"))
     with reporter, logging, reporter.warnings_shown():
         summary = runner(options, out, resume=resume, reporter=reporter)
@@ -414,15 +417,22 @@ def cli() -> None:
 @click.option("--methods", type=str, default=None, metavar="A,B,...",
               help="Registered methods to compare against the dense sweep (see `netbonsai methods`), e.g. "
                    "grow,magnitude,loss-aware. Default on brightness/approx: the grow-and-prune search with the "
-                   "magnitude-pruning baseline (the classic comparison); on idx:DIR: magnitude,loss-aware.")
-def compare(seeds: int, methods: str | None, **kwargs) -> None:
+                   "magnitude-pruning baseline (the classic comparison); on idx:DIR: magnitude,loss-aware; on tables (--data, sklearn:NAME): grow,magnitude.")
+@click.option("--data", "data_file", type=str, default=None,
+              help="A table of your own instead of TASK: a CSV/TSV file with a header row, or an NPZ with arrays x and y.")
+@click.option("--target", multiple=True, help="The --data table's target column (repeat it for several regression targets).")
+@click.option("--task-type", type=click.Choice(["regression", "classification"]), default=None,
+              help="Override the task type decided from the target (text or few integer values: classification).")
+@click.option("--drop-missing", is_flag=True, help="Drop table rows with empty or NaN cells (and say how many) instead of refusing them.")
+def compare(seeds: int, methods: str | None, data_file, target, task_type, drop_missing, **kwargs) -> None:
     """Methods against a dense MLP sweep (same split, trainer and budget): the parameter ratio.
 
     TASK is brightness[:IMAGE], approx[:IMAGE] (IMAGE: a file or skimage:NAME; default the camera
-    image) or idx:DIR (a folder of MNIST-format IDX files). Method settings: --set NAME.KEY=VALUE
+    image), idx:DIR (a folder of MNIST-format IDX files) or sklearn:NAME (diabetes, digits,
+    breast_cancer, wine, iris); or give a table of your own with --data FILE --target COL. Method settings: --set NAME.KEY=VALUE
     (e.g. --set grow.placement=cascade, --set loss-aware.eps=0.01).
     """
-    _execute("compare", seeds=seeds, methods=methods, **kwargs)
+    _execute("compare", seeds=seeds, methods=methods, table=(data_file, tuple(target), task_type, drop_missing), **kwargs)
 
 
 @cli.command(name="methods")
@@ -440,7 +450,7 @@ def methods_command() -> None:
 @_run_options
 @_search_limits
 def grow_command(**kwargs) -> None:
-    """Run the grow-and-prune search of paper 000 on an image task."""
+    """Run the grow-and-prune search of paper 000 on an image task (TASK: brightness[:IMAGE] or approx[:IMAGE])."""
     _execute("grow", **kwargs)
 
 

@@ -1,10 +1,12 @@
 """Task builders beyond the image tasks, and the one way every command names a task.
 
 A task name is ``brightness[:IMAGE]``, ``approx[:IMAGE]`` (IMAGE: a file, or ``skimage:NAME``;
-default scikit-image's camera) or ``idx:DIR`` (a folder of MNIST-format IDX files, e.g.
-``idx:../shared/data/mnist``). :func:`parse_task_spec` splits a name; :func:`task_from_spec`
-builds the :class:`~netbonsai.data.task.Task`. :func:`idx_task` and :func:`reber_task` build the
-MNIST-style and Reber-grammar tasks.
+default scikit-image's camera), ``idx:DIR`` (a folder of MNIST-format IDX files, e.g.
+``idx:../shared/data/mnist``) or ``sklearn:NAME`` (scikit-learn's bundled data sets, offline:
+diabetes, digits, breast_cancer, wine, iris). :func:`parse_task_spec` splits a name;
+:func:`task_from_spec` builds the :class:`~netbonsai.data.task.Task`. :func:`idx_task` and
+:func:`reber_task` build the MNIST-style and Reber-grammar tasks; the user's own tables (CSV,
+NPZ) are :func:`~netbonsai.data.tables.data_task` / :func:`~netbonsai.data.tables.table_task`.
 """
 
 from __future__ import annotations
@@ -17,19 +19,21 @@ import torch
 
 from ..errors import InputError
 from .idx import MnistData, load_mnist
+from .tables import SKLEARN_DATASETS, sklearn_task
 from .task import Split, Task
 from .tasks import TASKS, load_task
 
 if TYPE_CHECKING:
     from .reber import ReberData
 
-SPEC_KINDS = (*TASKS, "idx")
-SPEC_HELP = "brightness[:IMAGE], approx[:IMAGE] or idx:DIR"
+SPEC_KINDS = (*TASKS, "idx", "sklearn")
+SPEC_HELP = "brightness[:IMAGE], approx[:IMAGE], idx:DIR or sklearn:NAME"
 
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """A parsed task name: ``kind`` (brightness, approx, idx) and its argument (image or folder)."""
+    """A parsed task name: ``kind`` (brightness, approx, idx, sklearn) and its argument (image,
+    folder or data set name)."""
 
     kind: str
     argument: str | None = None
@@ -52,7 +56,18 @@ def parse_task_spec(text: str, image: str | None = None) -> TaskSpec:
         raise InputError(f"unknown task {text!r}; name it {SPEC_HELP}")
     argument = argument.strip() if sep else None
     if sep and not argument:
-        raise InputError(f"task {text!r} names no {'folder' if kind == 'idx' else 'image'} after ':'")
+        what = {"idx": "folder", "sklearn": "data set"}.get(kind, "image")
+        raise InputError(f"task {text!r} names no {what} after ':'")
+    if kind == "sklearn":
+        if argument is None:
+            raise InputError(f"the sklearn task needs a data set: sklearn:NAME "
+                             f"({', '.join(SKLEARN_DATASETS)})")
+        if image is not None:
+            raise InputError("--image applies to the image tasks (brightness, approx), not to sklearn:NAME")
+        if argument.lower() not in SKLEARN_DATASETS:
+            raise InputError(f"unknown scikit-learn data set {argument!r}; choose one of "
+                             f"{', '.join(SKLEARN_DATASETS)}")
+        return TaskSpec(kind, argument.lower())
     if kind == "idx":
         if argument is None:
             raise InputError("the idx task needs a folder: idx:DIR (a folder of MNIST-format IDX files)")
@@ -97,11 +112,15 @@ def _image_shape(data: MnistData) -> list[int] | None:
 
 def task_from_spec(
     spec: str | TaskSpec, *, val_fraction: float = 0.2, seed: int = 0, max_train: int | None = None,
-    max_val: int | None = None, val_size: int = 5000,
+    max_val: int | None = None, val_size: int = 5000, test_fraction: float = 0.2,
 ) -> Task:
     """Build the task a name stands for (image tasks: ``val_fraction``, ``max_train``, ``max_val``;
-    idx: ``val_size`` held-out training images, ``max_train``)."""
+    idx: ``val_size`` held-out training images, ``max_train``; sklearn: ``val_fraction`` and
+    ``test_fraction`` of the rows held out, seeded)."""
     spec = parse_task_spec(spec) if isinstance(spec, str) else spec
+    if spec.kind == "sklearn":
+        return sklearn_task(spec.argument, val_fraction=val_fraction, test_fraction=test_fraction,
+                            seed=seed)
     if spec.is_image:
         return load_task(spec.kind, spec.argument, val_fraction=val_fraction, seed=seed, max_train=max_train,
                          max_val=max_val)

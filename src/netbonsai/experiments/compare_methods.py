@@ -21,6 +21,7 @@ import numpy as np
 from ..analysis.compare import flat_dense, method_figures, seed_bootstrap
 from ..analysis.pareto import pareto_front
 from ..data.specs import parse_task_spec, task_from_spec
+from ..data.tables import data_task
 from ..data.task import Task
 from ..errors import InputError
 from ..methods.base import Method, MethodResult
@@ -35,11 +36,33 @@ METHOD_FILE = "method.json"
 
 
 def build_task(options: RunOptions, settings) -> Task:
-    """The task a run's options name, split as its preset says (validated; nothing written)."""
-    spec = parse_task_spec(options.task, options.image)
+    """The task a run's options name (or its --data table), split as its preset says
+    (validated; nothing written)."""
     d = settings.data
+    test_fraction = settings.extras.get("test_fraction", 0.2)
+    if options.data is not None:
+        return data_task(options.data, list(options.target) or None, task_type=options.task_type,
+                         val_fraction=d.val_fraction, test_fraction=test_fraction, seed=d.split_seed,
+                         drop_missing=options.drop_missing)
+    spec = parse_task_spec(options.task, options.image)
     return task_from_spec(spec, val_fraction=d.val_fraction, seed=d.split_seed, max_train=d.max_train,
-                          max_val=d.max_val, val_size=d.max_val or 5000)
+                          max_val=d.max_val, val_size=d.max_val or 5000, test_fraction=test_fraction)
+
+
+def task_spec_text(options: RunOptions) -> str:
+    """How the run names its task: the task name, or ``FILE -> TARGET`` for --data."""
+    if options.data is not None:
+        return f"{options.data} -> {', '.join(options.target) or 'y'}"
+    return str(parse_task_spec(options.task, options.image))
+
+
+def fitted_to_task(settings, task: Task):
+    """The policy with the trainer's loss set by the task (cross-entropy for a classifier, MSE
+    for regression): the task decides its loss."""
+    trainer = settings.grow.trainer
+    if trainer.loss == task.loss:
+        return settings
+    return replace(settings, grow=replace(settings.grow, trainer=replace(trainer, loss=task.loss)))
 
 
 def build_methods(names: list[str], settings, overrides: dict[str, dict[str, Any]]) -> list[Method]:
@@ -65,12 +88,13 @@ def run_compare_methods(
     names = parse_methods(methods) if isinstance(methods, str) else parse_methods(",".join(methods))
     started = time.perf_counter()
     settings = options.settings()
-    built = build_methods(names, settings, method_overrides or {})
     task = build_task(options, settings)
+    settings = fitted_to_task(settings, task)
+    built = build_methods(names, settings, method_overrides or {})
     for method in built:
         method.check(task)
     config = {
-        "command": "compare", "task_spec": str(parse_task_spec(options.task, options.image)), "seed": settings.grow.seed,
+        "command": "compare", "task_spec": task_spec_text(options), "seed": settings.grow.seed,
         **settings.to_dict(), "methods": {m.name: m.settings_dict() for m in built},
         "split": {k: v for k, v in task.describe().items() if k not in ("task", "image")},
         "loss_units": loss_units(task), "executor": options.executor, "device": settings.device,
@@ -93,6 +117,8 @@ def run_compare_methods(
         figures.update(task=task.name, task_spec=config["task_spec"], image=task.source, preset=settings.preset,
                        seed=settings.grow.seed, loss_units=loss_units(task), task_type=task.kind,
                        wall_seconds=time.perf_counter() - started, environment=ctx.environment())
+        if task.test is not None:
+            test_figures(ctx, figures, task)
         _save_best(ctx, figures)
         ctx.write_json("comparison.json", figures)
         text = methods_report(figures, ctx.path)
@@ -138,6 +164,8 @@ def run_or_load(method: Method, task: Task, ctx: RunContext, folder: str) -> dic
     points = []
     for found in result.front:
         name = f"front/params_{found.params:06d}"
+        if any(p["file"] == f"{folder}/{name}" for p in points):  # two networks of one size (a dense grid)
+            name += f"_{len(points)}"
         info = {"task": task.name, "method": method.name, "loss_units": loss_units(task), "loss_scale": task.loss_scale,
                 "preprocessing": task.preprocessing, **found.summary()}
         save(found.net.cpu() if hasattr(found.net, "cpu") else found.net, child.file(name), info=info)
@@ -173,6 +201,25 @@ def pool_seeds(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
                       min_ratio=grow["min_ratio"], max_ratio=grow["max_ratio"], n_ratios=grow["n_ratios"],
                       median_ratio_interval=grow["median_ratio_interval"])
     return pooled
+
+
+def test_figures(ctx: RunContext, figures: dict[str, Any], task: Task) -> None:
+    """Each method's (and the dense sweep's) best-validation network on the test split, which no
+    search or selection saw: ``figures["methods"][name]["test"]`` and ``figures["dense_test"]``."""
+    from ..methods.base import measure_on
+
+    seeded = "seeds" in figures
+    for name, m in figures["methods"].items():
+        points = [p for p in m["front"] if p.get("file")]
+        if points:
+            best = min(points, key=lambda p: p["val_loss"])
+            folder = ctx.path / (f"seed-{best['seed']}" if seeded else "")
+            m["test"] = {"params": best["params"], **measure_on(load(folder / best["file"]), task, task.test)}
+    dense = [d for d in figures["dense"] if d.get("val_loss") is not None]
+    if dense and not seeded:
+        best = min(dense, key=lambda d: d["val_loss"])
+        net = load(ctx.path / best["file"])
+        figures["dense_test"] = {"params": best["params"], "hidden": best.get("hidden"), **measure_on(net, task, task.test)}
 
 
 def _save_best(ctx: RunContext, figures: dict[str, Any]) -> None:

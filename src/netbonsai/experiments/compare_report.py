@@ -16,7 +16,11 @@ def loss_units(task: Task) -> str:
     """What a reported loss of ``task`` measures."""
     if task.name in LOSS_UNITS:
         return LOSS_UNITS[task.name]
-    return "mean cross-entropy (nats)" if task.kind == "classification" else f"MSE x {task.loss_scale:g}"
+    if task.kind == "classification":
+        return "mean cross-entropy (nats)"
+    if task.preprocessing.get("task") == "table" and len(task.preprocessing.get("targets", [0])) == 1:
+        return "MSE in the target's units (squared)"
+    return "MSE" if task.loss_scale == 1 else f"MSE x {task.loss_scale:g}"
 
 
 def _fmt(value: Any, spec: str = ".2f") -> str:

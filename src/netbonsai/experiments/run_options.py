@@ -29,14 +29,30 @@ class RunOptions:
     device: str = "auto"  # torch device: auto (a GPU when present), cpu, cuda, cuda:N
     overrides: dict[str, Any] = field(default_factory=dict)  # GrowConfig fields, "trainer.x" for the trainer
     method_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # compare --methods: NAME -> {key: value}
+    data: str | None = None  # a table file (CSV, TSV, NPZ) instead of a task name
+    target: tuple[str, ...] = ()  # its target column(s)
+    task_type: str | None = None  # regression | classification (None: decided from the target)
+    drop_missing: bool = False  # drop rows with empty cells instead of refusing them
+
+    def task_kind(self) -> str:
+        """``table`` for --data, else the task name's kind (validated)."""
+        if self.data is not None:
+            if self.task:
+                raise InputError(f"give either a task ({self.task}) or --data {self.data}, not both")
+            return "table"
+        if not self.task:
+            raise InputError("name a task (brightness, approx, idx:DIR, sklearn:NAME) or give --data FILE --target COL")
+        if self.target or self.task_type or self.drop_missing:
+            raise InputError("--target, --task-type and --drop-missing apply to --data FILE")
+        return parse_task_spec(self.task, self.image).kind
 
     def settings(self) -> TaskSettings:
         """The preset's settings with the command-line overrides applied (validated)."""
-        spec = parse_task_spec(self.task, self.image)
-        if not spec.is_image and self.command in ("grow", "baseline"):
-            raise InputError(f"{self.command} runs the image tasks (brightness, approx); compare {spec} --methods "
-                             "magnitude,loss-aware runs pruning methods on it")
-        settings = task_settings(spec.kind, self.preset)
+        kind = self.task_kind()
+        if kind not in ("brightness", "approx") and self.command in ("grow", "baseline"):
+            raise InputError(f"{self.command} runs the image tasks (brightness, approx); compare with --methods "
+                             "runs the methods on other tasks")
+        settings = task_settings(kind, self.preset)
         config = settings.grow.to_dict()
         overrides, self.method_overrides, deprecated = split_overrides(self.overrides)
         if self.command == "baseline":

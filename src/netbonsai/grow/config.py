@@ -151,3 +151,13 @@ class GrowConfig:
     def with_overrides(self, **changes: Any) -> "GrowConfig":
         """A copy with the given fields replaced (None values are ignored)."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def for_task(config: GrowConfig, task: Any) -> GrowConfig:
+    """``config`` with the loss ``task`` decides: a classification task (``task.loss ==
+    "cross_entropy"``; integer labels, logit outputs) trains and decides with softmax
+    cross-entropy, so a trainer left at ``mse`` (the default) is switched to ``cross_entropy``.
+    A regression task, or a trainer already on cross-entropy, leaves ``config`` as it is."""
+    if getattr(task, "loss", "mse") == "cross_entropy" and config.trainer.loss == "mse":
+        return replace(config, trainer=replace(config.trainer, loss="cross_entropy"))
+    return config

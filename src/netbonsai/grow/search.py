@@ -30,7 +30,8 @@ from ..nets.io import net_from_state, net_to_state
 from ..nets.normalization import standardize_for
 from ..runtime import thread_policy, threads
 from ..train import Budget, evaluate, fit
-from .config import GrowConfig
+from ..train.losses import population_outputs, sample_chunks
+from .config import GrowConfig, for_task
 from .steps import addition_step, neuron_removal_step, removal_step
 from ..data.task import Split
 
@@ -158,7 +159,14 @@ def grow(
     otherwise with ``netbonsai.runtime.set_threads``) and restores the caller's count afterwards.
     ``config.max_params`` below the start network's parameter count is warned about (a
     ``UserWarning``): the search then stops after the first prune phase.
+
+    A classification task (``data.loss == "cross_entropy"``: integer labels, logit outputs, one
+    per class) decides its loss: a trainer left at ``mse`` is switched to ``cross_entropy``
+    (:func:`~netbonsai.grow.config.for_task`), so training, removal candidates, trial retraining,
+    the N3 attempts and the eps acceptance all use cross-entropy; its events also carry
+    ``val_accuracy`` and ``val_errors``.
     """
+    config = for_task(config, data)
     for name in ("x_train", "y_train", "x_val", "y_val"):
         require_finite(f"{name} of the task data", getattr(data, name))
     with threads(thread_policy()):
@@ -224,6 +232,7 @@ class _Search:
         self.on_event = on_event
         self.checkpoint = checkpoint
         self.scale = data.loss_scale
+        self.classification = getattr(data, "kind", "regression") == "classification"
         # Gradient training uses the "fit" data; decisions (which removal, which attempt, whether
         # a removal stays within eps) use the "selection" data. By default both are the whole
         # training split, as in the paper; selection_fraction holds part of it out for decisions.
@@ -370,6 +379,13 @@ class _Search:
         """The loss the search's decisions use (raw MSE on the selection data)."""
         return float(evaluate(net, self.x_sel, self.y_sel, self.config.trainer.loss)[0])
 
+    @torch.no_grad()
+    def val_accuracy(self, net: DagNet) -> dict[str, Any]:
+        """A classifier's ``val_accuracy`` and ``val_errors`` (argmax of the logits) on the validation split."""
+        x, y = self.data.x_val, self.data.y_val
+        wrong = sum(int((population_outputs(net, xb)[0].argmax(dim=-1) != yb).sum()) for xb, yb in sample_chunks(net, x, y))
+        return {"val_accuracy": round(1.0 - wrong / y.shape[0], 6), "val_errors": wrong}
+
     def next_seed(self) -> int:
         return int(torch.randint(0, 2**31 - 1, (1,), generator=self.generator))
 
@@ -390,6 +406,7 @@ class _Search:
             "params": params,
             "train_loss": train_loss * self.scale,
             "val_loss": val_loss * self.scale,
+            **(self.val_accuracy(state.net) if self.classification else {}),
             **selection,
             "seconds": round(state.seconds, 3),
             "cycle": state.cycles,

@@ -78,6 +78,20 @@ def measure(net: nn.Module, task: Task, loss: str | None = None) -> dict[str, An
     return figures
 
 
+@torch.no_grad()
+def measure_on(net: nn.Module, task: Task, split) -> dict[str, Any]:
+    """(Variant 0 of) ``net`` on one split of ``task``: ``loss`` in reported units, and
+    ``accuracy`` / ``errors`` for classifiers or ``rmse`` (the target's units) for regression."""
+    loss = float(evaluate(net, split.x, split.y, task.loss)[0])
+    figures: dict[str, Any] = {"loss": loss * task.loss_scale}
+    if task.kind == "classification":
+        wrong = int((population_outputs(net, split.x)[0].argmax(dim=-1) != split.y).sum())
+        figures.update(accuracy=1.0 - wrong / len(split), errors=wrong)
+    else:
+        figures["rmse"] = math.sqrt(loss * task.loss_scale)
+    return figures
+
+
 def candidate(net: nn.Module, task: Task, training: dict[str, Any] | None = None) -> Candidate:
     """A :class:`Candidate` for ``net``, measured on ``task`` (params: ``num_params``)."""
     figures = measure(net, task)

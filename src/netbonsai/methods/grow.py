@@ -6,7 +6,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from ..data.task import Task
-from ..grow.config import GrowConfig
+from ..grow.config import GrowConfig, for_task
 from ..grow.search import SearchState, grow
 from .base import Candidate, Method, MethodResult, measure
 from .front import final_front
@@ -25,14 +25,15 @@ class GrowMethod(Method):
     name = "grow"
     summary = "paper 000's grow-and-prune search over neuron-level DAGs"
     Settings = GrowConfig
-    tasks = ("regression",)
+    tasks = ("regression", "classification")
 
     @classmethod
     def for_policy(cls, policy: "TaskSettings") -> "GrowMethod":
         return cls(policy.grow, policy)
 
     def run(self, task: Task, ctx: "RunContext") -> MethodResult:
-        policy = replace(self.policy, grow=self.settings)
+        settings = for_task(self.settings, task)  # a classification task trains with cross-entropy
+        policy = replace(self.policy, grow=settings)
         saved = ctx.restore()
         state = SearchState.from_dict(saved["search"]) if saved is not None else None
         if state is not None:
@@ -40,7 +41,7 @@ class GrowMethod(Method):
             ctx.reporter.message(f"grow: resuming after event {len(state.events) - 1} ({state.phase})")
         else:
             ctx.rewind_history([])
-        result = grow(task, self.settings, state=state, on_event=ctx.emit_event,
+        result = grow(task, settings, state=state, on_event=ctx.emit_event,
                       checkpoint=lambda current: ctx.checkpoint({"search": current.to_dict()}))
         ctx.reporter.message("grow: polishing the front networks")
         polished = final_front(result, task, policy, ctx.executor)

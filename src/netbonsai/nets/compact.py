@@ -78,6 +78,10 @@ def _split(model: nn.Module) -> _Mlp:
         raise InputError("compaction needs an nn.Sequential with at least one Linear layer; found none")
     for i, m in enumerate(modules):
         weight = getattr(m, "weight", None)
+        if isinstance(m, nn.modules.conv._ConvNd) or (isinstance(weight, torch.Tensor) and weight.dim() > 2):
+            raise InputError(f"cannot compact layer {i} ({type(m).__name__} (weight of shape "
+                             f"{tuple(weight.shape)})): compact_mlp handles MLPs only; for CNNs use "
+                             "netbonsai.nets.compact_cnn.compact_cnn")
         if positions[0] < i < positions[-1] and not _is_linear(m) and not _is_elementwise(m):
             kind = f"{type(m).__name__} (weight of shape {tuple(weight.shape)})" if isinstance(weight, torch.Tensor) \
                 else type(m).__name__
@@ -173,7 +177,7 @@ def _linear(weight: torch.Tensor, bias: torch.Tensor | None, like: torch.Tensor)
     return layer
 
 
-def compact_mlp(model: nn.Sequential) -> nn.Sequential:
+def compact_mlp(model: nn.Sequential, masked: bool = False) -> nn.Sequential:
     """A plain ``nn.Sequential`` of ``nn.Linear`` computing the same function with dead and constant
     hidden neurons removed (see the module docstring).
 
@@ -182,13 +186,29 @@ def compact_mlp(model: nn.Sequential) -> nn.Sequential:
     elementwise activations between them; modules before the first or after the last linear layer
     (``nn.Flatten``, ``nn.Softmax``, ...) are copied unchanged. The input and output widths are kept.
     Outputs are equal in eval mode (Dropout between layers is treated as the identity). Weights keep
-    their dtype and device; ``model`` is not modified. Raises :class:`InputError` for other layers.
+    their dtype and device; ``model`` is not modified. Raises :class:`InputError` for other layers
+    (CNNs: use :func:`netbonsai.nets.compact_cnn.compact_cnn`).
+
+    With ``masked`` the layers are ``MaskedLinear`` whose masks are the kept part of the input's
+    masks (all True for a layer without one), so the removed-but-kept zeros stay removed through
+    later conversions (``from_sequential(compact_mlp(m, masked=True)).num_params()`` is the live count).
     """
+    from .masked import MaskedLinear
+
     mlp = _split(model)
     result = _compact(mlp)
     modules: list[nn.Module] = [copy.deepcopy(m) for m in mlp.prefix]
     for i, layer in enumerate(mlp.layers):
-        modules.append(_linear(result.weights[i], result.biases[i], layer.weight))
+        new = _linear(result.weights[i], result.biases[i], layer.weight)
+        if masked:
+            new = MaskedLinear.from_module(new)
+            old_mask = getattr(layer, "mask", None)
+            if old_mask is not None:
+                rows = result.kept[i].to(old_mask.device)
+                cols = result.kept[i - 1].to(old_mask.device) if i > 0 else slice(None)
+                with torch.no_grad():
+                    new.mask.copy_(old_mask.to(torch.bool)[rows][:, cols])
+        modules.append(new)
         if i < len(mlp.acts):
             modules.extend(copy.deepcopy(m) for m in mlp.acts[i])
     modules.extend(copy.deepcopy(m) for m in mlp.suffix)

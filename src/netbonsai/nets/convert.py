@@ -45,7 +45,7 @@ def _activation_name(module: nn.Module, position: int) -> str | None:
     return name
 
 
-def from_sequential(model: nn.Sequential) -> DagNet:
+def from_sequential(model: nn.Sequential, zeros_are_pruned: bool = False) -> DagNet:
     """Convert a (trained) MLP ``nn.Sequential`` of ``nn.Linear`` and activation modules exactly.
 
     Every ``Linear`` may be followed by at most one activation module (one of
@@ -54,6 +54,12 @@ def from_sequential(model: nn.Sequential) -> DagNet:
     ``Linear`` becomes a dense block of live synapses: ``weight[0, i, j] = linear.weight[j, i]``
     in layer-local indices; a pruned ``MaskedLinear`` brings its mask along, so removed weights
     are removed synapses. Anything else raises :class:`InputError`.
+
+    A plain ``nn.Linear`` carries no mask: the removed-but-kept zeros of a compacted pruned MLP
+    (``compact_mlp(m)``, ``netbonsai.prune.remove(m)``) would count as live synapses. With
+    ``zeros_are_pruned`` every weight that is exactly zero becomes a removed synapse (same outputs;
+    ``num_params()`` then equals the pruned model's live count). ``compact_mlp(m, masked=True)``
+    keeps the masks themselves instead.
     """
     if not isinstance(model, nn.Sequential):
         raise InputError(f"from_sequential() needs an nn.Sequential, got {type(model).__name__}")
@@ -101,7 +107,9 @@ def from_sequential(model: nn.Sequential) -> DagNet:
             dst = slice(offsets[layer_index + 1], offsets[layer_index + 2])
             weight[0, src, dst] = layer.weight.detach().to("cpu", dtype).T
             layer_mask = getattr(layer, "mask", None)
-            mask[0, src, dst] = True if layer_mask is None else layer_mask.detach().to("cpu").T
+            mask[0, src, dst] = True if layer_mask is None else layer_mask.detach().to("cpu", torch.bool).T
+            if zeros_are_pruned:
+                mask[0, src, dst] &= weight[0, src, dst] != 0
             weight[0, src, dst] *= mask[0, src, dst]
             if layer.bias is not None:
                 bias[0, dst] = layer.bias.detach().to("cpu", dtype)

@@ -12,6 +12,10 @@ A small functional surface in the spirit of ``torch.nn.utils.prune``::
 
 Criteria see the model as a list of prunable groups (one per layer; a DagNet's synapses grouped
 by the level of their target node), see :mod:`netbonsai.prune.groups`.
+
+Leaving netbonsai: :func:`remove` makes the pruning permanent (plain layers whose ``state_dict``
+loads into the original class); :func:`channel_prune` removes whole conv channels (structured)
+and compacts to a smaller dense CNN.
 """
 
 from .criteria import (
@@ -28,8 +32,10 @@ from .criteria import (
     select,
     select_bucket,
 )
+from .channels import IMPORTANCES, channel_importance, channel_prune
 from .curvature import exact_diagonal, fisher_diagonal
 from .groups import PrunableGroup, live_params, live_weights, prunable_groups, remove_positions_
+from .remove import remove
 from .schedules import (
     KINDS,
     STOP_REASONS,
@@ -44,6 +50,7 @@ from .schedules import (
 __all__ = [
     "CURVATURES",
     "EXACT_HESSIAN_MAX",
+    "IMPORTANCES",
     "KINDS",
     "METHODS",
     "STOP_REASONS",
@@ -51,6 +58,8 @@ __all__ = [
     "Saliency",
     "Schedule",
     "ScheduleResult",
+    "channel_importance",
+    "channel_prune",
     "check_method",
     "classification_evaluator",
     "exact_diagonal",
@@ -61,6 +70,7 @@ __all__ = [
     "parse_schedule",
     "prunable_groups",
     "prune_step",
+    "remove",
     "remove_",
     "remove_positions_",
     "resolve_amount",
