@@ -28,7 +28,7 @@ from ..methods.base import Method, MethodResult
 from ..methods.registry import METHODS, parse_methods
 from ..nets.io import load, save
 from ..runs import MODEL, Reporter, RunContext, read_json
-from .compare_report import LOSS_UNITS, loss_units, methods_report
+from ..analysis.methods_text import LOSS_UNITS, loss_units, methods_report
 from .image_runs import RunOptions, RunSummary
 
 DENSE = "dense"

@@ -15,7 +15,7 @@ from ..grow.search import FrontPoint, GrowResult, SearchState, grow
 from ..nets.dag import DagNet
 from ..nets.io import load, save
 from ..runs import DEVICE_KEY, MODEL, Reporter, RunContext, environment
-from .compare_report import LOSS_UNITS as _UNITS
+from ..analysis.methods_text import LOSS_UNITS as _UNITS
 from .presets import TaskSettings
 from .run_options import RunOptions, search_only_keys
 

@@ -1,12 +1,12 @@
-"""The report of a multi-method comparison: one table row per method, each front, one Pareto plot."""
+"""The report of a multi-method comparison (compare --methods): one table row per method, each front, one Pareto plot."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from ..analysis.report import front_table, markdown_table
 from ..data.task import Task
+from .report import front_table, markdown_table
 
 LOSS_UNITS = {"brightness": "MSE in 8-bit units (MSE * 255^2)", "approx": "MSE of brightness in [0, 1]",
               "idx": "mean cross-entropy (nats)"}
@@ -49,7 +49,7 @@ HEADERS = ["method", "front points", "fewest params", "best val loss", "median r
 
 def methods_report(figures: dict[str, Any], folder: Path) -> dict[str, str]:
     """``{"report": report.md text, "printed": what the command prints}``; draws pareto.png."""
-    from ..analysis.plots import pareto_plot
+    from .plots import pareto_plot
 
     units = figures["loss_units"]
     series: dict[str, Any] = {"dense MLP": figures["dense"]}
