@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from concurrent.futures import Future
+from dataclasses import replace
 from typing import Any
 
 from ..analysis.compare import param_ratios, ratio_summary
@@ -10,7 +11,7 @@ from ..analysis.pareto import pareto_front
 from ..data.task import Task
 from ..methods.dense import submit_dense_jobs
 from ..methods.magnitude import magnitude_job
-from ..nets.io import net_from_state, save
+from ..nets.io import load, net_from_state, net_to_state, save
 from ..runs import Reporter, RunContext, read_json
 from ..train.polish import shipped_task
 from .image_run import _model_info
@@ -18,18 +19,55 @@ from .presets import TaskSettings
 
 
 # ---------------------------------------------------------------------- dense sweep
-def submit_dense(executor, data: Task, settings: TaskSettings, reporter: Reporter) -> list[Future]:
+DENSE_PARTIAL = "dense_partial.json"  # the sweep's finished networks while it runs (a resume keeps them)
+
+
+def submit_dense(executor, data: Task, settings: TaskSettings, reporter: Reporter,
+                 run: RunContext | None = None) -> list[Future]:
     """Submit one job per architecture of the grid (:func:`netbonsai.methods.dense.submit_dense_jobs`);
-    progress is reported as each finishes."""
+    progress is reported as each finishes. On a resumed ``run``, the networks an interrupted sweep
+    had finished (``dense_partial.json`` and their files) are not trained again: their futures
+    come back already done."""
     reporter.dense_started(len(settings.dense_grid))
-    return submit_dense_jobs(executor, data, settings, on_done=reporter.dense_done)
+    finished = _finished_dense(run) if run is not None and run.resume else {}
+    missing = tuple(tuple(h) for h in settings.dense_grid if _key(h) not in finished)
+    for _ in range(len(settings.dense_grid) - len(missing)):
+        reporter.dense_done({"hidden": "trained before the interruption"})
+    submitted = iter(submit_dense_jobs(executor, data, replace(settings, dense_grid=missing), on_done=reporter.dense_done))
+    futures = []
+    for hidden in settings.dense_grid:
+        if _key(hidden) in finished:
+            done: Future = Future()
+            done.set_result(finished[_key(hidden)])
+            futures.append(done)
+        else:
+            futures.append(next(submitted))
+    return futures
+
+
+def _key(hidden) -> str:
+    return "x".join(str(int(h)) for h in hidden)
+
+
+def _finished_dense(run: RunContext) -> dict[str, dict[str, Any]]:
+    """The records (with their networks' states) of an interrupted sweep's finished networks."""
+    path = run.file(DENSE_PARTIAL)
+    if not path.exists():
+        return {}
+    finished = {}
+    for record in read_json(path, list):
+        file = run.path / dense_file(record["hidden"])
+        if file.exists():
+            finished[_key(record["hidden"])] = {**record, "net": net_to_state(load(file))}
+    return finished
 
 
 def collect_dense(
     futures: list[Future], run: RunContext, data: Task, settings: TaskSettings
 ) -> list[dict[str, Any]]:
     """Wait for the dense jobs, save their networks under dense/ (with the task's preprocessing,
-    loss scale and training config), write dense.json."""
+    loss scale and training config) as each finishes, with ``dense_partial.json`` listing them
+    (so an interrupted sweep resumes with only the rest), then write dense.json."""
     (run.path / "dense").mkdir(exist_ok=True)
     results = []
     for future in futures:
@@ -37,7 +75,9 @@ def collect_dense(
         net = net_from_state(item.pop("net"))
         save(net, run.path / dense_file(item["hidden"]), info=_model_info(data, settings, {"hidden": item["hidden"]}))
         results.append(item)
+        run.write_json(DENSE_PARTIAL, results)
     run.write_json("dense.json", results)
+    run.file(DENSE_PARTIAL).unlink(missing_ok=True)
     return results
 
 

@@ -45,7 +45,7 @@ def run_compare(options: RunOptions, out: str | Path, resume: bool = False, repo
         def submit_baselines(settings: TaskSettings) -> tuple[Future | None, list[Future]]:
             # the longest job first, so that it never runs alone at the end
             return (submit_magnitude(executor, data, settings) if magnitude is None else None,
-                    submit_dense(executor, data, settings, reporter) if dense is None else [])
+                    submit_dense(executor, data, settings, reporter, run) if dense is None else [])
 
         # dense.epochs=match: the baselines' budget is known only once the search has ended
         pruning, futures = (None, []) if settings.dense_match else submit_baselines(settings)

@@ -61,7 +61,7 @@ def run_baseline(options: RunOptions, out: str | Path, resume: bool = False, rep
     dense = load_dense(run) if resume else None
     if dense is None:
         with make_executor(options.executor, workers=workers(options.executor)) as executor:
-            dense = collect_dense(submit_dense(executor, data, settings, reporter), run, data, settings)
+            dense = collect_dense(submit_dense(executor, data, settings, reporter, run), run, data, settings)
     front = pareto_front(dense)  # finite losses only; its last network has the lowest validation loss
     if not front:
         raise InputError(f"no dense network of {run.path} has a finite validation loss: no model to save")
