@@ -19,6 +19,7 @@ and compacts to a smaller dense CNN.
 """
 
 from .criteria import (
+    Criterion,
     CURVATURES,
     EXACT_HESSIAN_MAX,
     METHODS,
@@ -60,6 +61,7 @@ __all__ = [
     "ScheduleResult",
     "channel_importance",
     "channel_prune",
+    "Criterion",
     "check_method",
     "classification_evaluator",
     "exact_diagonal",

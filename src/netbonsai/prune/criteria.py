@@ -62,6 +62,7 @@ class Saliency:
     position: torch.Tensor  # (M,) long
     weight: torch.Tensor  # (M,) float, detached copy
     scores: torch.Tensor  # (M,) float
+    per_group: bool = False  # select the same fraction of every group (a Criterion object's choice)
 
     def __len__(self) -> int:
         return int(self.scores.numel())
@@ -71,8 +72,31 @@ class Saliency:
         return torch.bincount(self.group, minlength=len(self.groups))
 
 
-def check_method(method: str) -> str:
-    """``method`` if it is a known criterion, else :class:`InputError` listing the methods."""
+class Criterion:
+    """A pruning criterion as an object (as Torch-Pruning's importances): subclass it and give
+    ``name`` and :meth:`scores`; pass the object wherever a method name is accepted
+    (``prune_step``, ``run_schedule``, ``saliency``). Lower scores are removed first.
+    ``per_group``: remove the same fraction of every layer (as ``magnitude-uniform``) instead of
+    one global ranking; ``needs_data``: :meth:`scores` reads ``data``."""
+
+    name: str = "custom"
+    per_group: bool = False
+    needs_data: bool = False
+
+    def scores(self, table: "Saliency", model: nn.Module, *, data=None, loss: str = "cross_entropy",
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """One score per row of ``table`` (its ``weight`` column holds the live weights)."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
+
+
+def check_method(method: "str | Criterion") -> "str | Criterion":
+    """``method`` if it is a known criterion name or a :class:`Criterion` object, else
+    :class:`InputError` listing the methods (names stop at the command-line edge)."""
+    if isinstance(method, Criterion):
+        return method
     if method not in METHODS:
         raise InputError(f"unknown pruning method {method!r}; choose one of {', '.join(METHODS)}")
     return method
@@ -91,7 +115,7 @@ def live_table(model: nn.Module, method: str = "magnitude-blinded", parts: str |
 
 def saliency(
     model: nn.Module,
-    method: str,
+    method: "str | Criterion",
     *,
     data: tuple[torch.Tensor, torch.Tensor] | None = None,
     loss: str = "cross_entropy",
@@ -109,6 +133,15 @@ def saliency(
     check_method(method)
     if curvature not in CURVATURES:
         raise InputError(f"unknown curvature {curvature!r}; choose one of {', '.join(CURVATURES)}")
+    if isinstance(method, Criterion):
+        if method.needs_data:
+            check_data(data)
+        table = live_table(model, method.name, parts)
+        scores = method.scores(table, model, data=data, loss=loss, generator=generator)
+        if scores.shape != table.scores.shape:
+            raise InputError(f"criterion {method.name!r} gave {tuple(scores.shape)} scores for {len(table)} weights")
+        return Saliency(method.name, table.groups, table.group, table.position, table.weight, scores.to(table.scores),
+                        per_group=method.per_group)
     if method == "obd":
         if isinstance(model, MaskedRecurrent):
             raise InputError(
@@ -161,7 +194,7 @@ def select(table: Saliency, count: int, *, per_group: bool | None = None) -> tor
     every group. Ties go to the earlier row."""
     count = max(0, min(int(count), len(table)))
     if per_group is None:
-        per_group = table.method == "magnitude-uniform"
+        per_group = table.per_group or table.method == "magnitude-uniform"
     if not per_group:
         return torch.argsort(table.scores, stable=True)[:count]
     sizes = table.group_sizes()
@@ -208,7 +241,7 @@ def remove_(model: nn.Module, table: Saliency, rows: torch.Tensor) -> int:
 
 def prune_step(
     model: nn.Module,
-    method: str,
+    method: "str | Criterion",
     amount: int | float,
     *,
     data: tuple[torch.Tensor, torch.Tensor] | None = None,

@@ -29,7 +29,7 @@ from ..nets.dag import DagNet
 from ..nets.masked import mask_applier
 from ..train.fit import Budget, TrainerConfig, fit
 from ..train.losses import get_loss
-from .criteria import check_method, remove_, saliency, select, select_bucket
+from .criteria import Criterion, check_method, remove_, saliency, select, select_bucket
 from .groups import live_params, live_weights, prunable_groups, total_weights
 from ..data.task import Split
 
@@ -104,7 +104,7 @@ class ScheduleResult:
 
 def run_schedule(
     model: nn.Module,
-    method: str,
+    method: "str | Criterion",
     schedule: str | Schedule,
     *,
     evaluate: Callable[[nn.Module], dict],
