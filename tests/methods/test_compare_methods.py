@@ -229,3 +229,51 @@ def test_the_classic_compare_also_writes_the_methods_section(tmp_path: Path) -> 
     grown = {(g["params"], g["val_loss"]) for g in comparison["grown"]}
     assert {(p["params"], p["val_loss"]) for p in comparison["methods"]["grow"]["front"]} <= grown
     assert json.loads((out / "config.json").read_text())["kind"] == "compare"
+
+
+def _table(path: Path, rows: int = 200) -> Path:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(rows, 2))
+    colour = rng.choice(["red", "blue"], rows)
+    y = x[:, 0] - 2 * x[:, 1] + (colour == "red") + rng.normal(scale=0.1, size=rows)
+    lines = ["a,b,colour,y"] + [f"{x[i, 0]:.4f},{x[i, 1]:.4f},{colour[i]},{y[i]:.4f}" for i in range(rows)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+TABLE_TINY = ["--set", "start_epochs=40", "--set", "grow.trial_epochs=3", "--set", "grow.grow_epochs=10",
+              "--set", "grow.n_attempts=10", "--set", "grow.max_cycles=1", "--set", "dense.grid=[[2], [4], [8]]",
+              "--set", "polish.epochs=5", "--set", "magnitude.sparsity=0.5", "--quiet", "--executor", "inline"]
+
+
+def test_compare_on_a_table_of_your_own_reports_test_figures(tmp_path: Path) -> None:
+    table = _table(tmp_path / "t.csv")
+    out = tmp_path / "run"
+    assert main(["compare", "--data", str(table), "--target", "y", "--methods", "grow,magnitude", "--out", str(out),
+                 *TABLE_TINY]) == 0
+    comparison = json.loads((out / "comparison.json").read_text())
+    assert comparison["task_type"] == "regression" and comparison["loss_units"] == "MSE in the target's units (squared)"
+    for name in ("grow", "magnitude"):
+        test = comparison["methods"][name]["test"]
+        assert test["rmse"] == pytest.approx(test["loss"] ** 0.5) and test["params"] > 0
+    assert comparison["dense_test"]["hidden"] in ([2], [4], [8])
+    split = json.loads((out / "config.json").read_text())["split"]
+    assert split["n_train"] + split["n_val"] + split["n_test"] == 200
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--data", "{table}", "--target", "nope"], "has no column 'nope'"),
+    (["approx", "--data", "{table}", "--target", "y"], "not both"),
+    (["--target", "y"], "name a task"),
+    (["approx", "--target", "y"], "apply to --data"),
+])
+def test_bad_table_options_exit_2_with_nothing_written(tmp_path: Path, capsys, argv, message) -> None:
+    table = _table(tmp_path / "t.csv", rows=40)
+    out = tmp_path / "run"
+    argv = [a.replace("{table}", str(table)) for a in argv]
+    assert main(["compare", *argv, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+    assert not out.exists()
