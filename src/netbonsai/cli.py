@@ -660,13 +660,27 @@ def export_command(model: Path, onnx_path: Path | None, torchscript_path: Path |
 
 @cli.command()
 @click.argument("model", type=click.Path(path_type=Path))
-@click.option("--image", type=str, required=True, help="Image file, or skimage:NAME.")
+@click.option("--image", type=str, default=None, help="Image file, or skimage:NAME (image models).")
+@click.option("--data", "data_file", type=str, default=None,
+              help="A CSV/TSV/NPZ of new rows with the model's input columns (table models).")
 @click.option("--out", "out_png", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write the predicted image here (PNG).")
-def predict(model: Path, image: str, out_png: Path | None) -> None:
-    """Run a saved brightness (or approx) model on a new image and report its loss."""
+              help="Write the predicted image here (PNG), or with --data the predictions (CSV, required).")
+def predict(model: Path, image: str | None, data_file: str | None, out_png: Path | None) -> None:
+    """Run a saved model on new data: an image model on a new image (reports its loss), or a
+    table model on new rows (--data new.csv --out predictions.csv: one row per input row, a
+    prediction column, and proba_<class> columns for classifiers)."""
     from .experiments.predict import check_png_path, predict_image, write_png
 
+    if (image is None) == (data_file is None):
+        raise InputError("predict needs either --image PATH (image models) or --data FILE (table models)")
+    if data_file is not None:
+        from .experiments.predict_table import predict_table
+
+        if out_png is None:
+            raise InputError("predict --data needs --out predictions.csv")
+        done = predict_table(model, data_file, out_png)
+        click.echo(f"wrote {done.path} ({done.rows} rows, {done.task_type}, model {done.params} parameters)")
+        return
     if out_png is not None:
         check_png_path(out_png)
     result = predict_image(model, image)

@@ -277,3 +277,49 @@ def test_bad_table_options_exit_2_with_nothing_written(tmp_path: Path, capsys, a
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
     assert not out.exists()
+
+
+def test_predict_writes_one_row_per_input_row_for_a_table_model(tmp_path: Path, capsys) -> None:
+    table = _table(tmp_path / "t.csv")
+    out = tmp_path / "run"
+    assert main(["compare", "--data", str(table), "--target", "y", "--methods", "magnitude", "--out", str(out),
+                 *TABLE_TINY]) == 0
+    new_rows = tmp_path / "new.csv"
+    lines = table.read_text().splitlines()
+    new_rows.write_text("\n".join([lines[0].replace(",y", "")] + [",".join(l.split(",")[:3]) for l in lines[1:6]]) + "\n")
+    assert main(["predict", str(out / "model"), "--data", str(new_rows), "--out", str(tmp_path / "p.csv")]) == 0
+    predicted = (tmp_path / "p.csv").read_text().splitlines()
+    assert predicted[0] == "prediction" and len(predicted) == 6
+    import torch
+
+    from netbonsai.data.tables import decode_outputs, prepare_rows
+
+    net = netbonsai.load(out / "model")
+    expected = decode_outputs(net.info["preprocessing"], net(prepare_rows(net.info["preprocessing"], new_rows)).detach())
+    assert [float(v) for v in predicted[1:]] == pytest.approx(expected.tolist(), rel=1e-6)
+    # the wrong columns: exit 2, nothing written
+    (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
+    assert main(["predict", str(out / "model"), "--data", str(tmp_path / "bad.csv"), "--out", str(tmp_path / "q.csv")]) == 2
+    assert not (tmp_path / "q.csv").exists()
+    assert "colour" in capsys.readouterr().err
+
+
+def test_predict_gives_class_probabilities_for_a_table_classifier(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    assert main(["compare", "sklearn:iris", "--methods", "magnitude", "--out", str(out), *TABLE_TINY]) == 0
+    comparison = json.loads((out / "comparison.json").read_text())
+    assert comparison["task_type"] == "classification"
+    assert 0 <= comparison["methods"]["magnitude"]["test"]["accuracy"] <= 1
+    import numpy as np
+    from sklearn.datasets import load_iris
+
+    iris = load_iris()
+    np.savez(tmp_path / "new.npz", x=iris.data[:7], y=iris.target[:7])
+    assert main(["predict", str(out / "model"), "--data", str(tmp_path / "new.npz"), "--out", str(tmp_path / "p.csv")]) == 0
+    lines = (tmp_path / "p.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    assert header[0] == "prediction" and len(header) == 4 and all(h.startswith("proba_") for h in header[1:])
+    for line in lines[1:]:
+        cells = line.split(",")
+        assert sum(float(c) for c in cells[1:]) == pytest.approx(1.0, abs=1e-6)
+        assert cells[0] in {h[len("proba_"):] for h in header[1:]}
