@@ -40,6 +40,8 @@ def test_prune_reaches_target_and_saves_compacted_model(idx_folder: Path, tmp_pa
     assert summary["test_accuracy"] > 0.9  # the task is easy: pruning to 90% must keep it
     model = netbonsai.load(tmp_path / "run" / "model")
     assert model.num_params() == summary["model_params"] <= summary["params"]
+    # the model carries its input preprocessing, as image-task models do
+    assert model.info["preprocessing"]["inputs"].startswith("pixels / 255")
     stored = json.loads((tmp_path / "run" / "result.json").read_text())
     assert stored["test_errors"] == summary["test_errors"]
     assert (tmp_path / "run" / "accuracy.png").read_bytes()[:4] == b"\x89PNG"

@@ -289,7 +289,8 @@ def _prune(ctx: RunContext, settings: MnistSettings, data: Task, sizes: list[int
         state = LossAwareState.from_dict(saved["prune"]) if saved["prune"] is not None else None
         events = [dense_event] + ([_remove_event(r) for r in state.steps] if state is not None else [])
         ctx.rewind_history(events)  # drop anything written after the checkpoint
-    save(dense, ctx.file("dense_model"), info={"params": dense_event["params"], "test_errors": dense_event["test_errors"]})
+    save(dense, ctx.file("dense_model"), info={"params": dense_event["params"], "test_errors": dense_event["test_errors"],
+                                               "preprocessing": data.preprocessing})
 
     # ---- loss-aware removal (decisions on the held-out training images)
     if settings.time_budget is not None:
@@ -369,7 +370,8 @@ def _prune(ctx: RunContext, settings: MnistSettings, data: Task, sizes: list[int
                    "val_loss": val_loss, "test_errors": errors, "test_loss": test_loss,
                    "stop_reason": result.stop_reason, "seconds": summary["wall_seconds"]}
     emit(final_event)
-    save(pruned, ctx.file(MODEL), info={**dense.info, "params": pruned_params, "test_errors": errors,
+    save(pruned, ctx.file(MODEL), info={**dense.info, "preprocessing": data.preprocessing, "params": pruned_params,
+                                        "test_errors": errors,
                                         "removed_synapses": result.removed, "preset": settings.preset, "seed": seed})
     summary["wall_seconds"] = elapsed()
     ctx.write_result(summary)

@@ -225,7 +225,7 @@ def _run_schedule(ctx: RunContext, options: PruneOptions, data: Task, started: f
         "wall_seconds": time.perf_counter() - started,
     }
     save(net, ctx.file(MODEL), info={"task": "mnist", "arch": options.arch, "method": options.method,
-                                     "test_accuracy": final["test_accuracy"]})
+                                     "test_accuracy": final["test_accuracy"], "preprocessing": data.preprocessing})
     ctx.write_result(summary)
     _report(ctx, options, result, summary)
     return summary
@@ -337,7 +337,7 @@ def _run_loss_aware(ctx: RunContext, options: PruneOptions, data: Task, started:
         "wall_seconds": time.perf_counter() - started,
     }
     save(net, ctx.file(MODEL), info={"task": "mnist", "arch": options.arch, "method": options.method,
-                                     "test_accuracy": final["test_accuracy"]})
+                                     "test_accuracy": final["test_accuracy"], "preprocessing": data.preprocessing})
     ctx.write_result(summary)
     _report(ctx, options, ScheduleResult(records=records, stopped=result.stop_reason, final_round=final["round"]), summary)
     return summary
