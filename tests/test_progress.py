@@ -14,11 +14,11 @@ from PIL import Image
 
 from experiments.synthetic_idx import write_synthetic_mnist  # tests/ is on sys.path (rootdir conftest)
 from netbonsai.cli import _CliReporter, cli, main
-from netbonsai.data import load_task
 from netbonsai.experiments import image_runs, presets, run_options
 from netbonsai.experiments.presets import DataSettings, TaskSettings
 from netbonsai.grow import GrowConfig, grow
 from netbonsai.runs import Reporter, read_history
+from tiny_runs import pattern_task
 
 
 class Clock:
@@ -236,12 +236,7 @@ OVERSHOOT = CONFIG.with_overrides(eps=0.0005, max_params=40, max_cycles=6)
 
 @pytest.fixture(scope="module")
 def task(tmp_path_factory: pytest.TempPathFactory):
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[0:40, 0:40]
-    image = 128 + 60 * np.sin(xx / 5.0) * np.cos(yy / 7.0) + rng.normal(0, 8, (40, 40))
-    path = tmp_path_factory.mktemp("img") / "pattern.png"
-    Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(path)
-    return load_task("brightness", path, max_train=1500)
+    return pattern_task(tmp_path_factory.mktemp("img"))
 
 
 def test_max_params_below_the_start_network_warns_once(task) -> None:

@@ -3,17 +3,15 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from netbonsai import runtime
 from netbonsai.cli import cli
-from netbonsai.data import load_task
 from netbonsai.errors import InputError
 from netbonsai.grow import GrowConfig, grow
 from netbonsai.runs import environment
+from tiny_runs import pattern_task
 
 TINY = GrowConfig(hidden=(3,), start_epochs=5, trial_epochs=2, grow_epochs=2, n_attempts=3, n_candidates=3,
                   n_trials=1, attempt_samples=100, max_prune_steps=1, max_cycles=0, seed=1)
@@ -31,12 +29,7 @@ def restore_threads():
 
 @pytest.fixture(scope="module")
 def task(tmp_path_factory: pytest.TempPathFactory):
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[0:16, 0:16]
-    image = 128 + 60 * np.sin(xx / 3.0) * np.cos(yy / 4.0) + rng.normal(0, 5, (16, 16))
-    path = tmp_path_factory.mktemp("img") / "pattern.png"
-    Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(path)
-    return load_task("brightness", path, max_train=200)
+    return pattern_task(tmp_path_factory.mktemp("img"), size=16, max_train=200, periods=(3.0, 4.0), noise=5.0)
 
 
 def test_every_command_defaults_to_one_thread() -> None:

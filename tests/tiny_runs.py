@@ -84,3 +84,18 @@ def tiny_settings(task: str, preset: str = "quick", max_train: int = 600, attemp
                       attempt_samples=attempt_samples, max_params=40, max_cycles=1)
     return TaskSettings(task=task, preset=preset, data=DataSettings(max_train=max_train), grow=grow,
                         dense_grid=((2, 2),), dense_epochs=dense_epochs)
+
+
+def pattern_task(folder: Path, size: int = 40, max_train: int = 1500, periods: tuple[float, float] = (5.0, 7.0),
+                 noise: float = 8.0):
+    """Brightness prediction on a ``size`` x ``size`` smooth sine pattern with seeded noise."""
+    import numpy as np
+
+    from netbonsai.data import load_task
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:size, 0:size]
+    image = 128 + 60 * np.sin(xx / periods[0]) * np.cos(yy / periods[1]) + rng.normal(0, noise, (size, size))
+    path = Path(folder) / "pattern.png"
+    Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(path)
+    return load_task("brightness", path, max_train=max_train)

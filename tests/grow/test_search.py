@@ -5,18 +5,16 @@ from __future__ import annotations
 import io
 
 import networkx as nx
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
-from netbonsai.data import load_task
 from netbonsai.data.tasks import TaskData
 from netbonsai.errors import InputError
 from netbonsai.grow import GrowConfig, SearchState, grow
 from netbonsai.nets import DagNet
 from netbonsai.nets.convert import to_networkx
 from netbonsai.train import evaluate
+from tiny_runs import pattern_task
 
 CONFIG = GrowConfig(
     hidden=(4, 4),  # a 4-4-4-1 start: 45 parameters
@@ -35,12 +33,7 @@ CONFIG = GrowConfig(
 @pytest.fixture(scope="module")
 def task(tmp_path_factory: pytest.TempPathFactory) -> TaskData:
     """Brightness prediction on a 40x40 smooth pattern with noise."""
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[0:40, 0:40]
-    image = 128 + 60 * np.sin(xx / 5.0) * np.cos(yy / 7.0) + rng.normal(0, 8, (40, 40))
-    path = tmp_path_factory.mktemp("img") / "pattern.png"
-    Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(path)
-    return load_task("brightness", path, max_train=1500)
+    return pattern_task(tmp_path_factory.mktemp("img"))
 
 
 def without_time(events: list[dict]) -> list[dict]:

@@ -290,8 +290,6 @@ def test_predict_writes_one_row_per_input_row_for_a_table_model(tmp_path: Path, 
     assert main(["predict", str(out / "model"), "--data", str(new_rows), "--out", str(tmp_path / "p.csv")]) == 0
     predicted = (tmp_path / "p.csv").read_text().splitlines()
     assert predicted[0] == "prediction" and len(predicted) == 6
-    import torch
-
     from netbonsai.data.tables import decode_outputs, prepare_rows
 
     net = netbonsai.load(out / "model")

@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 
 from ..analysis.compare import flat_dense, method_figures, seed_bootstrap
-from ..analysis.pareto import pareto_front
 from ..data.specs import parse_task_spec, task_from_spec
 from ..data.tables import data_task
 from ..data.task import Task

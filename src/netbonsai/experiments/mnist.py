@@ -36,17 +36,17 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..data.idx import load_mnist, resolve_data_root
+from ..data.idx import resolve_data_root
 from ..errors import InputError
 from ..nets.convert import from_sequential
 from ..nets.dag import DagNet
 from ..nets.io import net_from_state, net_to_state, save
 from ..prune.loss_aware import LossAwareConfig, LossAwareState, loss_aware_prune
 from ..runs import MODEL, RunContext
-from ..train import Budget, TrainerConfig, averaged_fit, fit
+from ..train import Budget, averaged_fit, fit
 from ..data.specs import idx_task
 from ..data.task import Task
-from .classification import ACTIVATION_MODULES, ClassificationData, adam_trainer, classification_errors
+from .classification import ACTIVATION_MODULES, adam_trainer, classification_errors
 
 PRESETS = ("quick", "paper", "smoke")
 PAPER = {"dense_params": 5631, "dense_test_errors": 711, "removed_synapses": 2749, "pruned_test_errors": 721}

@@ -26,7 +26,7 @@ import torch
 
 from .. import __version__
 from ..analysis.report import value_at
-from ..data.idx import load_mnist, resolve_data_root
+from ..data.idx import resolve_data_root
 from ..errors import InputError
 from ..nets.masked import make_prunable
 from ..prune import METHODS, classification_evaluator, prune_step
@@ -34,7 +34,7 @@ from ..prune.groups import live_weights
 from ..runs import RunContext
 from ..data.specs import idx_task
 from ..data.task import Task
-from .classification import ClassificationData, adam_trainer, build_mlp, parse_arch, train_classifier
+from .classification import adam_trainer, build_mlp, parse_arch, train_classifier
 
 PAPER_METHODS = METHODS  # random, magnitude-blinded, magnitude-uniform, magnitude-distributed, obd
 ARCHS = ("784-100-10", "784-300-100-10")

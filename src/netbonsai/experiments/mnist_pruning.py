@@ -33,7 +33,7 @@ from ..prune.schedules import ScheduleResult
 from ..runs import MODEL, RunContext
 from ..data.specs import idx_task
 from ..data.task import Task
-from .classification import ClassificationData, adam_trainer, build_mlp, parse_arch, train_classifier
+from .classification import adam_trainer, build_mlp, parse_arch, train_classifier
 
 PRUNE_METHODS = tuple(m for m in METHODS) + ("loss-aware",)
 

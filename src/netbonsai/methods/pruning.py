@@ -19,7 +19,7 @@ from ..nets.dag import DagNet
 from ..nets.io import net_from_state
 from ..prune.loss_aware import LossAwareConfig, loss_aware_prune
 from ..train.sweep import train_dense
-from .base import Candidate, Method, MethodResult, candidate, finite_front
+from .base import Method, MethodResult, candidate, finite_front
 from .front import polish
 from .magnitude import MagnitudeSettings, magnitude_job, pruned_architecture
 from .registry import register
