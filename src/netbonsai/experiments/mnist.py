@@ -46,6 +46,7 @@ from ..runs import MODEL, RunContext
 from ..train import Budget, averaged_fit, fit
 from ..data.specs import idx_task
 from ..data.task import Task
+from .presets import pick_preset, with_settings
 from .classification import ACTIVATION_MODULES, adam_trainer, classification_errors
 
 PRESETS = ("quick", "paper", "smoke")
@@ -103,45 +104,37 @@ def mnist_settings(preset: str = "quick", overrides: dict[str, Any] | None = Non
     * ``smoke``: a few seconds on 2,000 training images, for tests.
     """
     trainer = adam_trainer(1e-3, 32)
-    if preset == "quick":
-        settings = MnistSettings(
+    settings = pick_preset(preset, {
+        "quick": lambda: MnistSettings(
             preset="quick", dense_epochs=20, dense_seeds=4, polish_epochs=4, time_budget=840.0,
             prune=LossAwareConfig(
                 chunk=512, n_candidates=8, candidate_factor=2.0, n_trials=3, variants="sizes", trial_epochs=2,
                 settle_epochs=2, score_samples=10000, eps=0.015, reference="phase", regrow=True, max_fraction=0.62,
                 trainer=adam_trainer(1e-3, 128, weight_decay=1e-4),
             ),
-        )
-    elif preset == "paper":
-        settings = MnistSettings(
+        ),
+        "paper": lambda: MnistSettings(
             preset="paper", dense_epochs=60, test_every=50,
             prune=LossAwareConfig(
                 chunk=1, n_candidates=8, n_trials=3, trial_epochs=1, eps=0.002, reference="phase", trainer=trainer,
             ),
-        )
-    elif preset == "smoke":
-        settings = MnistSettings(
+        ),
+        "smoke": lambda: MnistSettings(
             preset="smoke", dense_epochs=1, val_size=500, max_train=2000, max_test=2000, test_every=1,
             time_budget=120.0, reserve_seconds=5.0, threads=None,
             prune=LossAwareConfig(
                 chunk=256, n_trials=2, trial_epochs=1, score_samples=1000, eps=0.05, max_steps=3,
                 trainer=adam_trainer(1e-3, 64),
             ),
-        )
-    else:
-        raise InputError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    if overrides:
-        values = dict(overrides)
-        known = {f.name for f in fields(MnistSettings)}
-        unknown = sorted(set(values) - known - {"preset"})
-        if unknown:
-            raise InputError(f"unknown MNIST setting {unknown[0]!r}")
-        if isinstance(values.get("prune"), dict):
-            values["prune"] = LossAwareConfig.from_dict({**settings.prune.to_dict(), **values["prune"]})
-        for name in ("hidden", "activations"):
-            if name in values:
-                values[name] = tuple(values[name])
-        settings = replace(settings, **values)
+        ),
+    })
+    values = dict(overrides or {})
+    if isinstance(values.get("prune"), dict):
+        values["prune"] = LossAwareConfig.from_dict({**settings.prune.to_dict(), **values["prune"]})
+    for name in ("hidden", "activations"):
+        if name in values:
+            values[name] = tuple(values[name])
+    settings = with_settings(settings, values, "MNIST")
     _validate(settings)
     return settings
 

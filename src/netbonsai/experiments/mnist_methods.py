@@ -27,13 +27,13 @@ import torch
 from .. import __version__
 from ..analysis.report import value_at
 from ..data.idx import resolve_data_root
-from ..errors import InputError
 from ..nets.masked import make_prunable
 from ..prune import METHODS, classification_evaluator, prune_step
 from ..prune.groups import live_weights
 from ..runs import RunContext
 from ..data.specs import idx_task
 from ..data.task import Task
+from .presets import pick_preset
 from .classification import adam_trainer, build_mlp, parse_arch, train_classifier
 
 PAPER_METHODS = METHODS  # random, magnitude-blinded, magnitude-uniform, magnitude-distributed, obd
@@ -64,11 +64,10 @@ class MethodsSettings:
 
 def methods_settings(preset: str = "quick", seed: int = 0) -> MethodsSettings:
     """``quick`` (minutes on 2 cores) or ``paper`` (longer dense training and retraining)."""
-    if preset == "quick":
-        return MethodsSettings("quick", dense_epochs=10, retrain_epochs=1, seed=seed)
-    if preset == "paper":
-        return MethodsSettings("paper", dense_epochs=40, retrain_epochs=4, seed=seed)
-    raise InputError(f"unknown preset {preset!r}; choose quick or paper")
+    return pick_preset(preset, {
+        "quick": lambda: MethodsSettings("quick", dense_epochs=10, retrain_epochs=1, seed=seed),
+        "paper": lambda: MethodsSettings("paper", dense_epochs=40, retrain_epochs=4, seed=seed),
+    })
 
 
 @functools.lru_cache(maxsize=2)

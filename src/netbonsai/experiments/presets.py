@@ -7,8 +7,8 @@ the grid but trains on a subsample with smaller budgets so a comparison runs in 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, Callable, Mapping, TypeVar
 
 from ..errors import InputError
 from ..grow.config import GrowConfig
@@ -16,6 +16,35 @@ from ..train import TrainerConfig
 from ..methods.magnitude import MagnitudeSettings
 
 PRESETS = ("quick", "paper")
+T = TypeVar("T")
+
+
+def pick_preset(preset: str, presets: Mapping[str, Callable[[], T]]) -> T:
+    """The settings a preset name stands for: the one preset mechanism of every command and
+    experiment (each keeps a table of preset name -> settings builder). An unknown name is one
+    :class:`InputError` listing the names there are."""
+    if preset not in presets:
+        raise InputError(f"unknown preset {preset!r}; choose one of {', '.join(presets)}")
+    return presets[preset]()
+
+
+def with_settings(settings: T, overrides: Mapping[str, Any], what: str, validate: Callable[[T], None] | None = None) -> T:
+    """``settings`` (a frozen dataclass) with ``overrides`` (field -> value) applied and checked:
+    an unknown field is one :class:`InputError` naming it (``unknown WHAT setting 'x'``), then
+    ``validate`` (or the dataclass's own ``__post_init__``) checks the values."""
+    if not overrides:
+        return settings
+    known = {f.name for f in fields(settings)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise InputError(f"unknown {what} setting {unknown[0]!r}; it takes {', '.join(sorted(known))}")
+    try:
+        settings = replace(settings, **dict(overrides))
+    except TypeError as exc:
+        raise InputError(f"invalid {what} setting: {exc}") from None
+    if validate is not None:
+        validate(settings)
+    return settings
 
 # Paper 000, Example 1: the Keras networks of the brightness table (N1-N2).
 BRIGHTNESS_GRID = (
@@ -89,17 +118,18 @@ def idx_settings(preset: str) -> TaskSettings:
     reported network. ``paper``: the full training split, 10 epochs, the 300-100 network.
     """
     trainer = TrainerConfig(method="adam", loss="cross_entropy", lr=1e-3, batch_size=64)
-    if preset == "quick":
-        data = DataSettings(max_train=10_000, max_val=2_000)
-        grow = GrowConfig(hidden=(32,), activation="relu", start_epochs=3, trial_epochs=1, grow_epochs=1,
-                          max_params=30_000, max_cycles=3, trainer=trainer)
-        return TaskSettings(task="idx", preset=preset, data=data, grow=grow, dense_grid=IDX_GRID_QUICK,
-                            dense_epochs=3, polish_epochs=1)
-    data = DataSettings(max_val=5_000)
-    grow = GrowConfig(hidden=(100,), activation="relu", start_epochs=10, trial_epochs=1, grow_epochs=1,
-                      max_params=300_000, max_cycles=10, trainer=trainer)
-    return TaskSettings(task="idx", preset=preset, data=data, grow=grow, dense_grid=IDX_GRID, dense_epochs=10,
-                        polish_epochs=2)
+    return pick_preset(preset, {
+        "quick": lambda: TaskSettings(
+            task="idx", preset="quick", data=DataSettings(max_train=10_000, max_val=2_000),
+            grow=GrowConfig(hidden=(32,), activation="relu", start_epochs=3, trial_epochs=1, grow_epochs=1,
+                            max_params=30_000, max_cycles=3, trainer=trainer),
+            dense_grid=IDX_GRID_QUICK, dense_epochs=3, polish_epochs=1),
+        "paper": lambda: TaskSettings(
+            task="idx", preset="paper", data=DataSettings(max_val=5_000),
+            grow=GrowConfig(hidden=(100,), activation="relu", start_epochs=10, trial_epochs=1, grow_epochs=1,
+                            max_params=300_000, max_cycles=10, trainer=trainer),
+            dense_grid=IDX_GRID, dense_epochs=10, polish_epochs=2),
+    })
 
 
 # MLPs for the user's tables (and scikit-learn's bundled ones): 2 to 64 units, one and two layers
@@ -113,22 +143,21 @@ def table_settings(preset: str) -> TaskSettings:
     the search to 10 added neurons; ``paper`` uses the image tasks' paper budgets. Chosen so that
     a quick comparison of a 1,000-row table runs in minutes on 2 cores; no figure of any one data
     set was used to set them."""
-    if preset == "quick":
-        grow = GrowConfig(hidden=(4,), start_epochs=300, trial_epochs=10, grow_epochs=60, max_params=1000,
-                          max_cycles=10, attempt_samples=4096)
-        epochs, polish = 300, 100
-    else:
-        grow = GrowConfig(hidden=(8,), start_epochs=2000, trial_epochs=30, grow_epochs=200, max_params=3000,
-                          max_cycles=30)
-        epochs, polish = 2000, 500
-    return TaskSettings(task="table", preset=preset, data=DataSettings(), grow=grow, dense_grid=TABLE_GRID,
-                        dense_epochs=epochs, polish_epochs=polish, extras={"test_fraction": 0.2})
+    def build(grow: GrowConfig, epochs: int, polish: int) -> TaskSettings:
+        return TaskSettings(task="table", preset=preset, data=DataSettings(), grow=grow, dense_grid=TABLE_GRID,
+                            dense_epochs=epochs, polish_epochs=polish, extras={"test_fraction": 0.2})
+
+    return pick_preset(preset, {
+        "quick": lambda: build(GrowConfig(hidden=(4,), start_epochs=300, trial_epochs=10, grow_epochs=60,
+                                          max_params=1000, max_cycles=10, attempt_samples=4096), 300, 100),
+        "paper": lambda: build(GrowConfig(hidden=(8,), start_epochs=2000, trial_epochs=30, grow_epochs=200,
+                                          max_params=3000, max_cycles=30), 2000, 500),
+    })
 
 
 def task_settings(task: str, preset: str = "quick") -> TaskSettings:
     """The settings of ``preset`` for ``task`` (``brightness``, ``approx`` or ``idx``)."""
-    if preset not in PRESETS:
-        raise InputError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    pick_preset(preset, {name: lambda: None for name in PRESETS})  # the same check and message for every task
     if task == "idx":
         return idx_settings(preset)
     if task in ("table", "sklearn"):

@@ -18,7 +18,7 @@ Each run is a :class:`netbonsai.runs.RunContext` (kind ``reber-rnn-pruning`` or
 from __future__ import annotations
 
 from .reber_common import (CELL_NAMES, LEVELS, PAPER_BASE, PAPER_R2, PARTS, ReberTraining, _reber, _run_jobs,
-                           _submit_jobs, _test_accuracy, _train, _with_overrides)
+                           _submit_jobs, _test_accuracy, _train)
 from .reber_pruning import (PruningSettings, _cell_event, _pruning_job, prune_variants, pruning_settings,
                             reproduce_reber_rnn_pruning)
 from .reber_structures import (StructureSettings, _structures_job, reproduce_reber_structure_prediction,
@@ -28,5 +28,5 @@ __all__ = [
     "CELL_NAMES", "LEVELS", "PAPER_BASE", "PAPER_R2", "PARTS", "PruningSettings", "ReberTraining", "StructureSettings",
     "prune_variants", "pruning_settings", "reproduce_reber_rnn_pruning", "reproduce_reber_structure_prediction",
     "shape_groups", "structure_graphs", "structure_population", "structure_settings", "_cell_event", "_pruning_job",
-    "_reber", "_run_jobs", "_structures_job", "_submit_jobs", "_test_accuracy", "_train", "_with_overrides",
+    "_reber", "_run_jobs", "_structures_job", "_submit_jobs", "_test_accuracy", "_train",
 ]

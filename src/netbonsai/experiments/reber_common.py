@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from concurrent.futures import Executor
 from typing import Any, Callable
@@ -76,17 +76,6 @@ def _train(model: MaskedRecurrent, data: dict, epochs: int, training: ReberTrain
 
 def _test_accuracy(model: MaskedRecurrent, data: dict) -> list[float]:
     return [float(a) for a in evaluate_sequences(model, *data["test"])[1]]
-
-
-def _with_overrides(settings: Any, overrides: dict[str, Any], experiment: str) -> Any:
-    """``settings`` (a frozen dataclass with ``validate()``) with ``overrides`` applied, validated."""
-    known = {f.name for f in fields(settings)}
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise InputError(f"unknown {experiment} setting {unknown[0]!r}")
-    settings = replace(settings, **overrides)
-    settings.validate()
-    return settings
 
 
 def _run_jobs(run: RunContext | RunDir, state: dict[str, Any], jobs: dict[str, tuple],

@@ -15,7 +15,8 @@ from ..nets.structure import LayeredStructure
 from ..prune.criteria import prune_step
 from ..runs import RunContext
 from .reber_common import (CELL_NAMES, LEVELS, PAPER_BASE, PARTS, Progress, ReberTraining, _reber, _run_jobs,
-                           _test_accuracy, _train, _with_overrides, run_experiment)
+                           _test_accuracy, _train, run_experiment)
+from .presets import pick_preset, with_settings
 
 
 @dataclass(frozen=True)
@@ -47,17 +48,14 @@ class PruningSettings:
 
 def pruning_settings(preset: str = "quick", **overrides: Any) -> PruningSettings:
     """``quick``: 3 base epochs; ``paper``: the authors' 50; ``smoke``: tiny, for tests."""
-    if preset == "quick":
-        settings = PruningSettings(preset="quick", base_epochs=3)
-    elif preset == "paper":
-        settings = PruningSettings(preset="paper", base_epochs=50)
-    elif preset == "smoke":
-        settings = PruningSettings(
+    settings = pick_preset(preset, {
+        "quick": lambda: PruningSettings(preset="quick", base_epochs=3),
+        "paper": lambda: PruningSettings(preset="paper", base_epochs=50),
+        "smoke": lambda: PruningSettings(
             preset="smoke", training=ReberTraining(n_strings=600, embedding_dim=8, batch_size=32, max_test=200),
-            widths=(6, 6), base_epochs=1, levels=(0.5, 1.0))
-    else:
-        raise InputError(f"unknown preset {preset!r}; choose quick, paper or smoke")
-    return _with_overrides(settings, overrides, "reber-rnn-pruning")
+            widths=(6, 6), base_epochs=1, levels=(0.5, 1.0)),
+    })
+    return with_settings(settings, overrides, "reber-rnn-pruning", validate=lambda s: s.validate())
 
 
 def prune_variants(base: MaskedRecurrent, parts: Sequence[str], levels: Sequence[float], method: str) -> MaskedRecurrent:

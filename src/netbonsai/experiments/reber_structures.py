@@ -14,7 +14,8 @@ from ..nets.recurrent import CELLS, MaskedRecurrent
 from ..nets.structure import LayeredStructure
 from ..runs import RunContext
 from .reber_common import (CELL_NAMES, PAPER_R2, Progress, ReberTraining, _reber, _run_jobs, _test_accuracy, _train,
-                           _with_overrides, run_experiment)
+                           run_experiment)
+from .presets import pick_preset, with_settings
 
 
 @dataclass(frozen=True)
@@ -52,18 +53,15 @@ def structure_settings(preset: str = "quick", **overrides: Any) -> StructureSett
     Fewer than about 100 structures per cell leave too few test rows for a meaningful R^2 (a
     10% split of 30 rows is 3 rows), and one epoch on 6,000 strings leaves the accuracies too
     noisy to predict (GRU random-forest R^2 0.49 against 0.76 after three epochs)."""
-    if preset == "quick":
-        settings = StructureSettings(preset="quick", graphs_per_family=50, population=25, epochs=3,
-                                     training=ReberTraining(max_train=6000))
-    elif preset == "paper":
-        settings = StructureSettings(preset="paper", graphs_per_family=100, population=12)
-    elif preset == "smoke":
-        settings = StructureSettings(
+    settings = pick_preset(preset, {
+        "quick": lambda: StructureSettings(preset="quick", graphs_per_family=50, population=25, epochs=3,
+                                           training=ReberTraining(max_train=6000)),
+        "paper": lambda: StructureSettings(preset="paper", graphs_per_family=100, population=12),
+        "smoke": lambda: StructureSettings(
             preset="smoke", training=ReberTraining(n_strings=600, embedding_dim=8, max_test=200),
-            graphs_per_family=6, n_range=(10, 14), cells=("gru",), population=6, n_splits=3, test_fraction=0.2)
-    else:
-        raise InputError(f"unknown preset {preset!r}; choose quick, paper or smoke")
-    return _with_overrides(settings, overrides, "reber-structure-prediction")
+            graphs_per_family=6, n_range=(10, 14), cells=("gru",), population=6, n_splits=3, test_fraction=0.2),
+    })
+    return with_settings(settings, overrides, "reber-structure-prediction", validate=lambda s: s.validate())
 
 
 def structure_graphs(settings: StructureSettings, seed: int) -> list[tuple[str, Any]]:
