@@ -59,7 +59,7 @@ from torch import nn
 
 from ..errors import InputError
 from ..nets.dag import DagNet, activate_level, run_levels
-from ..nets.synapses import lowest_synapses
+from ..nets.synapses import lowest_synapses, removal_scores  # noqa: F401 - the scoring grow's steps use too (one implementation)
 from ..train import Budget, TrainerConfig, evaluate, fit
 from ..train.losses import get_loss
 from ..data.task import Split
