@@ -277,6 +277,15 @@ def _run_options(func):
     """The options grow, compare and baseline share."""
     options = [
         click.argument("task", type=str, metavar="TASK", required=False),
+        click.option("--data", "data_file", type=str, default=None,
+                     help="A table of your own instead of TASK: a CSV/TSV file with a header row, or an NPZ with "
+                          "arrays x and y."),
+        click.option("--target", multiple=True, help="The --data table's target column (repeat it for several "
+                                                     "regression targets)."),
+        click.option("--task-type", type=click.Choice(["regression", "classification"]), default=None,
+                     help="Override the task type decided from the target (text or few integer values: classification)."),
+        click.option("--drop-missing", is_flag=True,
+                     help="Drop table rows with empty or NaN cells (and say how many) instead of refusing them."),
         click.option("--image", type=str, default=None, help="Image file, or skimage:NAME (default skimage:camera)."),
         click.option("--preset", type=click.Choice(["quick", "paper"]), default="quick", show_default=True),
         click.option("--seed", type=int, default=None, help="Random seed (default 0)."),
@@ -319,7 +328,8 @@ def _parse_overrides(items: tuple[str, ...]) -> dict[str, Any]:
 
 def _execute(kind: str, task, image, preset, seed, overrides, executor, threads, out, resume, quiet,
              tensorboard=None, seeds: int = 1, device: str = "auto", max_params=None, max_seconds=None,
-             methods: str | None = None, table: tuple = (None, (), None, False)):
+             methods: str | None = None, data_file: str | None = None, target: tuple = (),
+             task_type: str | None = None, drop_missing: bool = False):
     from .experiments import image_runs
 
     if max_params is not None and max_params < 1:
@@ -329,11 +339,10 @@ def _execute(kind: str, task, image, preset, seed, overrides, executor, threads,
     if seed is not None and seed < 0:
         raise InputError(f"--seed must be >= 0, got {seed}")
     _set_threads(threads)
-    data_file, target, task_type, drop_missing = table
     options = image_runs.RunOptions(
         task=task, image=image, preset=preset, seed=seed, max_params=max_params,
         max_seconds=max_seconds, executor=executor, overrides=_parse_overrides(overrides), seeds=seeds,
-        device=device, data=data_file, target=target, task_type=task_type, drop_missing=drop_missing,
+        device=device, data=data_file, target=tuple(target), task_type=task_type, drop_missing=drop_missing,
     )
     runner = {"grow": image_runs.run_grow, "baseline": image_runs.run_baseline, "compare": image_runs.run_compare_seeds}[kind]
     if kind == "compare" and (methods is not None or options.task_kind() not in ("brightness", "approx")):
@@ -418,13 +427,7 @@ def cli() -> None:
               help="Registered methods to compare against the dense sweep (see `netbonsai methods`), e.g. "
                    "grow,magnitude,loss-aware. Default on brightness/approx: the grow-and-prune search with the "
                    "magnitude-pruning baseline (the classic comparison); on idx:DIR: magnitude,loss-aware; on tables (--data, sklearn:NAME): grow,magnitude.")
-@click.option("--data", "data_file", type=str, default=None,
-              help="A table of your own instead of TASK: a CSV/TSV file with a header row, or an NPZ with arrays x and y.")
-@click.option("--target", multiple=True, help="The --data table's target column (repeat it for several regression targets).")
-@click.option("--task-type", type=click.Choice(["regression", "classification"]), default=None,
-              help="Override the task type decided from the target (text or few integer values: classification).")
-@click.option("--drop-missing", is_flag=True, help="Drop table rows with empty or NaN cells (and say how many) instead of refusing them.")
-def compare(seeds: int, methods: str | None, data_file, target, task_type, drop_missing, **kwargs) -> None:
+def compare(seeds: int, methods: str | None, **kwargs) -> None:
     """Methods against a dense MLP sweep (same split, trainer and budget): the parameter ratio.
 
     TASK is brightness[:IMAGE], approx[:IMAGE] (IMAGE: a file or skimage:NAME; default the camera
@@ -432,7 +435,7 @@ def compare(seeds: int, methods: str | None, data_file, target, task_type, drop_
     breast_cancer, wine, iris); or give a table of your own with --data FILE --target COL. Method settings: --set NAME.KEY=VALUE
     (e.g. --set grow.placement=cascade, --set loss-aware.eps=0.01).
     """
-    _execute("compare", seeds=seeds, methods=methods, table=(data_file, tuple(target), task_type, drop_missing), **kwargs)
+    _execute("compare", seeds=seeds, methods=methods, **kwargs)
 
 
 @cli.command(name="methods")
@@ -450,7 +453,8 @@ def methods_command() -> None:
 @_run_options
 @_search_limits
 def grow_command(**kwargs) -> None:
-    """Run the grow-and-prune search of paper 000 on an image task (TASK: brightness[:IMAGE] or approx[:IMAGE])."""
+    """Run the grow-and-prune search of paper 000 on a task (TASK: brightness[:IMAGE], approx[:IMAGE],
+    sklearn:NAME, idx:DIR) or on a table of your own (--data FILE --target COL)."""
     _execute("grow", **kwargs)
 
 

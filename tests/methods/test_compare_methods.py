@@ -321,3 +321,17 @@ def test_predict_gives_class_probabilities_for_a_table_classifier(tmp_path: Path
         cells = line.split(",")
         assert sum(float(c) for c in cells[1:]) == pytest.approx(1.0, abs=1e-6)
         assert cells[0] in {h[len("proba_"):] for h in header[1:]}
+
+
+def test_grow_on_a_table_reports_the_test_split_and_predicts(tmp_path: Path) -> None:
+    table = _table(tmp_path / "t.csv")
+    out = tmp_path / "run"
+    at = TABLE_TINY.index("magnitude.sparsity=0.5")
+    tiny = TABLE_TINY[: at - 1] + TABLE_TINY[at + 1 :]  # grow runs no magnitude baseline
+    assert main(["grow", "--data", str(table), "--target", "y", "--out", str(out), *tiny]) == 0
+    result = json.loads((out / "result.json").read_text())
+    assert result["test"]["params"] == result["model"]["params"]
+    assert result["test"]["rmse"] == pytest.approx(result["test"]["loss"] ** 0.5)
+    assert json.loads((out / "config.json").read_text())["kind"] == "grow"
+    assert main(["predict", str(out / "model"), "--data", str(table), "--out", str(tmp_path / "p.csv")]) == 0
+    assert len((tmp_path / "p.csv").read_text().splitlines()) == 201

@@ -6,16 +6,18 @@ import time
 from pathlib import Path
 
 from ..analysis.comparison_text import baseline_report, grow_report
+from ..analysis.methods_text import loss_units
 from ..analysis.pareto import pareto_front
 from ..analysis.report import front_table
 from ..atomic import write_text
 from ..errors import InputError
 from ..executor import make_executor
+from ..methods.base import measure_on
 from ..methods.front import final_front
 from ..nets.io import load, save
 from ..runs import MODEL, REPORT, Reporter
 from .image_baselines import collect_dense, dense_file, load_dense, submit_dense
-from .image_run import (LOSS_UNITS, RunSummary, budget_unit, image_environment, plots, prepare, run_search, save_best,
+from .image_run import (RunSummary, budget_unit, image_environment, plots, prepare, run_search, save_best,
                         save_front, workers)
 from .run_options import RunOptions
 
@@ -43,10 +45,12 @@ def run_grow(options: RunOptions, out: str | Path, resume: bool = False, reporte
               "final_params": final.num_params(),
               "model": {k: best.summary()[k] for k in ("params", "val_loss", "train_loss")},
               "wall_seconds": wall, "environment": image_environment()}
+    if data.test is not None:  # the held-back test split, seen by no search or selection
+        record["test"] = {"params": best.params, **measure_on(best.net, data, data.test)}
     write_text(run.file(REPORT), grow_report(record, seed=settings.grow.seed, device=settings.device,
                                              events=result.events, search_seconds=result.seconds,
                                              final_hidden=final.n_hidden, unit=budget_unit(settings),
-                                             units=LOSS_UNITS[data.task]))
+                                             units=loss_units(data)))
     run.write_json("result.json", record)
     return RunSummary(run.path, front_table(front), {"front": front, "wall_seconds": wall})
 
@@ -71,6 +75,6 @@ def run_baseline(options: RunOptions, out: str | Path, resume: bool = False, rep
     from ..analysis.plots import pareto_plot
 
     pareto_plot({"dense MLP": dense}, run.file("pareto.png"), title=f"{data.task}: dense baseline",
-                loss_label=f"validation loss ({LOSS_UNITS[data.task]})")
-    write_text(run.file(REPORT), baseline_report(data.task, data.image, LOSS_UNITS[data.task], wall, dense))
+                loss_label=f"validation loss ({loss_units(data)})")
+    write_text(run.file(REPORT), baseline_report(data.task, data.image, loss_units(data), wall, dense))
     return RunSummary(run.path, front_table(dense), {"dense": dense, "wall_seconds": wall})

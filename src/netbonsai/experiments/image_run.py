@@ -16,6 +16,7 @@ from ..nets.dag import DagNet
 from ..nets.io import load, save
 from ..runs import DEVICE_KEY, MODEL, Reporter, RunContext, environment
 from ..analysis.methods_text import LOSS_UNITS as _UNITS
+from ..analysis.methods_text import loss_units
 from .presets import TaskSettings
 from .run_options import RunOptions, search_only_keys
 
@@ -42,7 +43,7 @@ def _config(options: RunOptions, settings: TaskSettings, data: Task) -> dict[str
         "image": data.image,
         **recorded,
         "split": {k: v for k, v in data.describe().items() if k not in ("task", "image")},
-        "loss_units": LOSS_UNITS[settings.task],
+        "loss_units": loss_units(data),
         "executor": options.executor,
         DEVICE_KEY: settings.device,
         **({"seeds": seed_list(settings.grow.seed, options.seeds)} if options.seeds > 1 else {}),
@@ -64,11 +65,17 @@ def prepare(options: RunOptions, out: str | Path, resume: bool,
     """Validate settings and data, then open the run (nothing is created on bad input)."""
     settings = options.settings()
     d = settings.data
-    spec = parse_task_spec(options.task, options.image)
-    data = load_task(
-        spec.kind, spec.argument, val_fraction=d.val_fraction, seed=d.split_seed,
-        max_train=d.max_train, max_val=d.max_val,
-    )
+    if options.task_kind() in ("brightness", "approx"):
+        spec = parse_task_spec(options.task, options.image)
+        data = load_task(
+            spec.kind, spec.argument, val_fraction=d.val_fraction, seed=d.split_seed,
+            max_train=d.max_train, max_val=d.max_val,
+        )
+    else:  # a table, sklearn:NAME or idx:DIR: the same builders as compare --methods
+        from .compare_methods import build_task, fitted_to_task
+
+        data = build_task(options, settings)
+        settings = fitted_to_task(settings, data)
     # baseline records the search settings too (the preset's), but reads none of them: a run
     # started before it refused them (with --max-params, say) still resumes
     unused = {f"grow.{key}" for key in search_only_keys()} if options.command == "baseline" else set()
@@ -118,7 +125,7 @@ def _model_info(data: Task, settings: TaskSettings, extra: dict[str, Any]) -> di
         "task": data.task,
         "image": data.image,
         "preprocessing": data.preprocessing,
-        "loss_units": LOSS_UNITS[data.task],
+        "loss_units": loss_units(data),
         "loss_scale": data.loss_scale,
         "config": settings.to_dict(),
     }
@@ -163,10 +170,10 @@ def plots(
     series["netbonsai, search front (before polish)"] = [p.summary() for p in result.front]
     series["netbonsai, polished front"] = front
     pareto_plot(series, run.file("pareto.png"), title=f"{data.task} on {data.image}",
-                loss_label=f"validation loss ({LOSS_UNITS[data.task]})",
+                loss_label=f"validation loss ({loss_units(data)})",
                 focus="dense MLP" if dense is not None else None)
     history_plot(result.events, run.file("history.png"), x="seconds", title="grow-and-prune history",
-                 loss_label=f"loss ({LOSS_UNITS[data.task]})")
+                 loss_label=f"loss ({loss_units(data)})")
     draw_network(best_net, run.file("network.png"))
 
 

@@ -49,9 +49,6 @@ class RunOptions:
     def settings(self) -> TaskSettings:
         """The preset's settings with the command-line overrides applied (validated)."""
         kind = self.task_kind()
-        if kind not in ("brightness", "approx") and self.command in ("grow", "baseline"):
-            raise InputError(f"{self.command} runs the image tasks (brightness, approx); compare with --methods "
-                             "runs the methods on other tasks")
         settings = task_settings(kind, self.preset)
         config = settings.grow.to_dict()
         overrides, self.method_overrides, deprecated = split_overrides(self.overrides)
