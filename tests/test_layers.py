@@ -97,7 +97,7 @@ def test_the_import_graph_sees_the_package() -> None:
     graph = import_graph()
     assert "netbonsai.experiments.image_runs" in graph
     assert graph.has_edge("netbonsai.methods.dense", "netbonsai.train.sweep")
-    assert graph.has_edge("netbonsai.cli", "netbonsai.runs")
+    assert graph.has_edge("netbonsai.cli_progress", "netbonsai.runs")  # the CLI reporter
 
 
 def test_no_import_cycle() -> None:

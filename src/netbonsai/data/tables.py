@@ -35,17 +35,18 @@ Decisions (all recorded in ``task.meta["preprocessing"]``, JSON-ready):
 
 from __future__ import annotations
 
-import csv
 import math
 import os
-from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
 from ..errors import InputError
+from .table_io import (MISSING_TEXT, _check_finite, _Column, _column_from_values, _columns_from_array, _missing_report,
+                       _named_columns, _read_npz, _refuse_mixed)
+from .table_rows import _encode, _encoded_names, class_probabilities, decode_outputs, prepare_rows  # noqa: F401
 from .task import Split, Task
 
 __all__ = [
@@ -55,7 +56,6 @@ __all__ = [
 MAX_AUTO_CLASSES = 20   # an integer target with more distinct values is regression (unless overridden)
 MIN_ROWS_PER_CLASS = 20  # ... and with fewer rows per distinct value on average too
 MAX_CATEGORIES = 256    # a text column with more categories is refused
-MISSING_TEXT = frozenset({"", "nan", "na", "n/a", "null"})
 TASK_TYPES = ("regression", "classification")
 SKLEARN_DATASETS = {  # name -> (loader, task type)
     "diabetes": ("load_diabetes", "regression"),
@@ -64,205 +64,6 @@ SKLEARN_DATASETS = {  # name -> (loader, task type)
     "wine": ("load_wine", "classification"),
     "iris": ("load_iris", "classification"),
 }
-
-
-# ---------------------------------------------------------------------- columns
-@dataclass(frozen=True, eq=False)
-class _Column:
-    """One column: ``numeric`` (float64 ``numbers``, NaN = missing), ``text`` (object array of str,
-    None = missing) or ``mixed`` (both, refused when used)."""
-
-    name: str
-    kind: str
-    numbers: np.ndarray | None
-    text: np.ndarray | None
-    missing: np.ndarray
-    is_bool: bool = False
-    example: tuple[str, str] | None = None  # mixed: a number and a text value
-
-    def __len__(self) -> int:
-        return int(self.missing.shape[0])
-
-    def take(self, rows: np.ndarray) -> "_Column":
-        return replace(self, numbers=None if self.numbers is None else self.numbers[rows],
-                       text=None if self.text is None else self.text[rows], missing=self.missing[rows])
-
-
-def _is_missing_value(value: Any) -> bool:
-    if value is None:
-        return True
-    if isinstance(value, (float, np.floating)):
-        return bool(np.isnan(value))
-    return type(value).__name__ in ("NAType", "NaTType")
-
-
-def _column_from_strings(name: str, cells: Sequence[str]) -> _Column:
-    n = len(cells)
-    try:  # fast path: a column of numbers with no missing cells
-        numbers = np.asarray(cells, dtype=np.float64).reshape(n)
-        if not np.isnan(numbers).any():
-            return _Column(name, "numeric", numbers, None, np.zeros(n, dtype=bool))
-    except (ValueError, TypeError):
-        pass
-    numbers = np.full(n, np.nan)
-    text = np.empty(n, dtype=object)
-    missing = np.zeros(n, dtype=bool)
-    is_number = np.zeros(n, dtype=bool)
-    for i, cell in enumerate(cells):
-        cell = cell.strip()
-        if cell.lower() in MISSING_TEXT:
-            missing[i] = True
-            continue
-        text[i] = cell
-        try:
-            numbers[i] = float(cell)
-            is_number[i] = True
-        except ValueError:
-            pass
-    present = ~missing
-    n_numbers, n_present = int(is_number.sum()), int(present.sum())
-    if n_numbers == n_present:
-        return _Column(name, "numeric", numbers, None, missing)
-    if n_numbers == 0:
-        return _Column(name, "text", None, text, missing)
-    example = (str(text[np.argmax(is_number)]), str(text[np.argmax(present & ~is_number)]))
-    return _Column(name, "mixed", numbers, text, missing, example=example)
-
-
-def _column_from_values(name: str, values: Any) -> _Column:
-    """A column from a 1-D array-like (numbers, booleans, strings or Python objects)."""
-    array = np.asarray(values)
-    if array.ndim != 1:
-        array = array.reshape(-1) if array.size == len(array) else array
-    if array.ndim != 1:
-        raise InputError(f"column {name!r} must be one value per row, got shape {array.shape}")
-    kind = array.dtype.kind
-    if kind == "b":
-        return _Column(name, "numeric", array.astype(np.float64), None, np.zeros(len(array), bool),
-                       is_bool=True)
-    if kind in "iuf":
-        numbers = array.astype(np.float64)
-        return _Column(name, "numeric", numbers, None, np.isnan(numbers))
-    if kind in "US":
-        return _column_from_strings(name, [str(v) for v in array])
-    if kind == "O":
-        present = [v for v in array if not _is_missing_value(v)]
-        if present and all(isinstance(v, (bool, np.bool_)) for v in present):
-            missing = np.array([_is_missing_value(v) for v in array], dtype=bool)
-            numbers = np.array([np.nan if m else float(v) for v, m in zip(array, missing)])
-            return _Column(name, "numeric", numbers, None, missing, is_bool=True)
-        return _column_from_strings(name, ["" if _is_missing_value(v) else str(v) for v in array])
-    raise InputError(f"column {name!r} has values of type {array.dtype}, neither numbers nor text")
-
-
-def _columns_from_array(values: Any, prefix: str, what: str) -> list[_Column]:
-    try:
-        array = np.asarray(values)
-    except Exception as error:  # ragged lists and the like
-        raise InputError(f"{what} is not a table of values: {error}") from None
-    if array.ndim == 1:
-        array = array.reshape(-1, 1)
-    if array.ndim != 2:
-        raise InputError(f"{what} must be (rows, columns), got shape {array.shape}")
-    if array.shape[0] == 0:
-        raise InputError(f"{what} has no rows")
-    if prefix == "y" and array.shape[1] == 1:
-        return [_column_from_values("y", array[:, 0])]
-    return [_column_from_values(f"{prefix}{j}", array[:, j]) for j in range(array.shape[1])]
-
-
-# ---------------------------------------------------------------------- reading sources
-def _read_csv(path: Path) -> tuple[list[str], list[_Column]]:
-    delimiter = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as file:
-            reader = csv.reader(file, delimiter=delimiter)
-            header = next(reader, None)
-            while header is not None and not any(cell.strip() for cell in header):
-                header = next(reader, None)
-            if header is None:
-                raise InputError(f"{path} is empty: a CSV file needs a header row and data rows")
-            names = [cell.strip() for cell in header]
-            rows = []
-            for row in reader:
-                if not row or (len(row) == 1 and not row[0].strip()):
-                    continue  # blank line
-                if len(row) != len(names):
-                    raise InputError(f"{path}: line {reader.line_num} has {len(row)} fields but the header "
-                                     f"has {len(names)}")
-                rows.append(row)
-    except FileNotFoundError:
-        raise InputError(f"data file {path} does not exist") from None
-    except IsADirectoryError:
-        raise InputError(f"data file {path} is a folder, not a CSV file") from None
-    except (UnicodeDecodeError, csv.Error, OSError) as error:
-        raise InputError(f"cannot read {path} as a CSV file: {error}") from None
-    _check_names(names, str(path))
-    if not rows:
-        raise InputError(f"{path} has a header but no data rows")
-    cells = list(zip(*rows))
-    del rows
-    columns = []
-    for j, name in enumerate(names):  # each column's strings freed once it is converted
-        columns.append(_column_from_strings(name, cells[j]))
-        cells[j] = ()
-    return names, columns
-
-
-def _check_names(names: list[str], where: str) -> None:
-    if any(not name for name in names):
-        raise InputError(f"{where}: column {names.index('') + 1} of the header has no name")
-    seen: set[str] = set()
-    for name in names:
-        if name in seen:
-            raise InputError(f"{where}: the header names column {name!r} twice")
-        seen.add(name)
-
-
-def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
-    if not path.exists():
-        raise InputError(f"data file {path} does not exist")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in archive.files}
-    except Exception as error:
-        raise InputError(f"cannot read {path} as an NPZ file: {error}") from None
-    if "x" not in arrays:
-        raise InputError(f"{path} holds no array 'x' (it holds: {', '.join(sorted(arrays)) or 'nothing'})")
-    return arrays["x"], arrays.get("y")
-
-
-def _is_dataframe(obj: Any) -> bool:
-    pandas = type(obj).__module__.split(".")[0] == "pandas"
-    return pandas and hasattr(obj, "columns") and hasattr(obj, "to_numpy")
-
-
-def _named_columns(source: Any) -> tuple[list[str], list[_Column], str] | None:
-    """The columns of a CSV path, DataFrame or mapping, with a source description; None for arrays."""
-    if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        if path.suffix.lower() == ".npz":
-            return None
-        names, columns = _read_csv(path)
-        return names, columns, str(path)
-    if _is_dataframe(source):
-        names = [str(name) for name in source.columns]
-        _check_names(names, "the DataFrame")
-        if len(source) == 0:
-            raise InputError("the DataFrame has no rows")
-        return names, [_column_from_values(name, source[col].to_numpy())
-                       for name, col in zip(names, source.columns)], "DataFrame"
-    if isinstance(source, Mapping):
-        names = [str(name) for name in source]
-        _check_names(names, "the table")
-        columns = [_column_from_values(name, values) for name, values in zip(names, source.values())]
-        lengths = {len(column) for column in columns}
-        if len(lengths) > 1:
-            raise InputError(f"the table's columns have different lengths: {sorted(lengths)}")
-        if not columns or not len(columns[0]):
-            raise InputError("the table has no rows")
-        return names, columns, "table"
-    return None
 
 
 # ---------------------------------------------------------------------- the task
@@ -366,36 +167,6 @@ def _target_names(target: str | Sequence[str] | None, names: list[str], where: s
     if len(wanted) == len(names):
         raise InputError(f"every column of {where} is a target; the inputs need at least one column")
     return wanted
-
-
-def _missing_report(columns: list[_Column]) -> tuple[np.ndarray, str]:
-    rows = np.zeros(len(columns[0]), dtype=bool)
-    parts = []
-    total = 0
-    for column in columns:
-        count = int(column.missing.sum())
-        if count:
-            rows |= column.missing
-            total += count
-            parts.append(f"{column.name} ({count})")
-    return rows, (f"{total} empty or NaN cell{'s' * (total != 1)} in {int(rows.sum())} "
-                  f"row{'s' * (int(rows.sum()) != 1)}, in columns {', '.join(parts)}" if total else "")
-
-
-def _check_finite(column: _Column) -> None:
-    if column.kind == "numeric":
-        bad = np.isinf(column.numbers)
-        if bad.any():
-            raise InputError(f"column {column.name!r} holds {int(bad.sum())} infinite value"
-                             f"{'s' * (int(bad.sum()) != 1)} (first in data row {int(np.argmax(bad)) + 1}); "
-                             "replace or remove them")
-
-
-def _refuse_mixed(column: _Column) -> None:
-    if column.kind == "mixed":
-        number, text = column.example or ("?", "?")
-        raise InputError(f"column {column.name!r} mixes numbers and text (e.g. {number!r} and {text!r}); "
-                         "a column must hold only numbers or only text categories")
 
 
 def _input_spec(column: _Column, n_rows: int) -> dict[str, Any]:
@@ -608,138 +379,3 @@ def _task_from_columns(
         meta["n_classes"] = len(classes)
     return Task(name=name, train=part(train), val=part(val), test=None if test is None else part(test),
                 loss=loss, loss_scale=loss_scale, metrics=metrics, meta=meta)
-
-
-def _encoded_names(specs: list[dict[str, Any]]) -> list[str]:
-    names: list[str] = []
-    for spec in specs:
-        if spec["type"] == "numeric":
-            names.append(spec["name"])
-        else:
-            names += [f"{spec['name']}={category}" for category in spec["categories"]]
-    return names
-
-
-def _encode(columns: Mapping[str, _Column], preprocessing: Mapping[str, Any]) -> np.ndarray:
-    """The (rows, encoded columns) float32 inputs: numeric columns standardized, text one-hot."""
-    specs = preprocessing["inputs"]
-    means, scales = preprocessing["means"], preprocessing["scales"]
-    n = len(columns[specs[0]["name"]])
-    out = np.zeros((n, len(means)), dtype=np.float32)
-    offset = 0
-    for spec in specs:
-        column = columns[spec["name"]]
-        if spec["type"] == "numeric":
-            out[:, offset] = (column.numbers - means[offset]) / scales[offset]
-            offset += 1
-            continue
-        categories = spec["categories"]
-        index = {category: i for i, category in enumerate(categories)}
-        values = column.text
-        if values is None:  # a numeric column where the model expects categories: none will match
-            values = np.array([_format_number(v) for v in column.numbers], dtype=object)
-        codes = np.empty(n, dtype=np.int64)
-        for row, value in enumerate(values):
-            code = index.get(value)
-            if code is None:
-                shown = ", ".join(map(str, categories[:10])) + (", ..." if len(categories) > 10 else "")
-                raise InputError(f"column {spec['name']!r} holds {value!r} (data row {row + 1}), a category "
-                                 f"the model has not seen; it knows: {shown}")
-            codes[row] = code
-        out[np.arange(n), offset + codes] = 1.0  # one-hot columns: mean 0, scale 1
-        offset += len(categories)
-    return out
-
-
-def _format_number(value: float) -> str:
-    return str(int(value)) if value == round(value) and abs(value) < 2 ** 53 else repr(float(value))
-
-
-# ---------------------------------------------------------------------- prediction
-def _check_preprocessing(preprocessing: Mapping[str, Any]) -> None:
-    if not isinstance(preprocessing, Mapping) or preprocessing.get("task") != "table":
-        raise InputError("the model carries no table preprocessing; it was not trained on a table")
-
-
-def prepare_rows(preprocessing: Mapping[str, Any], source: Any) -> torch.Tensor:
-    """New rows prepared as the model's training rows were: a float32 (rows, inputs) tensor.
-
-    ``source``: a CSV path, an NPZ path (array ``x``), a DataFrame or mapping of columns (named
-    columns: the model's input columns, target columns allowed and ignored), or a 2-D array whose
-    columns are the model's input columns in order. Missing cells, unseen categories, text in a
-    numeric column and columns that differ from the model's are :class:`InputError`.
-    """
-    _check_preprocessing(preprocessing)
-    specs = preprocessing["inputs"]
-    wanted = [spec["name"] for spec in specs]
-    named = _named_columns(source)
-    if named is not None:
-        names, columns, where = named
-        targets = set(preprocessing.get("targets", []))
-        absent = [name for name in wanted if name not in names]
-        extra = [name for name in names if name not in wanted and name not in targets]
-        if absent or extra:
-            parts = [f"missing {', '.join(absent)}"] if absent else []
-            parts += [f"extra {', '.join(extra)}"] if extra else []
-            raise InputError(f"the columns of {where} differ from the model's ({'; '.join(parts)}); the "
-                             f"model takes: {', '.join(wanted)}")
-        by_name = {column.name: column for column in columns if column.name in wanted}
-    else:
-        if isinstance(source, (str, os.PathLike)):
-            x, _ = _read_npz(Path(source))
-            where = str(source)
-        else:
-            x, where = source, "the rows"
-        array_columns = _columns_from_array(x, "x", where)
-        if len(array_columns) != len(wanted):
-            raise InputError(f"{where} has {len(array_columns)} columns, but the model takes {len(wanted)}: "
-                             f"{', '.join(wanted)}")
-        by_name = {name: replace(column, name=name) for name, column in zip(wanted, array_columns)}
-    used = [by_name[name] for name in wanted]
-    bad_rows, report = _missing_report(used)
-    if report:
-        raise InputError(f"{where} has {report}; fill them in or remove those rows")
-    for spec, column in zip(specs, used):
-        _refuse_mixed(column)
-        _check_finite(column)
-        if spec["type"] == "numeric" and column.kind != "numeric":
-            raise InputError(f"column {spec['name']!r} should hold numbers but holds text "
-                             f"(e.g. {column.text[0]!r})")
-    return torch.from_numpy(_encode(by_name, preprocessing))
-
-
-def _outputs_array(preprocessing: Mapping[str, Any], outputs: Any) -> np.ndarray:
-    _check_preprocessing(preprocessing)
-    array = outputs.detach().cpu().double().numpy() if isinstance(outputs, torch.Tensor) else np.asarray(
-        outputs, dtype=np.float64)
-    if array.ndim == 1:
-        array = array.reshape(-1, 1)
-    width = len(preprocessing["classes"]) if preprocessing["task_type"] == "classification" else len(
-        preprocessing["targets"])
-    if array.ndim != 2 or array.shape[1] != width:
-        raise InputError(f"the outputs have shape {tuple(array.shape)}, but the model's table task has "
-                         f"{width} output(s)")
-    return array
-
-
-def decode_outputs(preprocessing: Mapping[str, Any], outputs: Any) -> np.ndarray:
-    """A network's outputs in the table's terms: each row's class label (classification), or the
-    predicted values in the target's units (regression; shape (rows,) for one target, else
-    (rows, targets))."""
-    array = _outputs_array(preprocessing, outputs)
-    if preprocessing["task_type"] == "classification":
-        return np.asarray(preprocessing["classes"])[array.argmax(axis=1)]
-    values = array * np.asarray(preprocessing["target_std"]) + np.asarray(preprocessing["target_mean"])
-    return values[:, 0] if values.shape[1] == 1 else values
-
-
-def class_probabilities(preprocessing: Mapping[str, Any], outputs: Any) -> np.ndarray:
-    """A classifier's (rows, classes) probabilities (softmax of its outputs), columns in the order
-    of ``preprocessing["classes"]``."""
-    array = _outputs_array(preprocessing, outputs)
-    if preprocessing["task_type"] != "classification":
-        raise InputError("class probabilities need a classification task; this model predicts values")
-    array = array - array.max(axis=1, keepdims=True)
-    exp = np.exp(array)
-    return exp / exp.sum(axis=1, keepdims=True)
-
