@@ -2,7 +2,8 @@
 
 Synapse removal: score every live synapse i -> j by |w_ij| / max_k |w_kj|, evaluate the loss
 without each of the N1 lowest (one forward pass over a population of N1 masks), retrain the N2
-best briefly (one training of a population of N2), and return the best retrained candidate.
+best briefly (one training of a population of N2), and return the best retrained candidate. The step is :func:`netbonsai.prune.removal.removal_trials` with
+single-synapse windows, the same implementation loss-aware removal runs with larger ones.
 
 Neuron addition: a neuron "in layer 1/2" reads every network input and feeds every neuron of the
 starting network; N3 random weight sets from U[-1, 1] are scored in one forward pass over a
@@ -20,10 +21,10 @@ import torch
 from ..errors import InputError
 from ..nets.dag import DagNet
 from ..nets.synapses import lowest_synapses, removal_scores
-from ..train import Budget, TrainerConfig, evaluate, fit
+from ..prune.removal import removal_trials, retrain_variants, variant_windows
+from ..train import TrainerConfig, evaluate
 from ..train.losses import get_loss, population_outputs, sample_chunks
 from .config import NEURON_INITS, PLACEMENTS
-from ..data.task import Split
 
 __all__ = [
     "AdditionResult", "RemovalResult", "addition_step", "neuron_removal_step", "output_gradients", "lowest_synapses", "neuron_targets",
@@ -61,15 +62,30 @@ def removal_step(
     sources, targets = lowest_synapses(net, n_candidates)
     if sources.numel() == 0:
         return None
-    candidates = net.expand(sources.numel()).remove_synapses_(sources, targets)
-    best = _best_candidate(candidates, x, y, n_trials, trial_epochs, trainer, seed, trial_data)
+    # the shared removal trial (prune/removal.py), with the plain kernels the seeded results used
+    trial = removal_trials(net, sources, targets, variant_windows(1, n_trials, "shifts"), x, y, trainer,
+                           trial_epochs, seed, trial_data=trial_data, fast=False)
+    keep = torch.cat(trial.chosen)  # the n_trials cheapest single removals, cheapest first
+    trial_losses = _trial_losses(trial.trials, trial.losses, trial.costs[keep], x, y, trainer, trial_epochs)
+    best = int(torch.argmin(trial_losses))
     return RemovalResult(
-        net=best.net,
-        train_loss=best.train_loss,
-        synapse=(int(sources[best.index]), int(targets[best.index])),
-        candidate_losses=best.candidate_losses,
-        trial_losses=best.trial_losses,
+        net=trial.trials.select(best),
+        train_loss=float(trial_losses[best]),
+        synapse=(int(sources[keep[best]]), int(targets[keep[best]])),
+        candidate_losses=trial.costs.tolist(),
+        trial_losses=trial_losses.tolist(),
     )
+
+
+def _trial_losses(trials: DagNet, trained: torch.Tensor | None, untrained: torch.Tensor, x: torch.Tensor,
+                  y: torch.Tensor, trainer: TrainerConfig, trial_epochs: int) -> torch.Tensor:
+    """The losses on ``(x, y)`` the step compares: the retraining's own (when it saw ``(x, y)``),
+    a fresh evaluation (when it saw the trial sample), or the losses before retraining (none)."""
+    if trained is not None:
+        return trained
+    if trial_epochs > 0:
+        return evaluate(trials, x, y, trainer.loss)
+    return untrained
 
 
 @dataclass
@@ -99,13 +115,8 @@ def _best_candidate(
     candidate_losses = evaluate(candidates, x, y, trainer.loss)  # every removal in one pass
     keep = torch.argsort(candidate_losses, stable=True)[: min(n_trials, candidates.population_size)]
     trials = candidates.select(keep)
-    if trial_epochs > 0 and trial_data is not None:
-        fit(trials, Split(*trial_data), Budget(epochs=trial_epochs), trainer, seed=seed)
-        trial_losses = evaluate(trials, x, y, trainer.loss)
-    elif trial_epochs > 0:
-        trial_losses = fit(trials, Split(x, y), Budget(epochs=trial_epochs), trainer, seed=seed).loss
-    else:
-        trial_losses = candidate_losses[keep]
+    trained = retrain_variants(trials, x, y, trainer, trial_epochs, seed, trial_data, fast=False)
+    trial_losses = _trial_losses(trials, trained, candidate_losses[keep], x, y, trainer, trial_epochs)
     best = int(torch.argmin(trial_losses))
     return _Best(
         net=trials.select(best),

@@ -23,7 +23,8 @@ step, shrinking the chunk when a step fails:
    window moved down the ranking (``[0, chunk)``, ``[1, chunk + 1)``, ...). When there are fewer
    distinct sizes than trials (``chunk`` = 1, 2, ...) the remaining variants are shifted windows of
    the full chunk; at ``chunk`` = 1 every variant removes one synapse, the v-th cheapest, which is
-   exactly paper 000's step (:func:`netbonsai.grow.steps.removal_step`).
+   exactly paper 000's step: both are :func:`netbonsai.prune.removal.removal_trials`, the one
+   implementation the search's :func:`netbonsai.grow.steps.removal_step` runs too.
 4. **Acceptance.** A variant passes when its *decision loss* is at most ``(1 + eps)`` times the
    reference. The decision loss is measured on ``val_data`` when given (a held-out part of the
    **training** set; never pass the test set) and on the full training data otherwise. Among the
@@ -55,201 +56,20 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Callable
 
 import torch
-from torch import nn
 
 from ..errors import InputError
-from ..nets.dag import DagNet, activate_level, run_levels
+from ..nets.dag import DagNet
 from ..nets.synapses import lowest_synapses, removal_scores  # noqa: F401 - the scoring grow's steps use too (one implementation)
-from ..train import Budget, TrainerConfig, evaluate, fit
-from ..train.losses import get_loss
-from ..data.task import Split
+from ..train import Budget, TrainerConfig, evaluate
+# the removal trial itself is one implementation, shared with the grow-and-prune search's steps
+from .removal import (  # noqa: F401 - re-exported: their home was this module
+    _EVAL_ROWS, RemovalTrials, remove_windows, removal_trials, single_removal_losses, train_population,
+    variant_windows,
+)
 
 VARIANTS = ("sizes", "shifts")
 DECISIONS = ("loss", "errors")
 REFERENCES = ("phase", "previous")
-
-# Evaluation chunk for small populations (K x samples x nodes held at once, in elements).
-_EVAL_ROWS = 1 << 24
-
-
-@torch.no_grad()
-def single_removal_losses(
-    net: DagNet,
-    sources: torch.Tensor,
-    targets: torch.Tensor,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    loss: str = "mse",
-    max_elements: int = 1 << 23,
-) -> torch.Tensor:
-    """Exact loss of ``net`` on ``(x, y)`` without each synapse ``sources[k] -> targets[k]``, ``(K,)``.
-
-    Equal (up to float rounding) to ``evaluate(net.expand(K).remove_synapses_(sources, targets),
-    x, y, loss)``, computed as one batched population pass that shares everything the removals do
-    not change: removing i -> j shifts node j's pre-activation by ``-w_ij * a_i`` and leaves every
-    node before j's level untouched, so those are computed once for all candidates and only the
-    levels from the earliest target on are evaluated per candidate. ``max_elements`` bounds
-    candidates x samples x recomputed nodes held at once (samples and, if needed, candidates are
-    chunked). ``net`` must have population size 1; its synapses must be live.
-    """
-    if net.population_size != 1:
-        raise InputError("single_removal_losses() needs a network with population size 1")
-    sources = torch.as_tensor(sources, dtype=torch.long, device=net.mask.device).reshape(-1)
-    targets = torch.as_tensor(targets, dtype=torch.long, device=net.mask.device).reshape(-1)
-    if sources.shape != targets.shape:
-        raise InputError("sources and targets must have the same length")
-    k = sources.numel()
-    if k == 0:
-        return torch.zeros(0, dtype=net.weight.dtype, device=net.weight.device)
-    if not bool(net.mask[0, sources, targets].all()):
-        raise InputError("single_removal_losses() was given a synapse that is not live")
-    if x.shape[0] == 0:
-        raise InputError("cannot evaluate on an empty dataset")
-    loss_fn = get_loss(loss)
-    plan = net.plan()
-    n = net.n_nodes
-    perm = plan.perm
-    inverse = torch.empty_like(perm)
-    inverse[perm] = torch.arange(n, device=perm.device)
-    weight = net.weight.detach()[0] * net.mask[0]
-    weight_t = weight[perm][:, perm].t().contiguous()  # weight_t[q, p]: synapse at position p -> q
-    bias = net.bias.detach()[0][perm]
-    removed_w = weight[sources, targets]
-    src_pos, dst_pos = inverse[sources], inverse[targets]
-    # Levels (in plan positions) from the one holding the earliest target on are recomputed.
-    first = int(dst_pos.min())
-    levels = [lv for lv in plan.levels if lv[1] > first]
-    s0 = levels[0][0]
-    late = n - s0  # nodes recomputed per candidate
-    out_pos = plan.out_pos
-    last_level_out = plan.out_slice is not None and plan.out_slice == plan.bounds[-1]
-    early_out = out_pos < s0
-    cand_chunk = max(1, min(k, max_elements // (late * 64)))
-    total = torch.zeros(k, dtype=weight.dtype, device=weight.device)
-    n_samples = x.shape[0]
-    step = max(1, max_elements // (cand_chunk * late))
-    for start in range(0, n_samples, step):
-        xb, yb = x[start : start + step], y[start : start + step]
-        b = xb.shape[0]
-        values = net.node_values(xb)[0].t()[perm]  # (N, B) in plan order, inputs standardised
-        shared_pre = [bias[s:e, None] + weight_t[s:e, :s0] @ values[:s0] for s, e, _ in levels]
-        for c0 in range(0, k, cand_chunk):
-            c1 = min(k, c0 + cand_chunk)
-            kc = c1 - c0
-            blocks: list[tuple[int, int, torch.Tensor]] = []  # recomputed levels: (start, end, (kc, n, B))
-            for (s, e, groups), shared in zip(levels, shared_pre):
-                pre = shared.expand(kc, -1, -1)
-                for bs, be, block in blocks:
-                    pre = pre + torch.matmul(weight_t[s:e, bs:be], block)
-                hit = torch.nonzero((dst_pos[c0:c1] >= s) & (dst_pos[c0:c1] < e)).squeeze(1)
-                if hit.numel():
-                    if not blocks:
-                        pre = pre.clone()
-                    cand = hit + c0
-                    pre[hit, dst_pos[cand] - s] -= removed_w[cand, None] * values[src_pos[cand]]
-                blocks.append((s, e, activate_level(groups, pre, s)))
-            if last_level_out:
-                out = blocks[-1][2]
-            else:
-                late_rows = torch.cat([blk for _, _, blk in blocks], dim=1)  # positions s0..N-1
-                out = late_rows.new_empty(kc, net.n_out, b)
-                out[:, early_out] = values[out_pos[early_out]]
-                out[:, ~early_out] = late_rows[:, out_pos[~early_out] - s0]
-            out = out * net.out_scale[:, None] + net.out_shift[:, None]
-            total[c0:c1] += _summed_loss(loss, loss_fn, out, yb)
-    return total / n_samples
-
-
-def _summed_loss(name: str, loss_fn, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Per-variant loss summed over samples, for outputs laid out ``(K, n_out, B)``.
-
-    The two built-in losses are computed in that layout (a softmax over 10 strided rows is
-    several times faster this way than transposing to ``(K, B, n_out)``); others go through
-    the generic per-variant loss.
-    """
-    b = out.shape[-1]
-    if name == "cross_entropy":
-        top = out.amax(dim=1, keepdim=True)
-        lse = top.squeeze(1) + (out - top).exp().sum(dim=1).log()
-        picked = out[:, y.reshape(-1), torch.arange(b, device=out.device)]
-        return (lse - picked).sum(dim=1)
-    if name == "mse":
-        return (out - y.t().to(out.dtype)).pow(2).mean(dim=1).sum(dim=1)
-    return loss_fn(out.transpose(1, 2), y) * b
-
-
-# ---------------------------------------------------------------------- fast trial training
-class _TargetColumns(nn.Module):
-    """A trainable view of a DagNet population holding only the weights *into* non-input nodes.
-
-    A DagNet stores ``(K, N, N)`` weights, but no synapse ever enters an input node, so the first
-    ``n_in`` columns are structurally zero. For a wide input layer (MNIST: 784 of 808 nodes) they
-    are almost all of the tensor, and Adam would update ``K x N x N`` values per minibatch. This
-    module trains the ``(K, N, N - n_in)`` block instead (34x smaller for 784-7-7-10) and computes
-    exactly the function of :meth:`DagNet.population` (same plan, levels and activations), so
-    training it equals training the DagNet itself; :meth:`write_back` copies the result back.
-    """
-
-    def __init__(self, net: DagNet) -> None:
-        super().__init__()
-        self.net = [net]  # not a submodule: its parameters are not trained through this view
-        c0 = net.n_in
-        self.c0 = c0
-        self.population_size = net.population_size
-        self.weight = nn.Parameter(net.weight.detach()[:, :, c0:].clone())
-        self.bias = nn.Parameter(net.bias.detach()[:, c0:].clone())
-        self.register_buffer("mask", net.mask[:, :, c0:].clone())
-        self.plan = net.plan()
-
-    def population(self, x: torch.Tensor) -> torch.Tensor:
-        net, plan, c0 = self.net[0], self.plan, self.c0
-        k = self.population_size
-        weight = self.weight * self.mask
-        bias = self.bias
-        if not plan.identity:
-            cols = plan.perm[c0:] - c0  # inputs are exactly level 0, so they stay first
-            weight = weight[:, plan.perm][:, :, cols]
-            bias = bias[:, cols]
-        weight_t = weight.transpose(1, 2)  # weight_t[k, q, p]: synapse at position p -> c0 + q
-        if x.dim() == 2:
-            x = x.unsqueeze(0)
-        x = (x.to(weight.dtype) - net.in_shift) / net.in_scale
-        blocks = [x.transpose(1, 2).contiguous().expand(k, -1, -1)]
-        run_levels(plan, weight_t, bias, blocks, offset=c0)
-        if plan.out_slice is not None and plan.out_slice == plan.bounds[-1]:
-            out = blocks[-1]
-        else:
-            out = torch.cat(blocks, dim=1)[:, plan.out_pos]
-        return out.transpose(1, 2) * net.out_scale + net.out_shift
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.population(x)
-
-    @torch.no_grad()
-    def apply_mask_(self) -> "_TargetColumns":
-        self.weight.mul_(self.mask)
-        return self
-
-    @torch.no_grad()
-    def write_back(self) -> DagNet:
-        net = self.net[0]
-        net.weight[:, :, self.c0 :] = self.weight * self.mask
-        net.bias[:, self.c0 :] = self.bias
-        return net.apply_mask_()
-
-
-def train_population(net: DagNet, x: torch.Tensor, y: torch.Tensor, budget: Budget, trainer: TrainerConfig, seed: int = 0):
-    """``fit(net, ...)`` for a DagNet population, faster when the input layer is wide.
-
-    Trains only the weights into non-input nodes (see :class:`_TargetColumns`), which is the
-    same computation as ``fit(net, x, y, budget, trainer, seed)``; ``net`` is updated in place and
-    the :class:`~netbonsai.train.FitResult` is returned.
-    """
-    view = _TargetColumns(net)
-    result = fit(view, Split(x, y), budget, trainer, seed=seed)
-    view.write_back()
-    return result
-
 
 # ---------------------------------------------------------------------- configuration
 @dataclass(frozen=True)
@@ -321,25 +141,6 @@ class LossAwareConfig:
         if isinstance(values.get("trainer"), dict):
             values["trainer"] = TrainerConfig(**values["trainer"])
         return cls(**values)
-
-
-def variant_windows(chunk: int, n_trials: int, variants: str = "sizes") -> list[tuple[int, int]]:
-    """The ``(offset, size)`` windows of the cost-ordered candidates that the trial variants remove.
-
-    ``"sizes"``: ``(0, chunk), (0, chunk // 2), ...`` (distinct sizes >= 1), then shifted windows
-    ``(1, chunk), (2, chunk), ...`` to make up ``n_trials``; ``"shifts"``: ``(0, chunk), (1, chunk), ...``.
-    """
-    windows: list[tuple[int, int]] = []
-    if variants == "sizes":
-        size = chunk
-        while size >= 1 and len(windows) < n_trials:
-            windows.append((0, size))
-            size //= 2
-    shift = 1 if windows else 0
-    while len(windows) < n_trials:
-        windows.append((shift, chunk))
-        shift += 1
-    return windows
 
 
 # ---------------------------------------------------------------------- state and result
@@ -436,19 +237,6 @@ def _decision_values(net: DagNet, x: torch.Tensor, y: torch.Tensor, config: "Los
     return wrong / x.shape[0]
 
 
-@torch.no_grad()
-def _remove_windows(
-    net: DagNet, sources: torch.Tensor, targets: torch.Tensor, chosen: list[torch.Tensor]
-) -> DagNet:
-    """A population with one variant per entry of ``chosen`` (indices into sources/targets) removed."""
-    trials = net.expand(len(chosen))
-    rows = torch.cat([torch.full((len(c),), v, dtype=torch.long) for v, c in enumerate(chosen)]).to(net.mask.device)
-    index = torch.cat(chosen).to(net.mask.device)
-    trials.mask[rows, sources[index], targets[index]] = False
-    trials.weight[rows, sources[index], targets[index]] = 0.0
-    return trials
-
-
 def loss_aware_prune(
     net: DagNet,
     x: torch.Tensor,
@@ -516,25 +304,12 @@ def loss_aware_prune(
         n1 = min(n_live, max(config.n_candidates, need, math.ceil(config.candidate_factor * chunk) + config.n_trials - 1))
         sources, targets = lowest_synapses(state.net, n1)
         seed = config.seed * 1_000_003 + state.attempt
-        sx, sy = _subsample(x, y, config.score_samples, seed)
-        costs = single_removal_losses(state.net, sources, targets, sx, sy, loss_name)
-        order = torch.argsort(costs, stable=True)
-        chosen, sizes, seen = [], [], set()
-        for offset, size in windows:
-            window = order[offset : offset + size]
-            key = tuple(sorted(window.tolist()))
-            if window.numel() == 0 or key in seen:
-                continue
-            seen.add(key)
-            chosen.append(window)
-            sizes.append(int(window.numel()))
-        trials = _remove_windows(state.net, sources, targets, chosen)
-        tx, ty = _subsample(x, y, config.trial_samples, seed + 1)
-        if config.trial_epochs > 0:
-            fitted = train_population(trials, tx, ty, Budget(epochs=config.trial_epochs), trainer, seed=seed)
-            train_losses = fitted.loss if tx is x else None
-        else:
-            train_losses = None
+        trial = removal_trials(
+            state.net, sources, targets, windows, x, y, trainer, config.trial_epochs, seed,
+            score_data=_subsample(x, y, config.score_samples, seed),
+            trial_data=_subsample(x, y, config.trial_samples, seed + 1),
+        )
+        trials, chosen, sizes, train_losses = trial.trials, trial.chosen, trial.sizes, trial.losses
         if val_data is not None or config.decision == "errors":
             decision = _decision_values(trials, decision_x, decision_y, config)
         else:
