@@ -13,12 +13,16 @@ Budgets come from ``preset`` (``quick`` or ``paper``: the image tasks' search bu
 32 neurons for classification (a classifier's outputs are one logit per class; its ``quick``
 preset trains briefly: :data:`CLASSIFIER_PRESETS`). ``max_params`` is where the search stops;
 the kept network is the front's lowest validation loss, whatever its size (a start network
-above ``max_params`` is not warned about here).
+above ``max_params`` is not warned about here). ``l2`` is the L2 penalty on the weights of
+every training (``"auto"``: chosen on the validation rows, see
+:func:`netbonsai.train.regularization.choose_l2`; the value used is ``l2_``).
 """
 
 from __future__ import annotations
 
+import copy
 import warnings
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -31,6 +35,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from .data.task import Split, Task
 from .grow.config import GrowConfig
 from .grow.search import grow
+from .train.regularization import choose_l2
 
 __all__ = ["CLASSIFIER_PRESETS", "GrowClassifier", "GrowRegressor", "PRESETS"]
 
@@ -70,6 +75,7 @@ class _GrowEstimator(BaseEstimator):
         hidden: tuple[int, ...] | None = None,
         activation: str = "tanh",
         val_fraction: float = 0.2,
+        l2: float | str = "auto",
         random_state: int | np.random.RandomState | None = 0,
         device: str = "cpu",
     ) -> None:
@@ -86,6 +92,7 @@ class _GrowEstimator(BaseEstimator):
         self.hidden = hidden
         self.activation = activation
         self.val_fraction = val_fraction
+        self.l2 = l2
         self.random_state = random_state
         self.device = device
 
@@ -136,6 +143,7 @@ class _GrowEstimator(BaseEstimator):
             metrics=("loss", "accuracy", "errors") if self._kind == "classification" else ("loss",),
             meta={"split_seed": seed, **classes},
         ).to(self.device)
+        config = self._regularised(config, task, seed)
         with warnings.catch_warnings():
             # the estimator keeps the best front network whatever its size: a limit below the
             # start network is a setting, not a mistake here
@@ -149,15 +157,34 @@ class _GrowEstimator(BaseEstimator):
         self.stop_reason_ = result.stop_reason
         return self
 
+    def _regularised(self, config: GrowConfig, task: Task, seed: int) -> GrowConfig:
+        """``config`` with the trainer's L2 strength: ``l2`` as given, or with ``"auto"`` the value
+        of :data:`~netbonsai.train.regularization.L2_GRID` whose start network (trained as the
+        search trains it) has the lowest validation loss; kept in ``l2_``."""
+        trainer = replace(config.trainer, loss=task.loss)
+        if isinstance(self.l2, str):
+            if self.l2 != "auto":
+                raise ValueError(f"l2 must be 'auto' or a number >= 0, got {self.l2!r}")
+            self.l2_, _ = choose_l2(task, config.hidden, config.activation, config.start_epochs, trainer, seed=seed)
+        else:
+            value = float(self.l2)
+            if not 0 <= value < float("inf"):
+                raise ValueError(f"l2 must be 'auto' or a number >= 0, got {self.l2!r}")
+            self.l2_ = value
+        return replace(config, trainer=replace(trainer, l2=self.l2_))
+
     def _inputs(self, X: np.ndarray) -> torch.Tensor:
         return torch.as_tensor((X - self.x_mean_) / self.x_scale_, dtype=torch.get_default_dtype())
 
     def _outputs(self, X: Any) -> np.ndarray:
-        """The network's ``(n, n_out)`` outputs for ``X`` (raw: logits, or standardised targets)."""
+        """The network's ``(n, n_out)`` outputs for ``X`` (raw: logits, or standardised targets),
+        computed in float64 so that a row's prediction does not depend on the rows batched with
+        it (float32 matrix products round differently for different batch shapes)."""
         check_is_fitted(self, "net_")
         X = validate_data(self, X, reset=False, dtype=np.float64)
+        net = copy.deepcopy(self.net_).to(torch.float64)
         with torch.no_grad():
-            return self.net_(self._inputs(X)).numpy().astype(np.float64)
+            return net(self._inputs(X).to(torch.float64)).numpy()
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -173,7 +200,7 @@ class GrowRegressor(RegressorMixin, _GrowEstimator):
     Fitted attributes: ``net_`` (a :class:`~netbonsai.nets.DagNet` on standardised inputs and
     targets), ``front_`` (the search's front: ``params``, ``train_loss``, ``val_loss`` in
     standardised units), ``n_params_``, ``n_features_in_``, ``x_mean_``, ``x_scale_``,
-    ``y_mean_``, ``y_scale_``, ``stop_reason_``.
+    ``y_mean_``, ``y_scale_``, ``stop_reason_``, ``l2_``.
     """
 
     def fit(self, X: Any, y: Any) -> "GrowRegressor":
@@ -203,7 +230,7 @@ class GrowClassifier(ClassifierMixin, _GrowEstimator):
 
     Fitted attributes: ``classes_``, ``net_`` (a :class:`~netbonsai.nets.DagNet` on
     standardised inputs, logits out), ``front_`` (``params``, ``train_loss``, ``val_loss``:
-    cross-entropy), ``n_params_``, ``n_features_in_``, ``x_mean_``, ``x_scale_``, ``stop_reason_``.
+    cross-entropy), ``n_params_``, ``n_features_in_``, ``x_mean_``, ``x_scale_``, ``stop_reason_``, ``l2_``.
     """
 
     _kind = "classification"

@@ -51,6 +51,7 @@ ADDED_SETTINGS: dict[tuple[str, ...], Any] = {
     ("grow", "neuron_removal"): False,
     ("grow", "skip"): False,
     ("grow", "trainer", "clip_norm"): None,
+    ("grow", "trainer", "l2"): 0.0,
     ("grow", "hard_max_params"): False,
     # compare runs written before the magnitude-pruning baseline existed never ran it
     ("dense", "magnitude"): {"enabled": False, "method": "magnitude-blinded", "schedule": "relative:0.2", "sparsity": 0.9},

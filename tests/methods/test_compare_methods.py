@@ -259,8 +259,23 @@ def test_compare_on_a_table_of_your_own_reports_test_figures(tmp_path: Path) -> 
         test = comparison["methods"][name]["test"]
         assert test["rmse"] == pytest.approx(test["loss"] ** 0.5) and test["params"] > 0
     assert comparison["dense_test"]["hidden"] in ([2], [4], [8])
-    split = json.loads((out / "config.json").read_text())["split"]
+    config = json.loads((out / "config.json").read_text())
+    split = config["split"]
     assert split["n_train"] + split["n_val"] + split["n_test"] == 200
+    assert comparison["target"] == "y"
+    # the L2 guard: chosen on the validation split, the same value for every method's trainer
+    choice = config["l2_choice"]
+    assert choice["l2"] == config["grow"]["trainer"]["l2"]
+    assert choice["val_loss"][repr(choice["l2"])] == min(choice["val_loss"].values())
+
+
+def test_a_given_l2_is_not_chosen_again(tmp_path: Path) -> None:
+    table = _table(tmp_path / "t.csv")
+    out = tmp_path / "run"
+    assert main(["compare", "--data", str(table), "--target", "y", "--methods", "magnitude", "--out", str(out),
+                 "--set", "trainer.l2=0.003", *TABLE_TINY]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["grow"]["trainer"]["l2"] == 0.003 and "l2_choice" not in config
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -27,6 +27,7 @@ from ..methods.base import Method, MethodResult
 from ..methods.registry import METHODS, parse_methods
 from ..nets.io import load, save
 from ..runs import MODEL, Reporter, RunContext, read_json
+from ..train.regularization import choose_l2, reference_network
 from ..analysis.methods_text import LOSS_UNITS, loss_units, methods_report
 from .image_runs import RunOptions, RunSummary
 
@@ -56,12 +57,37 @@ def task_spec_text(options: RunOptions) -> str:
 
 
 def fitted_to_task(settings, task: Task):
-    """The policy with the trainer's loss set by the task (cross-entropy for a classifier, MSE
-    for regression): the task decides its loss."""
+    """The policy fitted to the task: the trainer's loss is the task's (cross-entropy for a
+    classifier, MSE for regression), and where the preset asks for it (tables: ``extras["l2"] ==
+    "auto"``) the trainer's L2 strength is chosen on the validation split (recorded in
+    ``extras["l2_choice"]``: every candidate's validation loss)."""
     trainer = settings.grow.trainer
-    if trainer.loss == task.loss:
+    if trainer.loss != task.loss:
+        trainer = replace(trainer, loss=task.loss)
+    extras = settings.extras
+    if extras.get("l2") == "auto":
+        hidden = reference_network(settings.dense_grid, task.n_in, task.n_out)
+        l2, losses = choose_l2(task, hidden, settings.grow.activation, settings.dense_epochs, trainer,
+                               seed=settings.grow.seed)
+        trainer = replace(trainer, l2=l2)
+        extras = {**extras, "l2": "chosen", "l2_choice": {"network": list(hidden), "val_loss": losses, "l2": l2}}
+    if trainer == settings.grow.trainer and extras is settings.extras:
         return settings
-    return replace(settings, grow=replace(settings.grow, trainer=replace(trainer, loss=task.loss)))
+    return replace(settings, grow=replace(settings.grow, trainer=trainer), extras=extras)
+
+
+def target_record(task: Task) -> dict[str, Any]:
+    """``{"target": NAME}`` for a table task (a list for several regression targets); empty otherwise."""
+    targets = (task.meta.get("preprocessing") or {}).get("targets")
+    if not targets:
+        return {}
+    return {"target": targets[0] if len(targets) == 1 else list(targets)}
+
+
+def l2_record(settings) -> dict[str, Any]:
+    """The config entry that records how the run's L2 strength was chosen (empty when it was not)."""
+    choice = settings.extras.get("l2_choice")
+    return {"l2_choice": choice} if choice else {}
 
 
 def build_methods(names: list[str], settings, overrides: dict[str, dict[str, Any]]) -> list[Method]:
@@ -96,7 +122,7 @@ def run_compare_methods(
         "command": "compare", "task_spec": task_spec_text(options), "seed": settings.grow.seed,
         **settings.to_dict(), "methods": {m.name: m.settings_dict() for m in built},
         "split": {k: v for k, v in task.describe().items() if k not in ("task", "image")},
-        "loss_units": loss_units(task), "executor": options.executor, "device": settings.device,
+        "loss_units": loss_units(task), "executor": options.executor, "device": settings.device, **l2_record(settings),
         **({"seeds": list(range(settings.grow.seed, settings.grow.seed + options.seeds))} if options.seeds > 1 else {}),
     }
     task = task.to(settings.device)
@@ -115,7 +141,8 @@ def run_compare_methods(
             figures = pool_seeds(per_seed)
         figures.update(task=task.name, task_spec=config["task_spec"], image=task.source, preset=settings.preset,
                        seed=settings.grow.seed, loss_units=loss_units(task), task_type=task.kind,
-                       wall_seconds=time.perf_counter() - started, environment=ctx.environment())
+                       wall_seconds=time.perf_counter() - started, environment=ctx.environment(),
+                       **target_record(task))
         if task.test is not None:
             test_figures(ctx, figures, task)
         _save_best(ctx, figures)

@@ -46,6 +46,7 @@ def _config(options: RunOptions, settings: TaskSettings, data: Task) -> dict[str
         "loss_units": loss_units(data),
         "executor": options.executor,
         DEVICE_KEY: settings.device,
+        **({"l2_choice": settings.extras["l2_choice"]} if settings.extras.get("l2_choice") else {}),
         **({"seeds": seed_list(settings.grow.seed, options.seeds)} if options.seeds > 1 else {}),
     }
 

@@ -140,12 +140,14 @@ def table_settings(preset: str) -> TaskSettings:
     """Tables (``--data FILE --target COL``, ``sklearn:NAME``): full-batch L-BFGS (the task sets
     its loss: MSE for regression, cross-entropy for classification), tanh MLPs, a 60/20/20
     train/validation/test split. ``quick`` trains a dense network for 300 iterations and keeps
-    the search to 10 added neurons; ``paper`` uses the image tasks' paper budgets. Chosen so that
+    the search to 10 added neurons; ``paper`` uses the image tasks' paper budgets. Every training
+    of the run gets the same L2 penalty, its strength chosen per run on the validation split
+    (:func:`netbonsai.train.regularization.choose_l2`; ``--set trainer.l2=X`` fixes it). Chosen so that
     a quick comparison of a 1,000-row table runs in minutes on 2 cores; no figure of any one data
     set was used to set them."""
     def build(grow: GrowConfig, epochs: int, polish: int) -> TaskSettings:
         return TaskSettings(task="table", preset=preset, data=DataSettings(), grow=grow, dense_grid=TABLE_GRID,
-                            dense_epochs=epochs, polish_epochs=polish, extras={"test_fraction": 0.2})
+                            dense_epochs=epochs, polish_epochs=polish, extras={"test_fraction": 0.2, "l2": "auto"})
 
     return pick_preset(preset, {
         "quick": lambda: build(GrowConfig(hidden=(4,), start_epochs=300, trial_epochs=10, grow_epochs=60,

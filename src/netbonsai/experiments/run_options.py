@@ -76,6 +76,8 @@ class RunOptions:
             # the dense networks keep the starting network's budget (the same budget policy)
             settings = replace(settings, dense_epochs=grow_config.start_epochs)
         settings = replace(settings, grow=grow_config, device=resolve_device(self.device))
+        if "trainer.l2" in overrides and settings.extras.get("l2") == "auto":
+            settings = replace(settings, extras={**settings.extras, "l2": "given"})  # the user's value stands
         for key in deprecated:  # once the settings are valid: a bad value is the one line printed
             warnings.warn(f"--set {key} is deprecated; write --set grow.{key} (the grow method's setting)",
                           FutureWarning, stacklevel=2)

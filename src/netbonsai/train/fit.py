@@ -53,6 +53,9 @@ class TrainerConfig:
     history_size: int = 10  # L-BFGS memory
     weight_decay: float = 0.0  # Adam's L2 penalty (coupled, as torch.optim.Adam applies it)
     clip_norm: float | None = None  # Adam: clip each variant's gradient norm (sequence models)
+    # L2 penalty l2 * (sum of squared weights, biases excluded) per network, added to the mean loss
+    # by L-BFGS and Adam alike: the guard against overfitting on small tables (train.regularization)
+    l2: float = 0.0
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -64,6 +67,10 @@ class TrainerConfig:
             raise InputError(f"trainer weight_decay must be >= 0, got {self.weight_decay}")
         if self.clip_norm is not None and not self.clip_norm > 0:
             raise InputError(f"trainer clip_norm must be > 0 (or None), got {self.clip_norm}")
+        if not 0 <= self.l2 < float("inf"):
+            raise InputError(f"trainer l2 must be a finite number >= 0, got {self.l2}")
+        if self.l2 > 0 and self.method == "lm":
+            raise InputError("Levenberg-Marquardt ('lm') minimises a sum of squares and takes no l2 penalty; use lbfgs or adam")
         if self.weight_decay > 0 and self.method != "adam":
             raise InputError(f"weight_decay is an Adam setting; method {self.method!r} does not use it")
 
@@ -143,8 +150,8 @@ def _legacy_arguments(x: torch.Tensor, y: Any, budget: Any, rest: tuple) -> tupl
 def _fit_sequences(model, split: Split, budget: Budget, trainer: TrainerConfig, seed: int, penalty, on_epoch) -> FitResult:
     from .sequences import fit_sequences
 
-    if penalty is not None:
-        raise InputError("sequence training takes no penalty")
+    if penalty is not None or trainer.l2 > 0:
+        raise InputError("sequence training takes no penalty (and no trainer l2)")
     if trainer.method != "adam":
         raise InputError(f"sequence models train with minibatch Adam; trainer method {trainer.method!r} does not apply")
     codes, lengths = split.x
@@ -160,6 +167,7 @@ def _fit_tensors(model, x, y, budget: Budget, trainer: TrainerConfig, seed: int,
     require_finite("training inputs x", x)
     require_finite("training targets y", y)
     data_loss = get_loss(trainer.loss)
+    penalty = with_l2(penalty, trainer.l2)
     loss_fn = data_loss if penalty is None else (lambda out, target: data_loss(out, target) + penalty(model))
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
@@ -200,6 +208,17 @@ def _fit_tensors(model, x, y, budget: Budget, trainer: TrainerConfig, seed: int,
     if apply_mask is not None:
         apply_mask()
     return FitResult(final, epochs, time.perf_counter() - started, curve)
+
+
+def with_l2(penalty: "Penalty | None", l2: float) -> "Penalty | None":
+    """``penalty`` plus the trainer's L2 penalty on the weights (unchanged when ``l2`` is 0)."""
+    if l2 <= 0:
+        return penalty
+    from .regularization import weight_l2
+
+    if penalty is None:
+        return lambda model: l2 * weight_l2(model)
+    return lambda model: penalty(model) + l2 * weight_l2(model)
 
 
 def _member_losses(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn,
