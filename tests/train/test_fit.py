@@ -279,3 +279,34 @@ def test_averaged_fit_ends_at_the_mean_of_the_epoch_snapshots_and_keeps_removed_
         averaged_fit(net, x, y, 0, trainer)
     with pytest.raises(InputError, match="adam"):
         averaged_fit(net, x, y, 1, TrainerConfig(method="lbfgs"))
+
+
+def test_adam_snapshot_and_resume_equal_one_uninterrupted_training() -> None:
+    """A training stopped after epoch 2 and resumed from its snapshot ends exactly where one
+    that ran through ends (model, losses and curve)."""
+    import copy
+
+    from netbonsai.data.task import Split
+    from netbonsai.train import Budget, TrainerConfig, fit
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(300, 4, generator=g)
+    y = (x[:, :1] * x[:, 1:2]).tanh()
+    trainer = TrainerConfig(method="adam", lr=0.01, batch_size=32)
+
+    def model() -> torch.nn.Module:
+        torch.manual_seed(1)
+        return torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+
+    whole = model()
+    full = fit(whole, Split(x, y), Budget(epochs=5), trainer, seed=3)
+    snapshots = []
+    first = model()
+    fit(first, Split(x, y), Budget(epochs=2), trainer, seed=3, snapshot=lambda s: snapshots.append(copy.deepcopy(s)))
+    assert [s["epoch"] for s in snapshots] == [1, 2]
+    resumed = model()  # a fresh process: the snapshot carries everything
+    rest = fit(resumed, Split(x, y), Budget(epochs=5), trainer, seed=3, resume_from=snapshots[-1])
+    assert rest.epochs == 5 and rest.curve == full.curve
+    for a, b in zip(whole.parameters(), resumed.parameters()):
+        assert torch.equal(a, b)
+    assert torch.equal(rest.loss, full.loss)

@@ -79,12 +79,15 @@ def adam_trainer(lr: float = 1e-3, batch_size: int = 64, weight_decay: float = 0
 
 
 def train_classifier(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, trainer: TrainerConfig, seed: int = 0
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, trainer: TrainerConfig, seed: int = 0,
+    snapshot=None, resume_from: dict | None = None,
 ) -> float:
-    """Train in place for ``epochs`` (masked weights stay zero); returns the final training loss."""
+    """Train in place for ``epochs`` (masked weights stay zero); returns the final training loss.
+    ``snapshot``/``resume_from``: as :func:`netbonsai.train.fit` (checkpoint a long training)."""
     if epochs <= 0:
         return float("nan")
-    result = fit(model, Split(x, y), Budget(epochs=epochs), trainer, seed=seed)
+    result = fit(model, Split(x, y), Budget(epochs=epochs), trainer, seed=seed, snapshot=snapshot,
+                 resume_from=resume_from)
     return float(result.loss[0])
 
 

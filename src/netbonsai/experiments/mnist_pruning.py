@@ -155,6 +155,29 @@ def run_prune_mnist(
         return _run_schedule(ctx, options, data, started, on_round)
 
 
+# a dense training longer than this is checkpointed (at most this often) so that --resume continues it
+DENSE_SNAPSHOT_SECONDS = 20.0
+
+
+def train_dense(ctx: RunContext, checkpoint: dict | None, model: nn.Module, data: Task, options: PruneOptions,
+                trainer) -> float:
+    """Train the dense network in place, continuing a partial training the checkpoint holds, and
+    checkpoint it every :data:`DENSE_SNAPSHOT_SECONDS` (so a killed run loses at most that much
+    and resumes to the same network); returns its training seconds over all sessions."""
+    partial = checkpoint.get("dense_training") if checkpoint else None
+    last = [time.perf_counter()]
+    started = time.perf_counter() - (float(partial["seconds"]) if partial else 0.0)
+
+    def snapshot(state: dict) -> None:
+        if time.perf_counter() - last[0] >= DENSE_SNAPSHOT_SECONDS:
+            ctx.checkpoint({"dense_training": state})
+            last[0] = time.perf_counter()
+
+    train_classifier(model, data.x_train, data.y_train, options.dense_epochs, trainer, seed=options.seed,
+                     snapshot=snapshot, resume_from=partial)
+    return time.perf_counter() - started
+
+
 def _run_schedule(ctx: RunContext, options: PruneOptions, data: Task, started: float,
                   on_round: Callable[[dict], None] | None) -> dict[str, Any]:
     torch.manual_seed(options.seed)
@@ -163,7 +186,7 @@ def _run_schedule(ctx: RunContext, options: PruneOptions, data: Task, started: f
     checkpoint = ctx.restore()
     previous = None
     generator = torch.Generator().manual_seed(options.seed)
-    if checkpoint is not None:  # the dense network is trained (and perhaps some rounds done)
+    if checkpoint is not None and "dense_training" not in checkpoint:  # the dense network is trained
         model.load_state_dict(checkpoint["model"])
         generator.set_state(checkpoint["generator"])
         if checkpoint["records"]:
@@ -172,9 +195,7 @@ def _run_schedule(ctx: RunContext, options: PruneOptions, data: Task, started: f
         elapsed = float(checkpoint["seconds"])
     else:
         ctx.rewind_history([])
-        started_dense = time.perf_counter()
-        train_classifier(model, data.x_train, data.y_train, options.dense_epochs, trainer, seed=options.seed)
-        elapsed = time.perf_counter() - started_dense
+        elapsed = train_dense(ctx, checkpoint, model, data, options, trainer)
         ctx.checkpoint({"model": model.state_dict(), "records": [], "final_round": 0,
                         "generator": generator.get_state(), "seconds": elapsed})
     clock = time.perf_counter()
@@ -277,12 +298,11 @@ def _run_loss_aware(ctx: RunContext, options: PruneOptions, data: Task, started:
 
     evaluate = _evaluator(data)
     checkpoint = ctx.restore()
-    if checkpoint is None:
+    if checkpoint is None or "dense_training" in checkpoint:
         model = make_prunable(build_mlp(parse_arch(options.arch), options.activation, seed=options.seed))
-        train_classifier(model, data.x_train, data.y_train, options.dense_epochs,
-                         adam_trainer(options.lr, options.batch_size, options.weight_decay), seed=options.seed)
+        train_dense(ctx, checkpoint, model, data, options, adam_trainer(options.lr, options.batch_size, options.weight_decay))
         dense = from_sequential(model)
-        state = None
+        checkpoint, state = None, None
     else:
         dense = net_from_state(checkpoint["dense"])
         state = LossAwareState.from_dict(checkpoint["prune"]) if checkpoint["prune"] is not None else None

@@ -99,6 +99,8 @@ def fit(
     seed: int = 0,
     penalty: Penalty | None = None,
     on_epoch: Callable[[int, torch.Tensor], None] | None = None,
+    snapshot: Callable[[dict[str, Any]], None] | None = None,
+    resume_from: dict[str, Any] | None = None,
 ) -> FitResult:
     """Train ``model`` on ``split`` for ``budget`` with ``trainer``; the one training entry point.
 
@@ -115,6 +117,11 @@ def fit(
     (``lm``) refuses a penalty. ``seed`` fixes the minibatch order (Adam); L-BFGS is
     deterministic given the data. ``on_epoch(epoch, losses)`` sees every epoch's ``(K,)`` losses.
     The older form ``fit(model, x, y, budget, trainer, seed)`` is still accepted.
+
+    Adam only: ``snapshot(state)`` is called after every epoch with everything needed to go on
+    (model and optimiser state, the minibatch generator, the curve so far; plain tensors for
+    ``torch.save``, to be written before it returns), and ``fit(..., resume_from=state)``
+    continues from it exactly: a training interrupted and resumed equals one that ran through.
     """
     if isinstance(split, torch.Tensor):  # the older form: fit(model, x, y, budget, trainer=..., seed=...)
         split, budget, trainer, legacy = _legacy_arguments(split, budget, trainer, legacy)
@@ -124,6 +131,9 @@ def fit(
         raise InputError(f"fit needs a Budget, got {type(budget).__name__}")
     if not isinstance(trainer, TrainerConfig):
         raise InputError(f"fit needs a TrainerConfig, got {type(trainer).__name__}")
+    if (snapshot is not None or resume_from is not None) and (trainer.method != "adam" or isinstance(split.x, tuple)
+                                                               or isinstance(model, (list, tuple))):
+        raise InputError("fit snapshots and resume_from apply to Adam training of one model on a tensor split")
     if isinstance(model, (list, tuple)):
         from .together import fit_together
 
@@ -134,7 +144,7 @@ def fit(
         return result
     if isinstance(split.x, tuple):
         return _fit_sequences(model, split, budget, trainer, seed, penalty, on_epoch)
-    return _fit_tensors(model, split.x, split.y, budget, trainer, seed, penalty, on_epoch)
+    return _fit_tensors(model, split.x, split.y, budget, trainer, seed, penalty, on_epoch, snapshot, resume_from)
 
 
 def _legacy_arguments(x: torch.Tensor, y: Any, budget: Any, rest: tuple) -> tuple[Split, Budget, TrainerConfig, tuple]:
@@ -160,7 +170,8 @@ def _fit_sequences(model, split: Split, budget: Budget, trainer: TrainerConfig, 
     return FitResult(result.loss, result.epochs, result.seconds, result.curve)
 
 
-def _fit_tensors(model, x, y, budget: Budget, trainer: TrainerConfig, seed: int, penalty, on_epoch) -> FitResult:
+def _fit_tensors(model, x, y, budget: Budget, trainer: TrainerConfig, seed: int, penalty, on_epoch,
+                 snapshot=None, resume_from=None) -> FitResult:
     """Adam, L-BFGS or LM on one tensor split (see :func:`fit`)."""
     if x.shape[0] == 0:
         raise InputError("cannot train on an empty dataset")
@@ -204,7 +215,11 @@ def _fit_tensors(model, x, y, budget: Budget, trainer: TrainerConfig, seed: int,
         result = levenberg_marquardt(model, x, y, max_iter=max_epochs, max_seconds=budget.seconds, on_iteration=record)
         final, epochs = result.loss, result.iterations
     else:
-        final, epochs = _adam(model, params, x, y, loss_fn, trainer, seed, max_epochs, budget, started, record)
+        if resume_from is not None:
+            curve.extend(resume_from["curve"])
+            started -= float(resume_from["seconds"])  # the seconds of the sessions before a resume count too
+        final, epochs = _adam(model, params, x, y, loss_fn, trainer, seed, max_epochs, budget, started, record,
+                              snapshot=snapshot, resume_from=resume_from, curve=curve)
     if apply_mask is not None:
         apply_mask()
     return FitResult(final, epochs, time.perf_counter() - started, curve)
@@ -237,14 +252,20 @@ def _per_variant(value: torch.Tensor, members: torch.Tensor) -> torch.Tensor:
     return value[members] if value.dim() > 0 else value
 
 
-def _adam(model, params, x, y, loss_fn, trainer, seed, max_epochs, budget, started, record):
+def _adam(model, params, x, y, loss_fn, trainer, seed, max_epochs, budget, started, record,
+          snapshot=None, resume_from=None, curve=None):
     """Minibatch Adam; every variant sees the same batches, so variants stay independent."""
     optimizer = torch.optim.Adam(params, lr=trainer.lr, weight_decay=trainer.weight_decay)
     generator = torch.Generator().manual_seed(seed)
     apply_mask = mask_applier(model)
     n = x.shape[0]
     epoch = 0
-    for epoch in range(1, max_epochs + 1):
+    if resume_from is not None:
+        model.load_state_dict(resume_from["model"])
+        optimizer.load_state_dict(resume_from["optimizer"])
+        generator.set_state(resume_from["generator"])
+        epoch = int(resume_from["epoch"])
+    for epoch in range(epoch + 1, max_epochs + 1):
         order = torch.randperm(n, generator=generator).to(x.device)
         total = None
         for start in range(0, n, trainer.batch_size):
@@ -258,6 +279,10 @@ def _adam(model, params, x, y, loss_fn, trainer, seed, max_epochs, budget, start
             batch_total = losses.detach() * index.numel()
             total = batch_total if total is None else total + batch_total
         record(epoch, total / n)  # mean loss over the epoch's batches
+        if snapshot is not None:
+            snapshot({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                      "generator": generator.get_state(), "curve": list(curve or []),
+                      "seconds": time.perf_counter() - started})
         if budget.seconds is not None and time.perf_counter() - started >= budget.seconds:
             break
     return evaluate(model, x, y, trainer.loss), epoch
