@@ -341,8 +341,12 @@ def draw(model: Path, output: Path, title: str | None) -> None:
 @click.option("--torchscript", "torchscript_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write a TorchScript file (loads with torch.jit.load).")
 def export_command(model: Path, onnx_path: Path | None, torchscript_path: Path | None) -> None:
-    """Export a model file (or a run directory's model) to ONNX and/or TorchScript."""
-    from .nets.export import export_onnx, export_torchscript
+    """Export a model file (or a run directory's model) to ONNX and/or TorchScript.
+
+    A table model's export takes the table's columns in their own units (text columns one-hot, in
+    the stored order) and returns predictions in the target's units, or a classifier's logits
+    (the ONNX file adds their softmax as 'probabilities'); the names are in its metadata."""
+    from .nets.export import export_onnx, export_torchscript, table_preprocessing
     from .nets.io import load
 
     if onnx_path is None and torchscript_path is None:
@@ -366,6 +370,18 @@ def export_command(model: Path, onnx_path: Path | None, torchscript_path: Path |
         click.echo(f"wrote {result.path} ({result.format}, {result.params} parameters"
                    + (f"; stored as {result.stored_values} values in dense level blocks"
                       if result.stored_values != result.params else "") + ")")
+    preprocessing = table_preprocessing(net)
+    if preprocessing is not None:  # a table model: exported in the table's own units
+        columns = [str(c) for c in preprocessing.get("encoded_columns", [])]
+        shown = ", ".join(columns[:8]) + (f", ... ({len(columns)} in all)" if len(columns) > 8 else "")
+        click.echo(f"inputs: the table's columns in their own units, text columns one-hot (0/1): {shown}")
+        if preprocessing.get("task_type") == "classification":
+            classes = ", ".join(str(c) for c in preprocessing.get("classes", []))
+            extra = "; the ONNX file adds 'probabilities', their softmax" if onnx_path is not None else ""
+            click.echo(f"outputs: one logit per class ({classes}{extra})")
+        else:
+            targets = ", ".join(str(t) for t in preprocessing.get("targets", []))
+            click.echo(f"outputs: predictions in the target's units ({targets})")
 
 
 @cli.command()

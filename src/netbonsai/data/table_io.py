@@ -181,9 +181,44 @@ def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     return arrays["x"], arrays.get("y")
 
 
+# pandas is optional: its objects are recognised by their type's module, never imported here
+def _is_pandas(obj: Any) -> bool:
+    return type(obj).__module__.split(".")[0] == "pandas"
+
+
 def _is_dataframe(obj: Any) -> bool:
-    pandas = type(obj).__module__.split(".")[0] == "pandas"
-    return pandas and hasattr(obj, "columns") and hasattr(obj, "to_numpy")
+    return _is_pandas(obj) and hasattr(obj, "columns") and hasattr(obj, "to_numpy")
+
+
+def _is_series(obj: Any) -> bool:
+    return _is_pandas(obj) and getattr(obj, "ndim", None) == 1 and hasattr(obj, "to_numpy")
+
+
+def _series_column(name: str, series: Any) -> _Column:
+    """A pandas Series as a column. Its ``to_numpy()`` does the work (pandas 3 gives float64
+    with NaN for nullable numbers, objects with NaN/``pd.NA`` for text and nullable booleans);
+    a ``category`` column is text categories even when its categories are numbers (formatted as
+    :func:`prepare_rows` formats a number met where the model expects a category)."""
+    values = series.to_numpy()
+    if getattr(getattr(series, "dtype", None), "name", None) != "category":
+        return _column_from_values(name, values)
+    cells = ["" if _is_missing_value(v) else
+             _format_number(float(v)) if isinstance(v, (int, float, np.integer, np.floating))
+             and not isinstance(v, (bool, np.bool_)) else str(v) for v in values]
+    column = _column_from_strings(name, cells)
+    if column.kind == "text":
+        return column
+    text = np.array([None if missing else cell.strip() for cell, missing in zip(cells, column.missing)],
+                    dtype=object)
+    return _Column(name, "text", None, text, column.missing)
+
+
+def _dataframe_columns(frame: Any, what: str = "the DataFrame") -> tuple[list[str], list[_Column]]:
+    names = [str(name) for name in frame.columns]
+    _check_names(names, what)
+    if len(frame) == 0:
+        raise InputError(f"{what} has no rows")
+    return names, [_series_column(name, frame[col]) for name, col in zip(names, frame.columns)]
 
 
 def _named_columns(source: Any) -> tuple[list[str], list[_Column], str] | None:
@@ -195,12 +230,8 @@ def _named_columns(source: Any) -> tuple[list[str], list[_Column], str] | None:
         names, columns = _read_csv(path)
         return names, columns, str(path)
     if _is_dataframe(source):
-        names = [str(name) for name in source.columns]
-        _check_names(names, "the DataFrame")
-        if len(source) == 0:
-            raise InputError("the DataFrame has no rows")
-        return names, [_column_from_values(name, source[col].to_numpy())
-                       for name, col in zip(names, source.columns)], "DataFrame"
+        names, columns = _dataframe_columns(source)
+        return names, columns, "DataFrame"
     if isinstance(source, Mapping):
         names = [str(name) for name in source]
         _check_names(names, "the table")

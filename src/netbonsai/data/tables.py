@@ -44,8 +44,9 @@ import numpy as np
 import torch
 
 from ..errors import InputError
-from .table_io import (MISSING_TEXT, _check_finite, _Column, _column_from_values, _columns_from_array, _missing_report,
-                       _named_columns, _read_npz, _refuse_mixed)
+from .table_io import (MISSING_TEXT, _check_finite, _Column, _column_from_values, _columns_from_array,
+                       _dataframe_columns, _is_dataframe, _is_series, _missing_report, _named_columns, _read_npz,
+                       _refuse_mixed, _series_column)
 from .table_rows import _encode, _encoded_names, class_probabilities, decode_outputs, prepare_rows  # noqa: F401
 from .task import Split, Task
 
@@ -76,7 +77,10 @@ def table_task(
 
     ``source``: a CSV path (``.tsv``: tab-separated), an NPZ path (arrays ``x`` and ``y``;
     ``target`` is ignored), a pandas DataFrame, a mapping of column name to values, or an
-    ``(X, y)`` pair of array-likes (columns ``x0``, ``x1``, ...; target ``y`` or ``y0``, ...).
+    ``(X, y)`` pair of array-likes (columns ``x0``, ``x1``, ...; target ``y`` or ``y0``, ...;
+    ``target`` is ignored) -- a DataFrame ``X`` keeps its column names, a Series ``y`` its name.
+    pandas is optional (never imported): a DataFrame's text and ``category`` columns are one-hot
+    encoded and its numbers standardized exactly as the same table read from a CSV file.
     ``target``: the target column's name, or a list of names (several regression targets).
     ``task_type``: ``"regression"`` or ``"classification"`` overrides the detected type.
     Bad input raises :class:`InputError` with one line.
@@ -138,6 +142,9 @@ def _load_source(source: Any, target: str | Sequence[str] | None) -> tuple[list[
         if y is None:
             raise InputError(f"{source} holds no array 'y' (the targets)")
         where, what = str(source), f"{source}'s"
+    elif isinstance(source, tuple) and len(source) == 2 and (_is_dataframe(source[0]) or _is_series(source[1])
+                                                             or _is_dataframe(source[1])):
+        return _pandas_pair(*source)
     elif isinstance(source, tuple) and len(source) == 2:
         x, y = source
         where, what = "arrays", "the"
@@ -149,6 +156,25 @@ def _load_source(source: Any, target: str | Sequence[str] | None) -> tuple[list[
     if len(inputs[0]) != len(targets[0]):
         raise InputError(f"{what} x has {len(inputs[0])} rows but y has {len(targets[0])}; they must match")
     return inputs, targets, where
+
+
+def _pandas_pair(x: Any, y: Any) -> tuple[list[_Column], list[_Column], str]:
+    """An ``(X, y)`` pair with pandas in it: a DataFrame's column names, a Series' name (``y``
+    when it has none) or a DataFrame of targets. Rows pair up by position (as in scikit-learn),
+    not by index label."""
+    inputs = _dataframe_columns(x, "X")[1] if _is_dataframe(x) else _columns_from_array(x, "x", "the x")
+    if _is_dataframe(y):
+        targets = _dataframe_columns(y, "y")[1]
+    elif _is_series(y):
+        targets = [_series_column("y" if y.name is None else str(y.name), y)]
+    else:
+        targets = _columns_from_array(y, "y", "the y")
+    if len(inputs[0]) != len(targets[0]):
+        raise InputError(f"X has {len(inputs[0])} rows but y has {len(targets[0])}; they must match")
+    clash = sorted({c.name for c in inputs} & {c.name for c in targets})
+    if clash:
+        raise InputError(f"the target {', '.join(map(repr, clash))} is also a column of X; rename one")
+    return inputs, targets, "DataFrame"
 
 
 def _target_names(target: str | Sequence[str] | None, names: list[str], where: str) -> list[str]:

@@ -42,6 +42,32 @@ net.num_params()``. A sparse level's gathered activations take ``n_level * K * b
 at run time (the padding costs memory and time, never stored values). The model's ``metadata_props`` hold the
 parameter count and the model file's ``info`` (task, preprocessing, training config) as JSON.
 
+**Table models** (``net.info["preprocessing"]["task"] == "table"``: trained on a CSV/NPZ file,
+a DataFrame or ``sklearn:NAME``) are exported in the table's own units (``table_units=True``,
+the default; ``False`` exports the network as trained, on standardized columns):
+
+* input ``"input"`` ``(batch, n_in)``: the table's columns after one-hot encoding, in the
+  stored order ``preprocessing["encoded_columns"]`` -- a numeric column in its own units, one
+  0/1 column ``NAME=CATEGORY`` per category of a text column. The training split's
+  standardization ``(x - mean) / scale`` is composed with the network's own ``in_shift`` /
+  ``in_scale`` (``in_shift' = mean + scale * in_shift``, ``in_scale' = scale * in_scale``) and
+  folded into the first weights and biases;
+* regression: output ``"output"`` ``(batch, targets)`` holds the predictions in the targets'
+  own units: the de-standardization ``y * target_std + target_mean`` is composed with the
+  network's ``out_scale`` / ``out_shift`` and folded into the output nodes' weights and biases;
+* classification: output ``"output"`` ``(batch, classes)`` holds the **logits** (as the network
+  computes them) and a second output ``"probabilities"`` their softmax (a ``Softmax`` node, no
+  stored value), columns in the order of ``preprocessing["classes"]``; the predicted label is
+  the class of the largest logit.
+
+Everything is folded in float64 and rounded once to float32, so the graph computes the same
+function as ``prepare_rows`` + the network + ``decode_outputs`` (what ``netbonsai predict``
+runs), with the same parameter count. The names are in ``metadata_props``: ``input_names``
+(JSON list: the encoded columns, e.g. ``"color=red"``), ``output_names`` (JSON list: the
+targets, or the class labels as text) and ``outputs`` (one sentence: what the outputs hold).
+The TorchScript export of a table model takes and returns the same units (logits for a
+classifier; it has no probabilities output).
+
 TorchScript (:func:`to_torchscript`, :func:`export_torchscript`) scripts
 :func:`netbonsai.nets.convert.to_module`; that module evaluates each level as one dense block
 (absent synapses are zeros there: it is the fast CPU form, not the minimal one). The file
@@ -74,6 +100,7 @@ OPSET = 17
 IR_VERSION = 8  # the IR version of opset 17: loads in onnxruntime >= 1.13
 INPUT_NAME = "input"
 OUTPUT_NAME = "output"
+PROBABILITIES_NAME = "probabilities"  # a table classifier's second output: softmax of the logits
 METADATA_KEY = "netbonsai"
 TORCHSCRIPT_EXTRA = "netbonsai.json"
 
@@ -113,6 +140,95 @@ def as_dagnet(model: DagNet | nn.Sequential) -> DagNet:
             net.apply_mask_()
         return net
     raise InputError(f"export needs a DagNet or an nn.Sequential MLP, got {type(model).__name__}")
+
+
+# ---------------------------------------------------------------------- table models
+def table_preprocessing(net: DagNet) -> dict[str, Any] | None:
+    """The table preprocessing a model carries (``net.info["preprocessing"]``), or None."""
+    preprocessing = net.info.get("preprocessing") if isinstance(net.info, dict) else None
+    return preprocessing if isinstance(preprocessing, dict) and preprocessing.get("task") == "table" else None
+
+
+def _vector(values: Any, size: int, what: str) -> np.ndarray:
+    try:
+        array = np.asarray(values, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise InputError(f"the model's table preprocessing has a malformed {what}") from None
+    if array.shape != (size,) or not np.isfinite(array).all():
+        raise InputError(f"the model's table preprocessing has {array.size} {what} values for {size} "
+                         "network inputs/outputs, or a non-finite one")
+    return array
+
+
+def _normalization(net: DagNet, table_units: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``in_shift, in_scale, out_shift, out_scale`` (float64) of the function to export: the
+    network's own maps, composed with a table model's preprocessing when ``table_units``.
+
+    Inputs: ``((x - mean) / scale - in_shift) / in_scale == (x - (mean + scale * in_shift)) /
+    (scale * in_scale)``; regression outputs: ``(y * out_scale + out_shift) * std + target_mean
+    == y * (out_scale * std) + (out_shift * std + target_mean)``. Exact compositions of affine maps."""
+    def buffer(name: str) -> np.ndarray:
+        return getattr(net, name).detach().to("cpu", torch.float64).numpy().copy()
+
+    in_shift, in_scale, out_shift, out_scale = (buffer(n) for n in ("in_shift", "in_scale", "out_shift", "out_scale"))
+    preprocessing = table_preprocessing(net) if table_units else None
+    if preprocessing is None:
+        return in_shift, in_scale, out_shift, out_scale
+    mean = _vector(preprocessing.get("means"), net.n_in, "means")
+    scale = _vector(preprocessing.get("scales"), net.n_in, "scales")
+    if (scale == 0).any():
+        raise InputError("the model's table preprocessing has a zero input scale")
+    in_shift, in_scale = mean + scale * in_shift, scale * in_scale
+    if preprocessing.get("task_type") != "classification":
+        target_mean = _vector(preprocessing.get("target_mean"), net.n_out, "target_mean")
+        target_std = _vector(preprocessing.get("target_std"), net.n_out, "target_std")
+        out_shift, out_scale = out_shift * target_std + target_mean, out_scale * target_std
+        if any(net.activations[o] != "identity" for o in net.output_nodes) and not (
+                (out_shift == 0).all() and (out_scale == 1).all()):
+            raise InputError("a table regression model with non-identity output activations cannot carry the "
+                             "target's de-standardization; export it with table_units=False")
+    return in_shift, in_scale, out_shift, out_scale
+
+
+def _folded(net: DagNet, in_shift: np.ndarray, in_scale: np.ndarray, out_shift: np.ndarray,
+            out_scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The float64 ``(weight, bias)`` of ``net`` with the affine maps folded in (same parameters,
+    same function; as :meth:`DagNet.fold_normalization`, which works in the default dtype)."""
+    weight = (net.weight.detach()[0] * net.mask[0]).to("cpu", torch.float64).numpy().copy()
+    bias = net.bias.detach()[0].to("cpu", torch.float64).numpy().copy()
+    n_in = net.n_in
+    outputs = slice(net.n_nodes - net.n_out, net.n_nodes)
+    bias -= (in_shift / in_scale) @ weight[:n_in]
+    weight[:n_in] /= in_scale[:, None]
+    # a synapse leaving an output node used its standardised value (y - shift) / scale
+    bias -= (out_shift / out_scale) @ weight[outputs]
+    weight[outputs] /= out_scale[:, None]
+    weight[:, outputs] *= out_scale[None, :]
+    bias[outputs] = bias[outputs] * out_scale + out_shift
+    bias[:n_in] = 0.0
+    return weight, bias
+
+
+def _table_names(preprocessing: dict[str, Any]) -> dict[str, str]:
+    """The ONNX metadata naming a table model's inputs and outputs."""
+    classifier = preprocessing.get("task_type") == "classification"
+    outputs = ([str(c) for c in preprocessing.get("classes", [])] if classifier
+               else [str(t) for t in preprocessing.get("targets", [])])
+    what = ("output: one logit per class (in the order of output_names); probabilities: their softmax"
+            if classifier else "output: the predicted values in the targets' own units (columns: output_names)")
+    return {"input_names": json.dumps([str(n) for n in preprocessing.get("encoded_columns", [])]),
+            "output_names": json.dumps(outputs), "outputs": what}
+
+
+def table_units_net(model: DagNet | nn.Sequential) -> DagNet:
+    """A copy of a table model whose normalization buffers take the table's encoded columns in
+    their own units and return regression targets in theirs (classifiers: logits), as the ONNX
+    export does; any other network is returned as it is (see the module docstring)."""
+    net = as_dagnet(model)
+    if table_preprocessing(net) is None:
+        return net
+    vectors = [torch.from_numpy(v) for v in _normalization(net, True)]
+    return net.clone().set_normalization(*vectors)
 
 
 def _info_json(net: DagNet, params: int) -> str:
@@ -189,21 +305,24 @@ def _activate(g: _Graph, pre: str, groups: list[tuple[str, int, int]], n: int, s
     return parts[0] if len(parts) == 1 else g.op("Concat", parts, f"{stem}_act", axis=0)
 
 
-def to_onnx(model: DagNet | nn.Sequential, graph_name: str = "netbonsai", check: bool = True):
+def to_onnx(model: DagNet | nn.Sequential, graph_name: str = "netbonsai", check: bool = True,
+            table_units: bool = True):
     """An ``onnx.ModelProto`` computing ``model`` with only its live weights (see the module docstring).
 
     Input ``"input"``: float32 ``(batch, n_in)``; output ``"output"``: float32 ``(batch, n_out)``;
     the batch dimension is dynamic. The sum of the initializers' sizes equals
     ``num_params()`` of the (converted) network. Needs the ``onnx`` package (extra ``export``).
+    A table model (``table_units``, the default) takes its encoded columns in their own units and
+    returns values in the targets' units, or logits and ``"probabilities"`` (module docstring).
     """
     onnx = _require_onnx()
     net = as_dagnet(model)
     params = net.num_params()
+    preprocessing = table_preprocessing(net) if table_units else None
     with torch.no_grad():
-        net = net.compact().fold_normalization()
-    weight = (net.weight.detach()[0] * net.mask[0]).to("cpu", torch.float64).numpy()
+        net = net.compact()
+    weight, bias = _folded(net, *_normalization(net, table_units))  # float64, maps folded in
     mask = net.mask[0].cpu().numpy()
-    bias = net.bias.detach()[0].to("cpu", torch.float64).numpy()
     level = net.levels()
     act_rank = {a: i for i, a in enumerate(sorted(set(net.activations)))}
 
@@ -265,16 +384,25 @@ def to_onnx(model: DagNet | nn.Sequential, graph_name: str = "netbonsai", check:
         n_rows += n_level
     outputs = _rows(g, h, position[list(net.output_nodes)], n_rows, "outputs_t")
     g.nodes.append(g.helper.make_node("Transpose", [outputs], [OUTPUT_NAME], name="outputs_op", perm=[1, 0]))
+    graph_outputs = [g.helper.make_tensor_value_info(OUTPUT_NAME, onnx.TensorProto.FLOAT, ["batch", net.n_out])]
+    props = {METADATA_KEY: _info_json(net, params)}
+    if preprocessing is not None:
+        props.update(_table_names(preprocessing))
+        if preprocessing.get("task_type") == "classification":  # no stored value: softmax of the logits
+            g.nodes.append(g.helper.make_node("Softmax", [OUTPUT_NAME], [PROBABILITIES_NAME],
+                                              name="probabilities_op", axis=1))
+            graph_outputs.append(g.helper.make_tensor_value_info(PROBABILITIES_NAME, onnx.TensorProto.FLOAT,
+                                                                 ["batch", net.n_out]))
 
     graph = g.helper.make_graph(
         g.nodes, graph_name,
         [g.helper.make_tensor_value_info(INPUT_NAME, onnx.TensorProto.FLOAT, ["batch", net.n_in])],
-        [g.helper.make_tensor_value_info(OUTPUT_NAME, onnx.TensorProto.FLOAT, ["batch", net.n_out])],
+        graph_outputs,
         initializer=g.initializers,
     )
     proto = g.helper.make_model(graph, opset_imports=[g.helper.make_opsetid("", OPSET)], producer_name="netbonsai",
                                 ir_version=IR_VERSION)
-    g.helper.set_model_props(proto, {METADATA_KEY: _info_json(net, params)})
+    g.helper.set_model_props(proto, props)
     stored = initializer_count(proto)
     if stored != params:  # the promise of this module: fail loudly rather than write a wrong file
         raise RuntimeError(f"ONNX graph stores {stored} parameter values but the network has {params}")
@@ -288,10 +416,10 @@ def initializer_count(model) -> int:
     return sum(int(np.prod(t.dims, dtype=np.int64)) for t in model.graph.initializer)
 
 
-def export_onnx(model: DagNet | nn.Sequential, path: str | os.PathLike) -> ExportResult:
+def export_onnx(model: DagNet | nn.Sequential, path: str | os.PathLike, table_units: bool = True) -> ExportResult:
     """Write ``model`` as an ONNX file at ``path`` (atomically); see :func:`to_onnx`."""
     path = Path(path)
-    proto = to_onnx(model)
+    proto = to_onnx(model, table_units=table_units)
     write_bytes(path, proto.SerializeToString())
     params = initializer_count(proto)
     return ExportResult(path, "onnx", params, params)
@@ -308,10 +436,12 @@ def to_torchscript(model: DagNet | nn.Sequential) -> torch.jit.ScriptModule:
         return torch.jit.script(module)
 
 
-def export_torchscript(model: DagNet | nn.Sequential, path: str | os.PathLike) -> ExportResult:
-    """Write ``model`` as a TorchScript file at ``path`` (atomically); load with ``torch.jit.load``."""
+def export_torchscript(model: DagNet | nn.Sequential, path: str | os.PathLike,
+                       table_units: bool = True) -> ExportResult:
+    """Write ``model`` as a TorchScript file at ``path`` (atomically); load with ``torch.jit.load``.
+    A table model takes and returns the table's units (``table_units``; see the module docstring)."""
     path = Path(path)
-    net = as_dagnet(model)
+    net = table_units_net(model) if table_units else as_dagnet(model)
     params = net.num_params()
     scripted = to_torchscript(net)
     buffer = io.BytesIO()
