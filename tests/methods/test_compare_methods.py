@@ -350,3 +350,18 @@ def test_grow_on_a_table_reports_the_test_split_and_predicts(tmp_path: Path) -> 
     assert json.loads((out / "config.json").read_text())["kind"] == "grow"
     assert main(["predict", str(out / "model"), "--data", str(table), "--out", str(tmp_path / "p.csv")]) == 0
     assert len((tmp_path / "p.csv").read_text().splitlines()) == 201
+
+
+def test_compare_on_a_table_with_seeds_reports_each_seeds_test_figures(tmp_path: Path) -> None:
+    table = _table(tmp_path / "t.csv")
+    out = tmp_path / "run"
+    assert main(["compare", "--data", str(table), "--target", "y", "--methods", "magnitude", "--seeds", "2",
+                 "--out", str(out), *TABLE_TINY]) == 0
+    comparison = json.loads((out / "comparison.json").read_text())
+    per_seed = comparison["methods"]["magnitude"]["test_per_seed"]
+    assert [p["seed"] for p in per_seed] == [0, 1]
+    assert [p["seed"] for p in comparison["dense_test_per_seed"]] == [0, 1]
+    best = comparison["methods"]["magnitude"]["test"]
+    assert best in [{k: v for k, v in p.items() if k != "seed"} for p in per_seed]
+    for figures in (*per_seed, comparison["dense_test"]):
+        assert figures["rmse"] == pytest.approx(figures["loss"] ** 0.5) and figures["r2"] > 0.8  # a linear table

@@ -137,14 +137,19 @@ def run_compare_methods(
                 policy = replace(settings, grow=replace(settings.grow, seed=seed))
                 seeded = [type(m)(_reseeded(m.settings, seed), policy) for m in built]
                 child = ctx.child(f"seed-{seed}", {"seed": seed})
-                per_seed.append(compare_once(task, policy, seeded, child))
+                once = compare_once(task, policy, seeded, child)
+                if task.test is not None:
+                    test_figures(child.path, once, task)
+                per_seed.append(once)
             figures = pool_seeds(per_seed)
+            if task.test is not None:
+                per_seed_test_figures(figures, per_seed)
         figures.update(task=task.name, task_spec=config["task_spec"], image=task.source, preset=settings.preset,
                        seed=settings.grow.seed, loss_units=loss_units(task), task_type=task.kind,
                        wall_seconds=time.perf_counter() - started, environment=ctx.environment(),
                        **target_record(task))
         if task.test is not None:
-            test_figures(ctx, figures, task)
+            test_figures(ctx.path, figures, task)
         _save_best(ctx, figures)
         ctx.write_json("comparison.json", figures)
         text = methods_report(figures, ctx.path)
@@ -229,23 +234,38 @@ def pool_seeds(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
     return pooled
 
 
-def test_figures(ctx: RunContext, figures: dict[str, Any], task: Task) -> None:
+def test_figures(root: Path, figures: dict[str, Any], task: Task) -> None:
     """Each method's (and the dense sweep's) best-validation network on the test split, which no
-    search or selection saw: ``figures["methods"][name]["test"]`` and ``figures["dense_test"]``."""
+    search or selection saw: ``figures["methods"][name]["test"]`` and ``figures["dense_test"]``
+    (with several seeds: the best over all seeds; ``root`` is the run's folder)."""
     from ..methods.base import measure_on
 
     seeded = "seeds" in figures
-    for name, m in figures["methods"].items():
+
+    def measured(points: list[dict[str, Any]]) -> dict[str, Any]:
+        best = min(points, key=lambda p: p["val_loss"])
+        net = load(root / (f"seed-{best['seed']}" if seeded else "") / best["file"])
+        return {"params": best["params"], **({"hidden": best["hidden"]} if best.get("hidden") else {}),
+                **measure_on(net, task, task.test)}
+
+    for m in figures["methods"].values():
         points = [p for p in m["front"] if p.get("file")]
         if points:
-            best = min(points, key=lambda p: p["val_loss"])
-            folder = ctx.path / (f"seed-{best['seed']}" if seeded else "")
-            m["test"] = {"params": best["params"], **measure_on(load(folder / best["file"]), task, task.test)}
-    dense = [d for d in figures["dense"] if d.get("val_loss") is not None]
-    if dense and not seeded:
-        best = min(dense, key=lambda d: d["val_loss"])
-        net = load(ctx.path / best["file"])
-        figures["dense_test"] = {"params": best["params"], "hidden": best.get("hidden"), **measure_on(net, task, task.test)}
+            m["test"] = measured(points)
+    dense = [d for d in figures["dense"] if d.get("val_loss") is not None and d.get("file")]
+    if dense:
+        figures["dense_test"] = measured(dense)
+
+
+def per_seed_test_figures(figures: dict[str, Any], per_seed: list[dict[str, Any]]) -> None:
+    """``test_per_seed`` per method and ``dense_test_per_seed``: each seed's own best-validation
+    network on the test split (``per_seed``: the seeds' figures, each after :func:`test_figures`)."""
+    for seed, once in zip(figures["seeds"], per_seed):
+        for name, m in figures["methods"].items():
+            if "test" in once["methods"].get(name, {}):
+                m.setdefault("test_per_seed", []).append({"seed": seed, **once["methods"][name]["test"]})
+        if "dense_test" in once:
+            figures.setdefault("dense_test_per_seed", []).append({"seed": seed, **once["dense_test"]})
 
 
 def _save_best(ctx: RunContext, figures: dict[str, Any]) -> None:

@@ -89,6 +89,13 @@ def measure_on(net: nn.Module, task: Task, split) -> dict[str, Any]:
         figures.update(accuracy=1.0 - wrong / len(split), errors=wrong)
     else:
         figures["rmse"] = math.sqrt(loss * task.loss_scale)
+        if "r2" in task.metrics:  # tables: 1 - SSE/SST per target (scale-free), averaged as scikit-learn does
+            with torch.no_grad():
+                out = population_outputs(net, split.x)[0].to(torch.float64)
+            y = split.y.to(torch.float64).reshape(out.shape)
+            sse = (out - y).pow(2).sum(dim=0)
+            sst = (y - y.mean(dim=0)).pow(2).sum(dim=0)
+            figures["r2"] = float((1 - sse / sst.clamp_min(torch.finfo(torch.float64).tiny)).mean())
     return figures
 
 
