@@ -10,6 +10,11 @@ mix, so a loss summed over variants trains each as if it were alone.
 
 The forward pass runs level by level (level = 1 + max level of a node's live sources; inputs are
 level 0): one batched matmul per level over the concatenated activations of all earlier levels.
+
+This module holds the class, its structure analysis, forward pass and normalization; the jobs
+around it live beside it and are re-exported here: ``dag_plan`` (the evaluation plan and level
+loop), ``dag_build`` (roles, structure checks, the MLP draw) and ``dag_edit`` (the mixin with
+copies, population handling and structural edits).
 """
 
 from __future__ import annotations
@@ -22,25 +27,14 @@ import torch
 from torch import nn
 
 from ..errors import InputError
-from .activations import apply_activation, check_activation
+from .dag_build import ROLES, _validate_structure, mlp_parameters
+from .dag_edit import DagEdits
+# DagNet.plan() looks _make_plan up here, so patching dag._make_plan (benchmarks/bench_forward.py) works
+from .dag_plan import ForwardPlan, _levels, _make_plan, activate_level, run_levels
 
-ROLES = ("input", "hidden", "added", "output")
-
-
-@dataclass(frozen=True)
-class ForwardPlan:
-    """Precomputed order of evaluation for one mask pattern (the union over the population)."""
-
-    perm: torch.Tensor  # node indices sorted by (level, activation, index)
-    identity: bool  # perm is arange(N): no gather needed
-    # per level >= 1: (start, end, ((activation, start, end), ...)) in permuted positions
-    levels: tuple[tuple[int, int, tuple[tuple[str, int, int], ...]], ...]
-    out_pos: torch.Tensor  # permuted positions of the output nodes, in output order
-    out_slice: tuple[int, int] | None  # the same as a contiguous range, when it is one
-    bounds: tuple[tuple[int, int], ...]  # (start, end) of level 0 (inputs) and of every later level
-    # per level >= 1: indices into ``bounds`` of the earlier levels with a live synapse into it
-    # (a dense layered MLP reads only the level just before; the other blocks are all zero)
-    sources: tuple[tuple[int, ...], ...]
+# the public names of this module and its helpers (ROLES, ForwardPlan, run_levels and
+# activate_level are defined beside it and imported from here)
+__all__ = ["ROLES", "DagNet", "ForwardPlan", "Liveness", "activate_level", "run_levels"]
 
 
 @dataclass(frozen=True)
@@ -52,7 +46,7 @@ class Liveness:
     kept: torch.Tensor  # (K, N) bool: nodes a compacted network keeps
 
 
-class DagNet(nn.Module):
+class DagNet(DagEdits, nn.Module):
     """Sparse DAG network with per-node activations and a population dimension.
 
     Args:
@@ -123,36 +117,7 @@ class DagNet(nn.Module):
         every input to every output (a linear part beside the hidden layers), drawn after the
         layers from the same bound as the first layer, so the layers' draws do not change.
         """
-        sizes = [int(s) for s in sizes]
-        if len(sizes) < 2 or any(s < 1 for s in sizes):
-            raise InputError(f"MLP sizes must be at least two positive integers, got {sizes}")
-        check_activation(activation)
-        check_activation(output_activation)
-        n_nodes = sum(sizes)
-        weight = torch.zeros(population, n_nodes, n_nodes)
-        mask = torch.zeros(population, n_nodes, n_nodes, dtype=torch.bool)
-        bias = torch.zeros(population, n_nodes)
-        offsets = np.cumsum([0] + sizes)
-        for layer in range(1, len(sizes)):
-            src = slice(offsets[layer - 1], offsets[layer])
-            dst = slice(offsets[layer], offsets[layer + 1])
-            bound = 1.0 / float(np.sqrt(sizes[layer - 1]))
-            w = torch.rand(population, sizes[layer - 1], sizes[layer], generator=generator) * 2 - 1
-            b = torch.rand(population, sizes[layer], generator=generator) * 2 - 1
-            weight[:, src, dst] = w * bound
-            bias[:, dst] = b * bound
-            mask[:, src, dst] = True
-        if skip and len(sizes) > 2:
-            bound = 1.0 / float(np.sqrt(sizes[0]))
-            w = torch.rand(population, sizes[0], sizes[-1], generator=generator) * 2 - 1
-            weight[:, : sizes[0], n_nodes - sizes[-1] :] = w * bound
-            mask[:, : sizes[0], n_nodes - sizes[-1] :] = True
-        activations = (
-            ["identity"] * sizes[0]
-            + [activation] * (n_nodes - sizes[0] - sizes[-1])
-            + [output_activation] * sizes[-1]
-        )
-        return cls(sizes[0], sizes[-1], weight, mask, bias, activations)
+        return cls(*mlp_parameters(sizes, activation, output_activation, population, generator, skip))
 
     # ------------------------------------------------------------------ basic properties
     @property
@@ -346,7 +311,7 @@ class DagNet(nn.Module):
         out = self.population(x)
         return out[0] if self.population_size == 1 and x.dim() == 2 else out
 
-    # ------------------------------------------------------------------ population handling
+    # ------------------------------------------------------------------ rebuilding (for dag_edit)
     def _rebuild(self, weight, mask, bias, activations=None, roles=None) -> "DagNet":
         net = DagNet(
             self.n_in,
@@ -424,252 +389,3 @@ class DagNet(nn.Module):
         net = DagNet(self.n_in, self.n_out, weight, self.mask, bias, self.activations, self.roles)
         net.info = dict(self.info)
         return net.to(self.weight.device)
-
-    def clone(self) -> "DagNet":
-        """An independent copy (parameters detached from any graph)."""
-        return self._rebuild(self.weight.detach(), self.mask, self.bias.detach())
-
-    def expand(self, population: int) -> "DagNet":
-        """``population`` independent copies of a single-variant network."""
-        if self.population_size != 1:
-            raise InputError("expand() needs a network with population size 1")
-        w = self.weight.detach().expand(population, -1, -1).clone()
-        m = self.mask.expand(population, -1, -1).clone()
-        b = self.bias.detach().expand(population, -1).clone()
-        return self._rebuild(w, m, b)
-
-    def select(self, index: int | Sequence[int] | torch.Tensor) -> "DagNet":
-        """The variant(s) at ``index`` as a new network (an int gives population size 1)."""
-        if isinstance(index, int):
-            index = [index]
-        idx = torch.as_tensor(index, dtype=torch.long, device=self.weight.device)
-        return self._rebuild(self.weight.detach()[idx], self.mask[idx], self.bias.detach()[idx])
-
-    @staticmethod
-    def stack(nets: Sequence["DagNet"]) -> "DagNet":
-        """Concatenate the populations of networks that share nodes, activations and roles."""
-        first = nets[0]
-        for net in nets[1:]:
-            if (net.n_in, net.n_out, net.activations, net.roles) != (
-                first.n_in,
-                first.n_out,
-                first.activations,
-                first.roles,
-            ):
-                raise InputError("stack() needs networks with the same nodes, activations and roles")
-        return first._rebuild(
-            torch.cat([n.weight.detach() for n in nets]),
-            torch.cat([n.mask for n in nets]),
-            torch.cat([n.bias.detach() for n in nets]),
-        )
-
-    # ------------------------------------------------------------------ structural edits
-    @torch.no_grad()
-    def apply_mask_(self) -> "DagNet":
-        """Force masked weights and input biases to exactly zero (after an optimiser step)."""
-        self.weight.mul_(self.mask)
-        self.bias[:, : self.n_in] = 0.0
-        return self
-
-    @torch.no_grad()
-    def remove_synapses_(self, sources: torch.Tensor, targets: torch.Tensor) -> "DagNet":
-        """Remove synapse ``sources[k] -> targets[k]`` from variant ``k`` (in place)."""
-        rows = torch.arange(self.population_size, device=self.mask.device)
-        self.mask[rows, sources, targets] = False
-        self.weight[rows, sources, targets] = 0.0
-        return self
-
-    def insert_neuron(
-        self,
-        position: int,
-        sources: Sequence[int],
-        targets: Sequence[int],
-        activation: str,
-        role: str = "added",
-    ) -> "DagNet":
-        """A new network with one more neuron at ``position`` and live (zero-weight) synapses.
-
-        ``sources`` and ``targets`` are node indices of *this* network; every source must come
-        before ``position`` and every target at or after it, so topological order is kept.
-        """
-        check_activation(activation)
-        n = self.n_nodes
-        if not self.n_in <= position <= n - self.n_out:
-            raise InputError(f"a neuron must be inserted between inputs and outputs, got {position}")
-        sources = [int(s) for s in sources]
-        targets = [int(t) for t in targets]
-        if any(not 0 <= s < position for s in sources) or any(not position <= t < n for t in targets):
-            raise InputError("inserted neuron would break topological order")
-        old = torch.tensor([i if i < position else i + 1 for i in range(n)], device=self.mask.device)
-        k = self.population_size
-        weight = self.weight.new_zeros(k, n + 1, n + 1)
-        mask = self.mask.new_zeros(k, n + 1, n + 1)
-        bias = self.bias.new_zeros(k, n + 1)
-        weight[:, old[:, None], old[None, :]] = self.weight.detach()
-        mask[:, old[:, None], old[None, :]] = self.mask
-        bias[:, old] = self.bias.detach()
-        mask[:, sources, position] = True
-        mask[:, position, old[targets]] = True
-        activations = list(self.activations)
-        activations.insert(position, activation)
-        roles = list(self.roles)
-        roles.insert(position, role)
-        return self._rebuild(weight, mask, bias, activations, roles)
-
-    @torch.no_grad()
-    def compact(self) -> "DagNet":
-        """Physically remove dead neurons; outputs are unchanged up to float rounding.
-
-        Neurons that do not reach an output are dropped; neurons whose value does not depend on
-        the input (no live input from a varying node) are folded into their consumers' biases.
-        Needs a population of size 1.
-        """
-        if self.population_size != 1:
-            raise InputError("compact() needs a network with population size 1")
-        live = self.liveness()
-        constant = ~live.varies[0]
-        weight = self.weight.detach()[0] * self.mask[0]
-        mask = self.mask[0].clone()
-        bias = self.bias.detach()[0].clone()
-        if constant.any():
-            zeros = torch.zeros(1, self.n_in, dtype=weight.dtype, device=weight.device)
-            values = self.node_values(zeros)[0, 0]
-            bias = bias + values[constant] @ weight[constant]
-            weight[constant] = 0.0
-            mask[constant] = False
-        keep = torch.nonzero(live.kept[0]).squeeze(1)
-        keep_idx = keep.tolist()
-        return self._rebuild(
-            weight[keep][:, keep].unsqueeze(0),
-            mask[keep][:, keep].unsqueeze(0),
-            bias[keep].unsqueeze(0),
-            [self.activations[i] for i in keep_idx],
-            [self.roles[i] for i in keep_idx],
-        )
-
-
-# ---------------------------------------------------------------------- helpers
-def _levels(union: np.ndarray, n_in: int) -> np.ndarray:
-    """Level of every node for a boolean adjacency (row = source) in topological order."""
-    n = union.shape[0]
-    level = np.zeros(n, dtype=np.int64)
-    level[n_in:] = 1
-    has_input = union.any(axis=0)
-    for _ in range(n):
-        candidate = np.where(union, level[:, None] + 1, 0).max(axis=0)
-        new = np.where(has_input, np.maximum(candidate, 1), level)
-        new[:n_in] = 0
-        if np.array_equal(new, level):
-            break
-        level = new
-    return level
-
-
-def run_levels(
-    plan: ForwardPlan,
-    weight_t: torch.Tensor,
-    bias: torch.Tensor,
-    blocks: list[torch.Tensor],
-    probe: torch.Tensor | None = None,
-    offset: int = 0,
-) -> None:
-    """Evaluate every level of ``plan`` after the input block ``blocks[0]``, appending one
-    ``(K, n_level, B)`` block per level.
-
-    ``weight_t[k, q, p]`` is the weight of the synapse from plan position ``p`` to position
-    ``offset + q`` and ``bias[k, q]`` the bias at ``offset + q`` (``offset`` lets a caller hold
-    only the non-input rows). Earlier levels with no live synapse into a level are skipped:
-    their products are exactly zero, and in a layered MLP they are most of the matmuls.
-    """
-    k, batch = blocks[0].shape[0], blocks[0].shape[-1]
-    for (start, end, groups), sources in zip(plan.levels, plan.sources):
-        rows = slice(start - offset, end - offset)
-        pre = bias[:, rows, None]
-        if not sources:  # nodes without live inputs: constant at their bias
-            pre = pre.expand(k, end - start, batch).contiguous()
-        for index in sources:
-            src_start, src_end = plan.bounds[index]
-            pre = torch.baddbmm(pre, weight_t[:, rows, src_start:src_end], blocks[index])
-        if probe is not None:
-            pre = pre + probe[:, start:end]
-        blocks.append(activate_level(groups, pre, start))
-
-
-def activate_level(groups: tuple[tuple[str, int, int], ...], pre: torch.Tensor, start: int) -> torch.Tensor:
-    """Apply a level's activations to its pre-activations ``(K, n_level, B)``; ``groups`` are
-    ``(activation, start, end)`` runs in plan positions, the level beginning at ``start``."""
-    if len(groups) == 1:
-        return apply_activation(groups[0][0], pre)
-    return torch.cat([apply_activation(a, pre[:, s - start : e - start]) for a, s, e in groups], dim=1)
-
-
-def _make_plan(levels: np.ndarray, union: np.ndarray, activations: Sequence[str], n_out: int, device) -> ForwardPlan:
-    n = len(levels)
-    act_rank = {a: i for i, a in enumerate(sorted(set(activations)))}
-    order = sorted(range(n), key=lambda i: (levels[i], act_rank[activations[i]], i))
-    perm = np.asarray(order, dtype=np.int64)
-    sorted_levels = levels[perm]
-    blocks = []
-    for lvl in range(1, int(sorted_levels.max(initial=0)) + 1):
-        positions = np.nonzero(sorted_levels == lvl)[0]
-        if len(positions) == 0:
-            continue
-        start, end = int(positions[0]), int(positions[-1]) + 1
-        groups = []
-        for pos in range(start, end):
-            act = activations[perm[pos]]
-            if groups and groups[-1][0] == act:
-                groups[-1][2] = pos + 1
-            else:
-                groups.append([act, pos, pos + 1])
-        blocks.append((start, end, tuple((a, s, e) for a, s, e in groups)))
-    inverse = np.empty(n, dtype=np.int64)
-    inverse[perm] = np.arange(n)
-    out_pos = inverse[n - n_out :]
-    bounds = ((0, int((levels == 0).sum())),) + tuple((s, e) for s, e, _ in blocks)
-    live = union[perm][:, perm]  # live[p, q]: some variant has a synapse from position p to q
-    sources = tuple(
-        tuple(i for i, (src_start, src_end) in enumerate(bounds[: level + 1]) if live[src_start:src_end, start:end].any())
-        for level, (start, end, _) in enumerate(blocks)
-    )
-    return ForwardPlan(
-        perm=torch.as_tensor(perm, device=device),
-        identity=bool(np.array_equal(perm, np.arange(n))),
-        levels=tuple(blocks),
-        out_pos=torch.as_tensor(out_pos, device=device),
-        bounds=bounds,
-        sources=sources,
-        out_slice=(int(out_pos[0]), int(out_pos[-1]) + 1) if np.array_equal(out_pos, np.arange(out_pos[0], out_pos[0] + n_out)) else None,
-    )
-
-
-def _validate_structure(n_in, n_out, weight, mask, bias, activations, roles) -> None:
-    if weight.dim() != 3 or weight.shape[1] != weight.shape[2]:
-        raise InputError(f"weight must have shape (K, N, N), got {tuple(weight.shape)}")
-    k, n, _ = weight.shape
-    if tuple(mask.shape) != (k, n, n):
-        raise InputError(f"mask shape {tuple(mask.shape)} does not match weight shape {(k, n, n)}")
-    if tuple(bias.shape) != (k, n):
-        raise InputError(f"bias shape {tuple(bias.shape)} does not match {(k, n)}")
-    if n_in < 1 or n_out < 1 or n_in + n_out > n:
-        raise InputError(f"invalid node counts: n_in={n_in}, n_out={n_out}, nodes={n}")
-    if len(activations) != n or len(roles) != n:
-        raise InputError(f"need one activation and one role per node ({n})")
-    for name in activations:
-        check_activation(name)
-    if any(a != "identity" for a in activations[:n_in]):
-        raise InputError("input nodes must use the identity activation")
-    bad = [r for r in roles if r not in ROLES]
-    if bad:
-        raise InputError(f"unknown node role {bad[0]!r}; roles are {', '.join(ROLES)}")
-    if any(r != "input" for r in roles[:n_in]) or any(r == "input" for r in roles[n_in:]):
-        raise InputError("the first n_in nodes, and only they, must have role 'input'")
-    if any(r != "output" for r in roles[n - n_out :]) or any(r == "output" for r in roles[: n - n_out]):
-        raise InputError("the last n_out nodes, and only they, must have role 'output'")
-    lower = torch.tril(torch.ones(n, n, dtype=torch.bool, device=mask.device))
-    if (mask.to(torch.bool) & lower).any():
-        raise InputError("mask has a synapse i -> j with j <= i: nodes are not in topological order")
-    if mask[:, :, :n_in].to(torch.bool).any():
-        raise InputError("mask has a synapse into an input node")
-    if not torch.isfinite(weight).all() or not torch.isfinite(bias).all():
-        raise InputError("weights or biases contain NaN or Inf")

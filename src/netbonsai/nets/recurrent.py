@@ -30,6 +30,10 @@ Rows of a gated weight are gate-major like torch (gate ``g``, unit ``u`` at row 
 Every weight has a bool mask buffer of its shape (``mask_ih_l{l}``, ``mask_hh_l{l}``,
 ``mask_out``); a member's padding units and layers have all-False masks and zero biases, so they
 never influence anything and a member computes exactly what it computes alone.
+
+This module holds the model (layout, initialisation, masks and counts, forward); the cells' loop
+over time is in ``recurrent_cells`` and the assembly of populations from members (``select``,
+``stack_members``) in ``recurrent_stack``; their public names are re-exported here.
 """
 
 from __future__ import annotations
@@ -43,9 +47,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import InputError
+from .recurrent_cells import CELLS, recur
+from .recurrent_stack import _assemble, stack_members
 from .structure import LayeredStructure
 
-CELLS = {"tanh": 1, "relu": 1, "lstm": 4, "gru": 3}
+__all__ = ["CELLS", "KINDS", "ONE_HOT_MAX_VOCAB", "MaskedRecurrent", "member_seed", "stack_members"]
+
 KINDS = ("i2h", "h2h", "out")
 # Up to this vocabulary size, codes reach the input projection through a one-hot matrix product;
 # above it, through a gather (measured on one CPU core: the product is faster up to about 48).
@@ -425,112 +432,9 @@ class MaskedRecurrent(nn.Module):
             else:  # no member reads anything: the bias alone
                 pre = pre.unsqueeze(3).expand(k, -1, t_max, b)
             needed = any(block == l + 1 for later in reads[l + 1 :] for block, _, _ in later)
-            outputs, final = self._recur(pre, w_hh, b_hh, valid, full_until, needed)
+            outputs, final = recur(self.cell, pre, w_hh, b_hh, valid, full_until, needed)
             sources.append((lo, outputs))
             finals.append(final if k == k_all else F.pad(final, (0, 0, 0, 0, lo, k_all - hi)))
         state = torch.cat(finals, 1) if len(finals) > 1 else finals[0]  # (K, units, B)
         head = self.weight_out * self.mask_out
         return torch.baddbmm(self.bias_out.unsqueeze(2), head, state).transpose(1, 2)
-
-    def _recur(
-        self,
-        pre: torch.Tensor,
-        w_hh: torch.Tensor,
-        b_hh: torch.Tensor,
-        valid: torch.Tensor,
-        full_until: int,
-        keep_outputs: bool,
-    ) -> tuple[torch.Tensor | None, torch.Tensor]:
-        """One layer's recurrence over time: per step, one ``(K, G*W, W) x (K, W, B)`` product and
-        a few element-wise operations (differentiated by autograd, higher orders too).
-
-        ``pre`` (K, G*W, T, B): input projections plus every bias except a GRU's ``b_hh``;
-        ``w_hh`` (K, G*W, W); ``valid`` (T, 1, 1, B). Returns the states over time (K, W, T, B)
-        (None unless ``keep_outputs``) and the final state (K, W, B). A step past a sample's
-        length keeps its state (checked from step ``full_until`` on).
-        """
-        k, gw, t_max, b = pre.shape
-        w = gw // self.gates
-        cell = self.cell
-        h = c = None
-        outputs = []
-        b_hh = b_hh.unsqueeze(2)
-        # unbind / split / chunk (not indexing): their backward assembles the gradient once, where
-        # an indexed slice's backward would fill a whole zero tensor of the source at every step
-        for t, p in enumerate(pre.unbind(2)):
-            if cell == "gru":
-                gh = b_hh.expand(k, gw, b) if h is None else torch.baddbmm(b_hh, w_hh, h)
-                p_rz, p_n = p.split_with_sizes([2 * w, w], 1)
-                gh_rz, gh_n = gh.split_with_sizes([2 * w, w], 1)
-                r, z = torch.sigmoid(p_rz + gh_rz).chunk(2, 1)
-                n = torch.tanh(torch.addcmul(p_n, r, gh_n))
-                new = n - z * n if h is None else torch.lerp(n, h, z)
-            else:
-                a = p if h is None else torch.baddbmm(p, w_hh, h)
-                if cell == "tanh":
-                    new = torch.tanh(a)
-                elif cell == "relu":
-                    new = torch.relu(a)
-                else:
-                    a_ifo, a_g = a.split_with_sizes([3 * w, w], 1)
-                    i, f, o = torch.sigmoid(a_ifo).chunk(3, 1)
-                    g = torch.tanh(a_g)
-                    new_c = i * g if c is None else torch.addcmul(f * c, i, g)
-                    new = o * torch.tanh(new_c)
-                    if t >= full_until:
-                        new_c = torch.where(valid[t], new_c, c)
-                    c = new_c
-            if t >= full_until:  # some samples have ended: they keep their state
-                new = torch.where(valid[t], new, h)
-            h = new
-            if keep_outputs:
-                outputs.append(h)
-        return (torch.stack(outputs, 2) if keep_outputs else None), h
-
-
-def _assemble(members: Sequence[tuple[MaskedRecurrent, int]]) -> MaskedRecurrent:
-    """A new population of the given ``(model, member index)`` pairs, in order, padded only as
-    much as these members need; weights, masks, dtype and device copied."""
-    first = members[0][0]
-    for model, _ in members:
-        if (model.cell, model.num_classes, model.vocab_size, model.embedding_dim) != (
-            first.cell, first.num_classes, first.vocab_size, first.embedding_dim
-        ):
-            raise InputError("members to stack must share cell, classes, vocabulary and embedding size")
-    ref = first.weight_out
-    new = MaskedRecurrent(
-        [model.structures[i] for model, i in members],
-        first.cell,
-        first.num_classes,
-        first.vocab_size,
-        first.embedding_dim,
-        seed=[model.member_seeds[i] for model, i in members],
-    ).to(device=ref.device, dtype=ref.dtype)
-    with torch.no_grad():
-        for j, (model, i) in enumerate(members):
-            structure = model.structures[i]
-            src_layers, src_out = model._member_layout(structure)
-            dst_layers, dst_out = new._member_layout(structure)
-            if model.vocab_size is not None:
-                new.embedding[j] = model.embedding[i]
-            for l, ((sr, sc, su), (dr, dc, du)) in enumerate(zip(src_layers, dst_layers)):
-                for kind, cols_src, cols_dst in (("ih", sc, dc), ("hh", su, du)):
-                    for prefix in ("weight", "mask"):
-                        dst = new._p(f"{prefix}_{kind}", l)
-                        dst[j, dr[:, None], cols_dst[None, :]] = model._p(f"{prefix}_{kind}", l)[
-                            i, sr[:, None], cols_src[None, :]
-                        ]
-                    new._p(f"bias_{kind}", l)[j, dr] = model._p(f"bias_{kind}", l)[i, sr]
-            new.weight_out[j, :, dst_out] = model.weight_out[i, :, src_out]
-            new.mask_out[j, :, dst_out] = model.mask_out[i, :, src_out]
-            new.bias_out[j] = model.bias_out[i]
-    new.train(first.training)
-    return new
-
-
-def stack_members(models: Sequence[MaskedRecurrent]) -> MaskedRecurrent:
-    """One population holding every member of ``models`` in order: e.g. K=1 copies of a network
-    pruned in different ways, so that they retrain together as one computation."""
-    if not models or not all(isinstance(m, MaskedRecurrent) for m in models):
-        raise InputError("stack_members needs a non-empty sequence of MaskedRecurrent models")
-    return _assemble([(model, i) for model in models for i in range(model.population_size)])
