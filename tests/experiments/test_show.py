@@ -172,3 +172,22 @@ def test_show_counts_removed_neurons_apart_from_synapses(image: str, tmp_path: P
     ])
     text = show(capsys, out)
     assert "(2 synapses removed, 1 neurons removed, 1 neurons added)" in text
+
+
+def test_show_lists_every_method_of_a_table_compare_with_its_test_figure(tmp_path) -> None:
+    import json
+
+    from netbonsai.experiments.show import describe_run
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"command": "compare", "task_spec": "sklearn:wine", "preset": "quick"}))
+    (run / "comparison.json").write_text(json.dumps({
+        "ratios": [], "dense": [{"params": 50, "val_loss": 0.2}],
+        "methods": {"grow": {"front": [{"params": 30, "val_loss": 0.1}], "median_ratio": 1.7, "median_gap": 0.25,
+                             "test": {"params": 30, "loss": 0.12, "accuracy": 0.9722, "errors": 1}}},
+        "dense_test": {"params": 50, "loss": 0.2, "accuracy": 0.9444, "errors": 2}}))
+    text = describe_run(run)
+    assert text.startswith("# compare: sklearn:wine")
+    assert "| grow " in text and "accuracy 0.9722 (30 params)" in text and "+25.0%" in text
+    assert "accuracy 0.9444 (50 params)" in text

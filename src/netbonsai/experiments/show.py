@@ -56,7 +56,8 @@ def _kind(config: dict[str, Any]) -> list[str]:
 def _describe_image_run(run_dir: Path, config: dict[str, Any]) -> str:
     """Summary of a grow, baseline or compare run."""
     lines = [
-        f"# {config.get('command', 'run')}: {config.get('task', '?')} on {config.get('image', '?')}",
+        f"# {config.get('command', 'run')}: " + (str(config["task_spec"]) if config.get("task_spec") else
+                                                  f"{config.get('task', '?')} on {config.get('image', '?')}"),
         *_kind(config),
         f"preset {config.get('preset', '?')}, seed {config.get('seed', '?')}; losses: {config.get('loss_units', '?')}",
         "",
@@ -106,6 +107,9 @@ def _describe_image_run(run_dir: Path, config: dict[str, Any]) -> str:
         budget = data.get("budget")
         if isinstance(budget, dict) and {"unit", "method", "dense_epochs", "polish_epochs"} <= set(budget):
             lines.append(budget_line(budget))
+        if isinstance(data.get("methods"), dict) and data["methods"]:
+            lines.append("\nEvery method against the dense sweep (test: the best-validation network on the held-back split):\n")
+            lines.append(_methods_table(data))
         pruned = data.get("magnitude")
         if isinstance(pruned, dict):
             source = "-".join(str(h) for h in pruned.get("from", []))
@@ -115,6 +119,32 @@ def _describe_image_run(run_dir: Path, config: dict[str, Any]) -> str:
     elif not events and not (run_dir / "dense.json").exists():
         lines.append("no results yet")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _test_text(test: Any) -> str:
+    """A test-split figure: accuracy for classifiers, RMSE for regression, else the loss."""
+    if not isinstance(test, dict):
+        return "-"
+    if "accuracy" in test:
+        return f"accuracy {_number(test['accuracy'], '.4f')} ({test.get('params', '?')} params)"
+    if "rmse" in test:
+        return f"RMSE {_number(test['rmse'], '.5g')} ({test.get('params', '?')} params)"
+    return f"loss {_number(test.get('loss'), '.5g')}"
+
+
+def _methods_table(data: dict[str, Any]) -> str:
+    """One row per method of a compare run (and the dense sweep's best network on the test split)."""
+    rows = []
+    for name, m in data["methods"].items():
+        front = [p for p in m.get("front", []) if isinstance(p, dict)]
+        losses = [p["val_loss"] for p in front if p.get("val_loss") is not None]
+        rows.append([name, len(front), min((p.get("params", 0) for p in front), default="-"),
+                     _number(min(losses) if losses else None, ".5g"), _number(m.get("median_ratio"), ".2f"),
+                     _number(m.get("median_gap"), "+.1%"), _test_text(m.get("test"))])
+    if data.get("dense_test"):
+        rows.append(["dense", len(data.get("dense", [])), "-", "-", "-", "-", _test_text(data["dense_test"])])
+    return markdown_table(["method", "front points", "fewest params", "best val loss", "median ratio",
+                           "median loss gap", "test"], rows)
 
 
 def _scalar(value: Any) -> bool:
