@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ..data.task import Task
+from ..errors import InputError
 from .fit import TrainerConfig
 
 # candidate strengths, on the mean loss of standardised targets (cross-entropy for classifiers)
@@ -56,17 +57,32 @@ def reference_network(grid: Sequence[Sequence[int]], n_in: int, n_out: int) -> t
 
 def choose_l2(task: Task, hidden: Sequence[int], activation: str, epochs: int, trainer: TrainerConfig,
               seed: int = 0, grid: Sequence[float] = L2_GRID) -> tuple[float, dict[str, float]]:
-    """The L2 strength of ``grid`` whose reference network (``hidden``, trained ``epochs`` on the
-    training split exactly as the dense sweep trains) has the lowest validation loss; returns it
-    and every candidate's validation loss (in the task's reporting units), keyed by the value as
-    text. Ties go to the weaker penalty."""
-    from .sweep import train_dense
+    """The L2 strength of ``grid`` whose reference network (``hidden``, built, standardised and
+    trained ``epochs`` on the training split exactly as the dense sweep trains one) has the lowest
+    validation loss; returns it and every candidate's validation loss (in the task's reporting
+    units), keyed by the value as text. Ties go to the weaker penalty.
 
-    losses: dict[str, float] = {}
-    best, best_loss = float(grid[0]), float("inf")
-    for value in grid:
-        result = train_dense(task, hidden, activation, epochs, replace(trainer, l2=float(value)), seed)
-        losses[repr(float(value))] = result.val_loss
-        if result.val_loss < best_loss:
-            best, best_loss = float(value), result.val_loss
-    return best, losses
+    The candidates are one population (the same start weights, one penalty strength per variant,
+    trained together; variants never mix), which for small networks costs little more than one
+    training: the per-iteration overhead is shared.
+    """
+    from ..nets.dag import DagNet
+    from ..nets.normalization import standardize_for
+    from .fit import Budget, fit
+    from .losses import evaluate
+
+    values = [float(v) for v in grid]
+    if not values or any(not 0 <= v < float("inf") for v in values):
+        raise InputError(f"the L2 grid must be finite values >= 0, got {list(grid)}")
+    generator = torch.Generator().manual_seed(seed)
+    net = DagNet.mlp([task.n_in, *hidden, task.n_out], activation, generator=generator).to(task.x_train.device)
+    standardize_for(net, task.x_train, task.y_train)
+    population = net.expand(len(values))
+    strengths = torch.tensor(values, dtype=population.weight.dtype, device=population.weight.device)
+    fit(population, task.train, Budget(epochs=epochs), replace(trainer, l2=0.0), seed=seed,
+        penalty=lambda model: strengths * weight_l2(model))
+    val = evaluate(population, task.x_val, task.y_val, trainer.loss) * task.loss_scale
+    losses = {repr(v): float(loss) for v, loss in zip(values, val)}
+    finite = [i for i, loss in enumerate(val.tolist()) if loss == loss and loss != float("inf")]
+    best = min(finite, key=lambda i: (float(val[i]), i)) if finite else 0
+    return values[best], losses
