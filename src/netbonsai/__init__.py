@@ -19,10 +19,15 @@ __all__ = ["DagNet", "InputError", "ModelFileError", "NetbonsaiError", "__versio
 
 
 def __getattr__(name: str) -> Any:
-    """``GrowRegressor`` / ``GrowClassifier`` (:mod:`netbonsai.estimators`), imported on first use
-    so that ``import netbonsai`` does not import scikit-learn."""
+    """``GrowRegressor`` / ``GrowClassifier`` (:mod:`netbonsai.estimators`) and ``MethodRegressor``
+    / ``MethodClassifier`` (:mod:`netbonsai.estimators_methods`), imported on first use so that
+    ``import netbonsai`` does not import scikit-learn."""
     if name in ("GrowRegressor", "GrowClassifier"):
         from . import estimators
 
         return getattr(estimators, name)
+    if name in ("MethodRegressor", "MethodClassifier"):
+        from . import estimators_methods
+
+        return getattr(estimators_methods, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

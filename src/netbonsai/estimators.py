@@ -35,6 +35,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from .data.task import Split, Task
 from .grow.config import GrowConfig
 from .grow.search import grow
+from .runtime import thread_policy, threads
 from .train.regularization import choose_l2
 
 __all__ = ["CLASSIFIER_PRESETS", "GrowClassifier", "GrowRegressor", "PRESETS"]
@@ -53,10 +54,138 @@ CLASSIFIER_PRESETS: dict[str, dict[str, int]] = {
 }
 
 
-class _GrowEstimator(BaseEstimator):
-    """What both estimators share: the hyperparameters, the search and the forward pass."""
+class _NetEstimator(BaseEstimator):
+    """What every netbonsai estimator shares (these and :mod:`netbonsai.estimators_methods`'): the
+    seed, the :class:`~netbonsai.data.task.Task` built from ``X`` and ``y`` (inputs standardised
+    with the training rows' statistics, a seeded ``val_fraction`` of the rows held out), the
+    forward pass in float64 and the tags. A subclass provides ``_search(X, y)``: fit on the
+    prepared arrays and set ``net_`` (``y``: standardised targets, or class indices)."""
 
     _kind = "regression"
+
+    def _seed(self) -> int:
+        if isinstance(self.random_state, (int, np.integer)) and not isinstance(self.random_state, bool):
+            return int(self.random_state)
+        return int(check_random_state(self.random_state).randint(0, 2**31 - 1))
+
+    def _check_split(self, X: np.ndarray) -> None:
+        """Refuse a ``val_fraction`` outside [0, 1) and fewer than 2 rows (before any work)."""
+        if isinstance(self.val_fraction, bool) or not isinstance(self.val_fraction, (int, float, np.number)) \
+                or not 0 <= self.val_fraction < 1:
+            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
+        if X.shape[0] < 2:
+            raise ValueError(f"n_samples={X.shape[0]}: the search needs at least 2 samples")
+
+    def _task(self, X: np.ndarray, y: np.ndarray, seed: int, device: str) -> Task:
+        """The task of ``X`` (standardised: ``x_mean_``, ``x_scale_``) and ``y``, its validation
+        rows a seeded ``val_fraction`` of the rows (all rows when too few are left to hold any out)."""
+        self._check_split(X)
+        self.x_mean_ = X.mean(axis=0)
+        std = X.std(axis=0)
+        self.x_scale_ = np.where(std > 1e-12, std, 1.0)
+        x = self._inputs(X)
+        n = x.shape[0]
+        n_val = int(round(n * self.val_fraction))
+        if n - n_val < 1:
+            n_val = 0
+        order = np.random.RandomState(seed).permutation(n)
+        val_rows, train_rows = np.sort(order[:n_val]), np.sort(order[n_val:])
+        if n_val == 0:
+            val_rows = train_rows  # too few rows to hold any out: validate on the training rows
+        target = torch.as_tensor(y)
+        classes = {"n_classes": len(self.classes_)} if self._kind == "classification" else {}
+        return Task(
+            name=type(self).__name__, train=Split(x[train_rows], target[train_rows]),
+            val=Split(x[val_rows], target[val_rows]),
+            loss="cross_entropy" if self._kind == "classification" else "mse",
+            metrics=("loss", "accuracy", "errors") if self._kind == "classification" else ("loss",),
+            meta={"split_seed": seed, **classes},
+        ).to(device)
+
+    def _inputs(self, X: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor((X - self.x_mean_) / self.x_scale_, dtype=torch.get_default_dtype())
+
+    def _outputs(self, X: Any) -> np.ndarray:
+        """The network's ``(n, n_out)`` outputs for ``X`` (raw: logits, or standardised targets),
+        computed in float64 so that a row's prediction does not depend on the rows batched with
+        it (float32 matrix products round differently for different batch shapes)."""
+        check_is_fitted(self, "net_")
+        X = validate_data(self, X, reset=False, dtype=np.float64)
+        net = copy.deepcopy(self.net_).to(torch.float64)
+        with torch.no_grad():
+            return net(self._inputs(X).to(torch.float64)).numpy()
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.non_deterministic = self.random_state is None or isinstance(self.random_state, np.random.RandomState)
+        return tags
+
+
+class _Regression:
+    """A regressor's fit (targets standardised with the training statistics: ``y_mean_``,
+    ``y_scale_``) and predict (mapped back); ``y`` of shape ``(n,)`` or ``(n, k)``."""
+
+    def fit(self, X: Any, y: Any):
+        X, y = validate_data(self, X, y, y_numeric=True, multi_output=True, dtype=np.float64)
+        y = np.asarray(y, dtype=np.float64)
+        self._y_1d = y.ndim == 1
+        y2 = y.reshape(len(y), -1)
+        self.y_mean_ = y2.mean(axis=0)
+        std = y2.std(axis=0)
+        self.y_scale_ = np.where(std > 1e-12, std, 1.0)
+        target = torch.as_tensor((y2 - self.y_mean_) / self.y_scale_, dtype=torch.get_default_dtype())
+        with threads(thread_policy()):  # the library's thread policy (1 unless set_threads chose more)
+            return self._search(X, target.numpy())
+
+    def predict(self, X: Any) -> np.ndarray:
+        out = self._outputs(X) * self.y_scale_ + self.y_mean_
+        return out.ravel() if self._y_1d else out
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
+
+
+class _Classification:
+    """A classifier's fit (labels encoded as indices into ``classes_``) and its softmax outputs."""
+
+    _kind = "classification"
+
+    def fit(self, X: Any, y: Any):
+        X, y = validate_data(self, X, y, dtype=np.float64)
+        check_classification_targets(y)
+        self.classes_, encoded = np.unique(y, return_inverse=True)
+        if len(self.classes_) < 2:
+            raise ValueError(f"{type(self).__name__} needs samples of at least 2 classes; got 1 class "
+                             f"({self.classes_[0]!r})")
+        with threads(thread_policy()):  # the library's thread policy (1 unless set_threads chose more)
+            return self._search(X, encoded.astype(np.int64))
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """The logits, ``(n, n_classes)`` (``(n,)`` for two classes: the second's minus the first's)."""
+        logits = self._outputs(X)
+        return logits[:, 1] - logits[:, 0] if len(self.classes_) == 2 else logits
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        logits = self._outputs(X)
+        logits -= logits.max(axis=1, keepdims=True)
+        p = np.exp(logits)
+        return p / p.sum(axis=1, keepdims=True)
+
+    def predict_log_proba(self, X: Any) -> np.ndarray:
+        logits = self._outputs(X)
+        logits -= logits.max(axis=1, keepdims=True)
+        return logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+
+    def predict(self, X: Any) -> np.ndarray:
+        logits = self._outputs(X)  # first: checks that the classifier is fitted
+        return self.classes_[logits.argmax(axis=1)]
+
+
+class _GrowEstimator(_NetEstimator):
+    """What both estimators share: the hyperparameters and the search."""
+
     _default_hidden: tuple[int, ...] = (6, 6)
     _presets = PRESETS
 
@@ -109,40 +238,12 @@ class _GrowEstimator(BaseEstimator):
             max_params=int(self.max_params), seed=seed, **budgets,
         )
 
-    def _seed(self) -> int:
-        if isinstance(self.random_state, (int, np.integer)) and not isinstance(self.random_state, bool):
-            return int(self.random_state)
-        return int(check_random_state(self.random_state).randint(0, 2**31 - 1))
-
     def _search(self, X: np.ndarray, y: np.ndarray) -> "_GrowEstimator":
         """Standardise ``X``, split off the validation rows, run the search, keep the best network."""
-        if not 0 <= self.val_fraction < 1:
-            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
-        if X.shape[0] < 2:
-            raise ValueError(f"n_samples={X.shape[0]}: the search needs at least 2 samples")
+        self._check_split(X)
         seed = self._seed()
         config = self._config(seed)
-        self.x_mean_ = X.mean(axis=0)
-        std = X.std(axis=0)
-        self.x_scale_ = np.where(std > 1e-12, std, 1.0)
-        x = self._inputs(X)
-        n = x.shape[0]
-        n_val = int(round(n * self.val_fraction))
-        if n - n_val < 1:
-            n_val = 0
-        order = np.random.RandomState(seed).permutation(n)
-        val_rows, train_rows = np.sort(order[:n_val]), np.sort(order[n_val:])
-        if n_val == 0:
-            val_rows = train_rows  # too few rows to hold any out: validate on the training rows
-        target = torch.as_tensor(y)
-        classes = {"n_classes": len(self.classes_)} if self._kind == "classification" else {}
-        task = Task(
-            name=type(self).__name__, train=Split(x[train_rows], target[train_rows]),
-            val=Split(x[val_rows], target[val_rows]),
-            loss="cross_entropy" if self._kind == "classification" else "mse",
-            metrics=("loss", "accuracy", "errors") if self._kind == "classification" else ("loss",),
-            meta={"split_seed": seed, **classes},
-        ).to(self.device)
+        task = self._task(X, y, seed, self.device)
         config = self._regularised(config, task, seed)
         with warnings.catch_warnings():
             # the estimator keeps the best front network whatever its size: a limit below the
@@ -173,26 +274,8 @@ class _GrowEstimator(BaseEstimator):
             self.l2_ = value
         return replace(config, trainer=replace(trainer, l2=self.l2_))
 
-    def _inputs(self, X: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor((X - self.x_mean_) / self.x_scale_, dtype=torch.get_default_dtype())
 
-    def _outputs(self, X: Any) -> np.ndarray:
-        """The network's ``(n, n_out)`` outputs for ``X`` (raw: logits, or standardised targets),
-        computed in float64 so that a row's prediction does not depend on the rows batched with
-        it (float32 matrix products round differently for different batch shapes)."""
-        check_is_fitted(self, "net_")
-        X = validate_data(self, X, reset=False, dtype=np.float64)
-        net = copy.deepcopy(self.net_).to(torch.float64)
-        with torch.no_grad():
-            return net(self._inputs(X).to(torch.float64)).numpy()
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.non_deterministic = self.random_state is None or isinstance(self.random_state, np.random.RandomState)
-        return tags
-
-
-class GrowRegressor(RegressorMixin, _GrowEstimator):
+class GrowRegressor(RegressorMixin, _Regression, _GrowEstimator):
     """The smallest network that meets the error target, as a scikit-learn regressor.
 
     Targets are standardised with the training statistics (the network predicts them in
@@ -203,28 +286,8 @@ class GrowRegressor(RegressorMixin, _GrowEstimator):
     ``y_mean_``, ``y_scale_``, ``stop_reason_``, ``l2_``.
     """
 
-    def fit(self, X: Any, y: Any) -> "GrowRegressor":
-        X, y = validate_data(self, X, y, y_numeric=True, multi_output=True, dtype=np.float64)
-        y = np.asarray(y, dtype=np.float64)
-        self._y_1d = y.ndim == 1
-        y2 = y.reshape(len(y), -1)
-        self.y_mean_ = y2.mean(axis=0)
-        std = y2.std(axis=0)
-        self.y_scale_ = np.where(std > 1e-12, std, 1.0)
-        target = torch.as_tensor((y2 - self.y_mean_) / self.y_scale_, dtype=torch.get_default_dtype())
-        return self._search(X, target.numpy())
 
-    def predict(self, X: Any) -> np.ndarray:
-        out = self._outputs(X) * self.y_scale_ + self.y_mean_
-        return out.ravel() if self._y_1d else out
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.target_tags.multi_output = True
-        return tags
-
-
-class GrowClassifier(ClassifierMixin, _GrowEstimator):
+class GrowClassifier(ClassifierMixin, _Classification, _GrowEstimator):
     """The smallest network that meets the error target, as a scikit-learn classifier (softmax
     cross-entropy, one logit per class).
 
@@ -233,34 +296,5 @@ class GrowClassifier(ClassifierMixin, _GrowEstimator):
     cross-entropy), ``n_params_``, ``n_features_in_``, ``x_mean_``, ``x_scale_``, ``stop_reason_``, ``l2_``.
     """
 
-    _kind = "classification"
     _default_hidden = (32,)
     _presets = CLASSIFIER_PRESETS
-
-    def fit(self, X: Any, y: Any) -> "GrowClassifier":
-        X, y = validate_data(self, X, y, dtype=np.float64)
-        check_classification_targets(y)
-        self.classes_, encoded = np.unique(y, return_inverse=True)
-        if len(self.classes_) < 2:
-            raise ValueError(f"GrowClassifier needs samples of at least 2 classes; got 1 class ({self.classes_[0]!r})")
-        return self._search(X, encoded.astype(np.int64))
-
-    def decision_function(self, X: Any) -> np.ndarray:
-        """The logits, ``(n, n_classes)`` (``(n,)`` for two classes: the second's minus the first's)."""
-        logits = self._outputs(X)
-        return logits[:, 1] - logits[:, 0] if len(self.classes_) == 2 else logits
-
-    def predict_proba(self, X: Any) -> np.ndarray:
-        logits = self._outputs(X)
-        logits -= logits.max(axis=1, keepdims=True)
-        p = np.exp(logits)
-        return p / p.sum(axis=1, keepdims=True)
-
-    def predict_log_proba(self, X: Any) -> np.ndarray:
-        logits = self._outputs(X)
-        logits -= logits.max(axis=1, keepdims=True)
-        return logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
-
-    def predict(self, X: Any) -> np.ndarray:
-        logits = self._outputs(X)  # first: checks that the classifier is fitted
-        return self.classes_[logits.argmax(axis=1)]
