@@ -63,6 +63,14 @@ def _reber_structures(out: Path, preset: str, data_root: str | None, seed: int, 
                                                 settings=settings, **parallel)
 
 
+def _tristate(out: Path, preset: str, data_root: str | None, seed: int, resume: bool, progress: Progress,
+              **parallel: Any) -> dict:
+    from .tristate_mnist import reproduce_tristate_mnist
+
+    return reproduce_tristate_mnist(out, preset=preset, data_root=data_root, seed=seed, resume=resume,
+                                    on_progress=progress)
+
+
 EXPERIMENTS: dict[str, Experiment] = {
     e.name: e
     for e in (
@@ -78,6 +86,9 @@ EXPERIMENTS: dict[str, Experiment] = {
         Experiment("reber-structure-prediction", "001 (Table 1, R^2)",
                    "random-graph sparse RNNs on the Reber grammar: graph features predict test accuracy",
                    _reber_structures, options=("repeats",)),
+        Experiment("tristate-mnist", "003",
+                   "tri-state ReLU gates learn LeNet-300-100 and LeNet-5 widths, MLP depths, size against classes",
+                   _tristate),
     )
 }
 
