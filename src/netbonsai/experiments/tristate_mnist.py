@@ -25,8 +25,10 @@ minibatch Adam, the gates at ``gate_lr``. With the paper's rule (lambda_m x init
 initial loss, lambda_b a few times lambda_m) a gate that starts at 1 only dies where lambda_m
 comes near lambda_b (the per-gate penalty peaks at 1/2 + lambda_m / (2 lambda_b)), so lambda_b
 is ``ratio`` (4) times the rule's lambda_m and lambda_m is the rule's times a multiplier near 4:
-each of ``scales`` is tried on LeNet-300-100, the one whose collapsed network is smallest within
-``tolerance`` of the dense network's *validation* error is chosen, and every other part uses it.
+each of ``scales`` is tried, and the one whose collapsed network is smallest within
+``tolerance`` of the dense network's *validation* error is chosen, per part (LeNet-5, the most
+expensive, uses LeNet-300-100's choice). A layer whose gates all die leaves a zero-width layer:
+its network is counted but cannot be chosen unless nothing else is within the tolerance.
 Complexity is ``params`` (the collapsed network's parameter count; the paper's neuron count
 makes a linear layer free, and MNIST MLPs then collapse to one 784-10 layer). The network is
 collapsed (gates binarised at 0.5, dead units removed, linear layers merged where that pays)
@@ -356,9 +358,9 @@ def reproduce_tristate_mnist(out_dir: str | Path, preset: str = "quick", data_ro
             ("lenet5", lambda: learn(lenet5, image_splits(task), settings, seed, scale())),
         ]
         for layers in settings.depths:
-            jobs.append((f"depth-{layers}", lambda layers=layers: _depth(task, settings, seed, layers, scale())))
+            jobs.append((f"depth-{layers}", lambda layers=layers: _depth(task, settings, seed, layers)))
         for k in settings.classes:
-            jobs.append((f"classes-{k}", lambda k=k: _classes(task, settings, seed, k, scale())))
+            jobs.append((f"classes-{k}", lambda k=k: _classes(task, settings, seed, k)))
         for name, job in jobs:
             if name not in parts:
                 progress(f"{name} ...")
@@ -373,18 +375,20 @@ def reproduce_tristate_mnist(out_dir: str | Path, preset: str = "quick", data_ro
     return result
 
 
-def _depth(task: Task, settings: TristateSettings, seed: int, layers: int, scale: float) -> dict[str, Any]:
-    record = learn(lambda: deep_mlp(layers, settings.depth_width), task, settings, seed, scale, depth=True,
-                   baselines=False)
+def _depth(task: Task, settings: TristateSettings, seed: int, layers: int) -> dict[str, Any]:
+    record = learn_choosing_scale(lambda: deep_mlp(layers, settings.depth_width), task, settings, seed, depth=True,
+                                  baselines=False)
     return {"initial_layers": layers, "learned_layers": len(record["gated"]["widths"]) - 2,
+            "scale": record["gated"]["scale"], "val_error": record["gated"]["val_error"],
             "test_error": record["gated"]["test_error"], "widths": record["gated"]["widths"],
             "params": record["gated"]["params"]}
 
 
-def _classes(task: Task, settings: TristateSettings, seed: int, k: int, scale: float) -> dict[str, Any]:
-    record = learn(lambda: lenet300(k), first_classes(task, k), settings, seed, scale, baselines=False)
+def _classes(task: Task, settings: TristateSettings, seed: int, k: int) -> dict[str, Any]:
+    record = learn_choosing_scale(lambda: lenet300(k), first_classes(task, k), settings, seed, baselines=False)
     widths = record["gated"]["widths"]
     return {"classes": k, "neurons": int(sum(widths[1:-1])), "test_error": record["gated"]["test_error"],
+            "scale": record["gated"]["scale"], "val_error": record["gated"]["val_error"],
             "params": record["gated"]["params"], "dense_test_error": record["dense"]["test_error"]}
 
 
@@ -423,12 +427,14 @@ def _report(result: dict[str, Any]) -> str:
                   f"{part['gated']['scale']:g}{'; tried ' + tried if tried else ''})", "",
                   markdown_table(["network", "params", "of dense", "test error", "val error"], rows), ""]
     lines += ["## Depth (784-(100 x L)-10, width and depth gates)", "",
-              markdown_table(["initial layers", "learned layers", "widths", "test error"],
-                             [[d["initial_layers"], d["learned_layers"], d["widths"], f"{d['test_error']:.2%}"]
+              markdown_table(["initial layers", "learned layers", "widths", "lambda_m multiplier", "val error", "test error"],
+                             [[d["initial_layers"], d["learned_layers"], d["widths"], d.get("scale", "-"),
+                               f"{d.get('val_error', float('nan')):.2%}", f"{d['test_error']:.2%}"]
                               for d in result["depth"]]), "",
               "## Classes (LeNet-300-100 on the first k classes)", "",
-              markdown_table(["classes", "learned neurons", "params", "test error"],
-                             [[c["classes"], c["neurons"], c["params"], f"{c['test_error']:.2%}"] for c in result["classes"]]),
+              markdown_table(["classes", "learned neurons", "params", "lambda_m multiplier", "test error", "dense test error"],
+                             [[c["classes"], c["neurons"], c["params"], c.get("scale", "-"), f"{c['test_error']:.2%}",
+                               f"{c['dense_test_error']:.2%}"] for c in result["classes"]]),
               "", f"Spearman (classes, neurons): {result['headline']['classes_spearman']}; "
               f"wall {result['wall_seconds']:.0f} s", ""]
     return "\n".join(lines)
