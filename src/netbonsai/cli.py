@@ -35,7 +35,8 @@ def _set_threads(threads: int) -> None:
 def _execute(kind: str, task, image, preset, seed, overrides, executor, threads, out, resume, quiet,
              tensorboard=None, seeds: int = 1, device: str = "auto", max_params=None, max_seconds=None,
              methods: str | None = None, data_file: str | None = None, target: tuple = (),
-             task_type: str | None = None, drop_missing: bool = False):
+             task_type: str | None = None, drop_missing: bool = False, val_fraction: float | None = None,
+             test_fraction: float | None = None):
     from .experiments import image_runs
 
     if max_params is not None and max_params < 1:
@@ -49,6 +50,7 @@ def _execute(kind: str, task, image, preset, seed, overrides, executor, threads,
         task=task, image=image, preset=preset, seed=seed, max_params=max_params,
         max_seconds=max_seconds, executor=executor, overrides=_parse_overrides(overrides), seeds=seeds,
         device=device, data=data_file, target=tuple(target), task_type=task_type, drop_missing=drop_missing,
+        val_fraction=val_fraction, test_fraction=test_fraction,
     )
     runner = {"grow": image_runs.run_grow, "baseline": image_runs.run_baseline, "compare": image_runs.run_compare_seeds}[kind]
     if kind == "compare" and (methods is not None or options.task_kind() not in ("brightness", "approx")):

@@ -59,6 +59,11 @@ def _run_options(func):
                      help="Override the task type decided from the target (text or few integer values: classification)."),
         click.option("--drop-missing", is_flag=True,
                      help="Drop table rows with empty or NaN cells (and say how many) instead of refusing them."),
+        click.option("--val-fraction", type=float, default=None,
+                     help="Share of the rows held out (seeded) as the validation split (default: the preset's, 0.2)."),
+        click.option("--test-fraction", type=float, default=None,
+                     help="Share of a table's rows held back as the test split, reported only at the end "
+                          "(--data FILE, sklearn:NAME; default 0.2)."),
         click.option("--image", type=str, default=None, help="Image file, or skimage:NAME (default skimage:camera)."),
         click.option("--preset", type=click.Choice(["quick", "paper"]), default="quick", show_default=True),
         click.option("--seed", type=int, default=None, help="Random seed (default 0)."),

@@ -283,6 +283,10 @@ def test_a_given_l2_is_not_chosen_again(tmp_path: Path) -> None:
     (["approx", "--data", "{table}", "--target", "y"], "not both"),
     (["--target", "y"], "name a task"),
     (["approx", "--target", "y"], "apply to --data"),
+    (["--data", "{table}", "--target", "y", "--val-fraction", "1.5"], "--val-fraction must be in (0, 1)"),
+    (["--data", "{table}", "--target", "y", "--test-fraction", "-0.1"], "--test-fraction must be in [0, 1)"),
+    (["--data", "{table}", "--target", "y", "--val-fraction", "0.6", "--test-fraction", "0.5"], "leave no training rows"),
+    (["approx", "--test-fraction", "0.2"], "applies to tables"),
 ])
 def test_bad_table_options_exit_2_with_nothing_written(tmp_path: Path, capsys, argv, message) -> None:
     table = _table(tmp_path / "t.csv", rows=40)
@@ -365,3 +369,12 @@ def test_compare_on_a_table_with_seeds_reports_each_seeds_test_figures(tmp_path:
     assert best in [{k: v for k, v in p.items() if k != "seed"} for p in per_seed]
     for figures in (*per_seed, comparison["dense_test"]):
         assert figures["rmse"] == pytest.approx(figures["loss"] ** 0.5) and figures["r2"] > 0.8  # a linear table
+
+
+def test_val_and_test_fractions_set_the_split_of_a_table(tmp_path: Path) -> None:
+    table = _table(tmp_path / "t.csv")
+    out = tmp_path / "run"
+    assert main(["compare", "--data", str(table), "--target", "y", "--methods", "magnitude", "--out", str(out),
+                 "--val-fraction", "0.3", "--test-fraction", "0.1", *TABLE_TINY]) == 0
+    split = json.loads((out / "config.json").read_text())["split"]
+    assert (split["n_train"], split["n_val"], split["n_test"]) == (120, 60, 20)

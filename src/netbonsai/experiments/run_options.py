@@ -33,6 +33,8 @@ class RunOptions:
     target: tuple[str, ...] = ()  # its target column(s)
     task_type: str | None = None  # regression | classification (None: decided from the target)
     drop_missing: bool = False  # drop rows with empty cells instead of refusing them
+    val_fraction: float | None = None  # --val-fraction (None: the preset's)
+    test_fraction: float | None = None  # --test-fraction, tables only (None: the preset's)
 
     def task_kind(self) -> str:
         """``table`` for --data, else the task name's kind (validated)."""
@@ -76,11 +78,33 @@ class RunOptions:
             # the dense networks keep the starting network's budget (the same budget policy)
             settings = replace(settings, dense_epochs=grow_config.start_epochs)
         settings = replace(settings, grow=grow_config, device=resolve_device(self.device))
+        settings = self._with_fractions(settings, kind)
         if "trainer.l2" in overrides and settings.extras.get("l2") == "auto":
             settings = replace(settings, extras={**settings.extras, "l2": "given"})  # the user's value stands
         for key in deprecated:  # once the settings are valid: a bad value is the one line printed
             warnings.warn(f"--set {key} is deprecated; write --set grow.{key} (the grow method's setting)",
                           FutureWarning, stacklevel=2)
+        return settings
+
+    def _with_fractions(self, settings: TaskSettings, kind: str) -> TaskSettings:
+        """``settings`` with --val-fraction and --test-fraction applied (validated, one line each)."""
+        val, test = self.val_fraction, self.test_fraction
+        if val is not None:
+            if kind == "idx":
+                raise InputError("--val-fraction does not apply to idx:DIR (its validation split is a number of images)")
+            if not 0 < val < 1:
+                raise InputError(f"--val-fraction must be in (0, 1), got {val}")
+            settings = replace(settings, data=replace(settings.data, val_fraction=float(val)))
+        if test is not None:
+            if kind not in ("table", "sklearn"):
+                raise InputError("--test-fraction applies to tables (--data FILE, sklearn:NAME)")
+            if not 0 <= test < 1:
+                raise InputError(f"--test-fraction must be in [0, 1), got {test}")
+            settings = replace(settings, extras={**settings.extras, "test_fraction": float(test)})
+        if kind in ("table", "sklearn"):
+            total = settings.data.val_fraction + settings.extras.get("test_fraction", 0.2)
+            if total >= 1:
+                raise InputError(f"--val-fraction and --test-fraction leave no training rows (they sum to {total:g})")
         return settings
 
     def _check_baseline_options(self, overrides: dict[str, Any]) -> None:
