@@ -22,7 +22,9 @@ many as the learned network has). Both compressed baselines get the gated networ
 Where the paper is silent (and what ``netbonsai.methods.gates`` found): the gates start on the
 trained dense network (w = 1, d = 0: the same function) and train ``gated_epochs`` with
 minibatch Adam, the gates at ``gate_lr``. With the paper's rule (lambda_m x initial complexity =
-initial loss, lambda_b a few times lambda_m) a gate that starts at 1 only dies where lambda_m
+initial loss, the loss of the freshly initialised network: about ln k for k classes; the
+trained network's loss made the lambdas of easy tasks tiny, and a 2-class net kept 296 of 400
+neurons; lambda_b a few times lambda_m) a gate that starts at 1 only dies where lambda_m
 comes near lambda_b (the per-gate penalty peaks at 1/2 + lambda_m / (2 lambda_b)), so lambda_b
 is ``ratio`` (4) times the rule's lambda_m and lambda_m is the rule's times a multiplier near 4:
 each of ``scales`` is tried, and the one whose collapsed network is smallest within
@@ -81,7 +83,7 @@ class TristateSettings:
     # (a gate dies only where lambda_m comes near lambda_b: see netbonsai.methods.gates), the one
     # chosen on the validation split then used by every other part
     ratio: float = 4.0
-    scales: tuple[float, ...] = (4.0, 4.1, 4.3)
+    scales: tuple[float, ...] = (4.0, 4.3, 4.6, 5.0)
     tolerance: float = 0.005  # validation error the chosen network may lose against the dense one
     complexity: str = "params"
     depths: tuple[int, ...] = (4, 6, 8)
@@ -234,9 +236,9 @@ def learn(factory: Callable[[], nn.Module], task: Task | Splits, settings: Trist
     record: dict[str, Any] = {"dense": dict(dense_figures)}
     gated = gate(copy.deepcopy(dense_net), width=True, depth=depth)
     rows = slice(0, min(len(task.train), 5000))
-    with torch.no_grad():
-        gated.eval()
-        initial = float(nn.functional.cross_entropy(gated(task.train.x[rows]), task.train.y[rows]))
+    with torch.no_grad():  # the paper's "initial loss": the network's before any training
+        fresh = seeded(factory, seed).eval()
+        initial = float(nn.functional.cross_entropy(fresh(task.train.x[rows]), task.train.y[rows]))
     penalty = gate_penalty(gated, initial, settings.complexity, m_scale=scale, ratio=settings.ratio)
     curve: list[dict[str, Any]] = []
     trainer = adam_trainer(settings.lr, settings.batch_size)
