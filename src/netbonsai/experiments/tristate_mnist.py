@@ -22,9 +22,9 @@ many as the learned network has). Both compressed baselines get the gated networ
 Where the paper is silent (and what ``netbonsai.methods.gates`` found): the gates start on the
 trained dense network (w = 1, d = 0: the same function) and train ``gated_epochs`` with
 minibatch Adam, the gates at ``gate_lr``. With the paper's rule (lambda_m x initial complexity =
-initial loss, the loss of the freshly initialised network: about ln k for k classes; the
-trained network's loss made the lambdas of easy tasks tiny, and a 2-class net kept 296 of 400
-neurons; lambda_b a few times lambda_m) a gate that starts at 1 only dies where lambda_m
+initial loss, here the trained network's loss, where the gates start; the untrained network's
+loss, about ln k for k classes, makes every penalty 15x stronger and collapsed LeNet-5 and the
+deeper MLPs at every multiplier tried (docs/RESULTS.md); lambda_b a few times lambda_m) a gate that starts at 1 only dies where lambda_m
 comes near lambda_b (the per-gate penalty peaks at 1/2 + lambda_m / (2 lambda_b)), so lambda_b
 is ``ratio`` (4) times the rule's lambda_m and lambda_m is the rule's times a multiplier near 4:
 each of ``scales`` is tried, and the one whose collapsed network is smallest within
@@ -236,9 +236,9 @@ def learn(factory: Callable[[], nn.Module], task: Task | Splits, settings: Trist
     record: dict[str, Any] = {"dense": dict(dense_figures)}
     gated = gate(copy.deepcopy(dense_net), width=True, depth=depth)
     rows = slice(0, min(len(task.train), 5000))
-    with torch.no_grad():  # the paper's "initial loss": the network's before any training
-        fresh = seeded(factory, seed).eval()
-        initial = float(nn.functional.cross_entropy(fresh(task.train.x[rows]), task.train.y[rows]))
+    with torch.no_grad():  # the trained network's loss (the untrained one's: see the module docstring)
+        gated.eval()
+        initial = float(nn.functional.cross_entropy(gated(task.train.x[rows]), task.train.y[rows]))
     penalty = gate_penalty(gated, initial, settings.complexity, m_scale=scale, ratio=settings.ratio)
     curve: list[dict[str, Any]] = []
     trainer = adam_trainer(settings.lr, settings.batch_size)
