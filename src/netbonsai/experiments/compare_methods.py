@@ -30,6 +30,7 @@ from ..runs import MODEL, Reporter, RunContext, read_json
 from ..train.regularization import choose_l2, reference_network
 from ..analysis.methods_text import LOSS_UNITS, loss_units, methods_report
 from .image_runs import RunOptions, RunSummary
+from .presets import l2_record
 
 DENSE = "dense"
 METHOD_FILE = "method.json"
@@ -78,16 +79,10 @@ def fitted_to_task(settings, task: Task):
 
 def target_record(task: Task) -> dict[str, Any]:
     """``{"target": NAME}`` for a table task (a list for several regression targets); empty otherwise."""
-    targets = (task.meta.get("preprocessing") or {}).get("targets")
+    targets = task.preprocessing.get("targets")
     if not targets:
         return {}
     return {"target": targets[0] if len(targets) == 1 else list(targets)}
-
-
-def l2_record(settings) -> dict[str, Any]:
-    """The config entry that records how the run's L2 strength was chosen (empty when it was not)."""
-    choice = settings.extras.get("l2_choice")
-    return {"l2_choice": choice} if choice else {}
 
 
 def build_methods(names: list[str], settings, overrides: dict[str, dict[str, Any]]) -> list[Method]:

@@ -17,7 +17,7 @@ from ..nets.io import load, save
 from ..runs import DEVICE_KEY, MODEL, Reporter, RunContext, environment
 from ..analysis.methods_text import LOSS_UNITS as _UNITS
 from ..analysis.methods_text import loss_units
-from .presets import TaskSettings
+from .presets import TaskSettings, l2_record
 from .run_options import RunOptions, search_only_keys
 
 LOSS_UNITS = {task: _UNITS[task] for task in ("brightness", "approx")}  # the image tasks
@@ -46,7 +46,7 @@ def _config(options: RunOptions, settings: TaskSettings, data: Task) -> dict[str
         "loss_units": loss_units(data),
         "executor": options.executor,
         DEVICE_KEY: settings.device,
-        **({"l2_choice": settings.extras["l2_choice"]} if settings.extras.get("l2_choice") else {}),
+        **l2_record(settings),
         **({"seeds": seed_list(settings.grow.seed, options.seeds)} if options.seeds > 1 else {}),
     }
 

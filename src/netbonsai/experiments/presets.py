@@ -157,6 +157,12 @@ def table_settings(preset: str) -> TaskSettings:
     })
 
 
+def l2_record(settings: TaskSettings) -> dict[str, Any]:
+    """The config entry that records how the run's L2 strength was chosen (empty when it was not)."""
+    choice = settings.extras.get("l2_choice")
+    return {"l2_choice": choice} if choice else {}
+
+
 def task_settings(task: str, preset: str = "quick") -> TaskSettings:
     """The settings of ``preset`` for ``task`` (``brightness``, ``approx`` or ``idx``)."""
     pick_preset(preset, {name: lambda: None for name in PRESETS})  # the same check and message for every task

@@ -196,7 +196,8 @@ def neuron_prune(model: nn.Sequential, widths: list[int]) -> nn.Sequential:
 
 
 # ---------------------------------------------------------------------- one learned architecture
-def test_error(model: nn.Module, split: Split) -> float:
+def error_rate(model: nn.Module, split: Split) -> float:
+    """Misclassified share of ``split`` (eval mode)."""
     model.eval()
     errors, _ = classification_errors(model, split.x, split.y)
     return errors / len(split)
@@ -222,8 +223,8 @@ def train_dense(factory: Callable[[], nn.Module], task: Task | Splits, settings:
     """The dense network every part starts from, and its figures."""
     dense = seeded(factory, seed)
     _train(dense, task.train, settings.dense_epochs, settings, seed)
-    return dense, {"params": count_params(dense), "test_error": test_error(dense, task.test),
-                   "val_error": test_error(dense, task.val)}
+    return dense, {"params": count_params(dense), "test_error": error_rate(dense, task.test),
+                   "val_error": error_rate(dense, task.val)}
 
 
 def learn(factory: Callable[[], nn.Module], task: Task | Splits, settings: TristateSettings, seed: int, scale: float,
@@ -249,8 +250,8 @@ def learn(factory: Callable[[], nn.Module], task: Task | Splits, settings: Trist
     small = collapse(gated)
     learned = small.module
     _train(learned, task.train, settings.finetune_epochs, settings, seed + 1)
-    record["gated"] = {"params": small.params, "test_error": test_error(learned, task.test),
-                       "val_error": test_error(learned, task.val), "widths": small.widths, "merged": small.merged,
+    record["gated"] = {"params": small.params, "test_error": error_rate(learned, task.test),
+                       "val_error": error_rate(learned, task.val), "widths": small.widths, "merged": small.merged,
                        "scale": scale, "lambda_m": penalty.lambda_m, "lambda_b": penalty.lambda_b}
     if trace:
         record["gate_trace"] = curve
@@ -259,17 +260,17 @@ def learn(factory: Callable[[], nn.Module], task: Task | Splits, settings: Trist
     scratch = seeded(lambda: _fresh_copy(learned), seed + 2)
     total = settings.dense_epochs + settings.gated_epochs + settings.finetune_epochs  # what the gated network had
     _train(scratch, task.train, total, settings, seed + 2)
-    record["scratch"] = {"params": count_params(scratch), "test_error": test_error(scratch, task.test),
-                         "val_error": test_error(scratch, task.val), "epochs": total}
+    record["scratch"] = {"params": count_params(scratch), "test_error": error_rate(scratch, task.test),
+                         "val_error": error_rate(scratch, task.val), "epochs": total}
     svd = svd_compress(dense_net, small.params)
     _train(svd, task.train, settings.finetune_epochs, settings, seed + 3)
-    record["svd"] = {"params": count_params(svd), "test_error": test_error(svd, task.test),
-                     "val_error": test_error(svd, task.val)}
+    record["svd"] = {"params": count_params(svd), "test_error": error_rate(svd, task.test),
+                     "val_error": error_rate(svd, task.val)}
     if small.merged == 0 and min(small.widths) > 0:
         pruned = neuron_prune(dense_net, small.widths[1:-1])
         _train(pruned, task.train, settings.finetune_epochs, settings, seed + 4)
-        record["magnitude_neurons"] = {"params": count_params(pruned), "test_error": test_error(pruned, task.test),
-                                       "val_error": test_error(pruned, task.val)}
+        record["magnitude_neurons"] = {"params": count_params(pruned), "test_error": error_rate(pruned, task.test),
+                                       "val_error": error_rate(pruned, task.val)}
     return record
 
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 
+from ..nets.dag_build import mlp_params  # noqa: F401 - re-exported: callers import it from here
 from ..errors import InputError
 from ..grow.search import FrontPoint
 from ..nets.dag import DagNet
@@ -53,11 +54,6 @@ class MagnitudeSettings:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def mlp_params(sizes: Sequence[int]) -> int:
-    """Weights and biases of a dense layered MLP with layer sizes ``sizes``."""
-    return sum(a * b + b for a, b in zip(sizes, sizes[1:]))
 
 
 def pruned_architecture(grid: Sequence[Sequence[int]], n_in: int, n_out: int, max_params: int) -> tuple[int, ...]:

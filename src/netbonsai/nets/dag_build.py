@@ -20,6 +20,11 @@ from .activations import check_activation
 ROLES = ("input", "hidden", "added", "output")
 
 
+def mlp_params(sizes: Sequence[int]) -> int:
+    """Weights and biases of a dense layered MLP with layer sizes ``sizes``."""
+    return sum(a * b + b for a, b in zip(sizes, sizes[1:]))
+
+
 def mlp_parameters(
     sizes: Sequence[int],
     activation: str,

@@ -47,11 +47,9 @@ def weight_l2(model: nn.Module) -> torch.Tensor:
 def reference_network(grid: Sequence[Sequence[int]], n_in: int, n_out: int) -> tuple[int, ...]:
     """The grid network :func:`choose_l2` trains: the one of median parameter count (the lower
     middle for an even grid), large enough to overfit and small enough to be cheap."""
-    def params(hidden: Sequence[int]) -> int:
-        sizes = [n_in, *hidden, n_out]
-        return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+    from ..nets.dag_build import mlp_params
 
-    ordered = sorted((tuple(int(h) for h in hidden) for hidden in grid), key=params)
+    ordered = sorted((tuple(int(h) for h in hidden) for hidden in grid), key=lambda h: mlp_params([n_in, *h, n_out]))
     return ordered[(len(ordered) - 1) // 2]
 
 
