@@ -138,8 +138,8 @@ def test_bad_inputs_raise_input_error() -> None:
     with pytest.raises(InputError, match="empty"):
         fit(net, x[:0], y[:0], Budget(epochs=1))
     with pytest.raises(InputError, match="unknown training method"):
-        TrainerConfig(method="sgd")
-    with pytest.raises(InputError, match="epochs or seconds"):
+        TrainerConfig(method="rmsprop")
+    with pytest.raises(InputError, match="epochs, steps or seconds"):
         Budget()
     with pytest.raises(InputError, match="epochs"):
         Budget(epochs=-1)
@@ -243,7 +243,7 @@ def test_chunked_evaluate_equals_unchunked() -> None:
 def test_weight_decay_shrinks_weights_and_keeps_removed_ones_zero() -> None:
     with pytest.raises(InputError, match="weight_decay"):
         TrainerConfig(method="adam", weight_decay=-1.0)
-    with pytest.raises(InputError, match="Adam setting"):
+    with pytest.raises(InputError, match="Adam/SGD setting"):
         TrainerConfig(method="lbfgs", weight_decay=1e-4)
     torch.manual_seed(0)
     x, y = torch.randn(256, 3), torch.randn(256, 1)

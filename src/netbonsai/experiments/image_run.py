@@ -14,6 +14,7 @@ from ..data.tasks import load_task
 from ..grow.search import FrontPoint, GrowResult, SearchState, grow
 from ..nets.dag import DagNet
 from ..nets.io import load, save
+from ..train.fit import MINIBATCH
 from ..runs import DEVICE_KEY, MODEL, Reporter, RunContext, environment
 from ..analysis.methods_text import LOSS_UNITS as _UNITS
 from ..analysis.methods_text import loss_units
@@ -95,8 +96,8 @@ def workers(kind: str) -> int:
 
 
 def budget_unit(settings: TaskSettings) -> str:
-    """What a training budget counts: Adam epochs, or full-batch (L-BFGS, LM) iterations."""
-    return "epochs" if settings.grow.trainer.method == "adam" else "iterations"
+    """What a training budget counts: minibatch (Adam, SGD) epochs, or full-batch (L-BFGS, LM) iterations."""
+    return "epochs" if settings.grow.trainer.method in MINIBATCH else "iterations"
 
 
 # ---------------------------------------------------------------------- the search and its networks

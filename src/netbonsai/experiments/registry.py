@@ -71,6 +71,14 @@ def _tristate(out: Path, preset: str, data_root: str | None, seed: int, resume: 
                                     on_progress=progress)
 
 
+def _surgeon(out: Path, preset: str, data_root: str | None, seed: int, resume: bool, progress: Progress,
+             **parallel: Any) -> dict:
+    from .surgeon_mnist import reproduce_surgeon_mnist
+
+    return reproduce_surgeon_mnist(out, preset=preset, data_root=data_root, seed=seed, resume=resume,
+                                   on_progress=progress, **parallel)
+
+
 EXPERIMENTS: dict[str, Experiment] = {
     e.name: e
     for e in (
@@ -89,6 +97,9 @@ EXPERIMENTS: dict[str, Experiment] = {
         Experiment("tristate-mnist", "003",
                    "tri-state ReLU gates learn LeNet-300-100 and LeNet-5 widths, MLP depths, size against classes",
                    _tristate),
+        Experiment("surgeon-mnist", "002",
+                   "the Surgeon from insufficient, good and oversized MLPs (SGD and Adam) against the start "
+                   "trained alone and the final shape from scratch", _surgeon),
     )
 }
 

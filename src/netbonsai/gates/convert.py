@@ -1,5 +1,6 @@
-"""DagNet <-> Sequential for gating: a layered ReLU DagNet as ``Affine, Linear, ReLU, ..., Linear,
-Affine`` and back, with the DagNet's standardisation kept as fixed maps rather than folded.
+"""DagNet <-> Sequential for gating and surgery: a layered DagNet as ``Affine, Linear, ReLU, ...,
+Linear, Affine`` (any DagNet activation in place of ReLU) and back, with the DagNet's
+standardisation kept as fixed maps rather than folded.
 
 Why not :func:`netbonsai.nets.to_sequential`: it folds the standardisation into the weights, so
 the gated network would train on raw inputs (brightness differences of std 0.06 make the first
@@ -14,9 +15,13 @@ import torch
 from torch import nn
 
 from ..errors import InputError
+from ..nets.activations import MODULE_TO_NAME
 from ..nets.convert import from_sequential, to_sequential
 from ..nets.dag import DagNet
 from .layout import DROPOUTS, flat_modules
+
+# The activation modules a DagNet node can stand for (nn.Identity is dropped before the check).
+_ACTIVATION_TYPES: tuple[type, ...] = tuple(t for t in MODULE_TO_NAME if t is not nn.Identity)
 
 
 class Affine(nn.Module):
@@ -40,7 +45,8 @@ class Affine(nn.Module):
 
 
 def sequential_from_dag(net: DagNet) -> nn.Sequential:
-    """``Affine(in), Linear, ReLU, ..., Linear, Affine(out)`` computing ``net``'s function.
+    """``Affine(in), Linear, ReLU, ..., Linear, Affine(out)`` computing ``net``'s function (each
+    level's activation module in place of ReLU: ``nn.Tanh`` for a tanh network).
 
     ``net`` must be a layered population-1 DagNet (see :func:`netbonsai.nets.to_sequential`);
     its standardisation becomes the two fixed :class:`Affine` maps (identity maps are left out).
@@ -65,17 +71,20 @@ def sequential_from_dag(net: DagNet) -> nn.Sequential:
 
 
 def dag_from_sequential(model: nn.Sequential) -> DagNet | None:
-    """The DagNet of a plain MLP Sequential (Linear layers, ReLU, Identity, Dropout, an opening
-    and a closing :class:`Affine`, a leading ``Flatten``), or None when it holds anything else
-    (BatchNorm, convolutions). The Affine maps become the DagNet's standardisation."""
+    """The DagNet of a plain MLP Sequential (Linear layers, the activations DagNet knows (ReLU,
+    Tanh, Sigmoid, Softplus, ELU: ``nets.activations.MODULE_TO_NAME``), Identity, Dropout, an
+    opening and a closing :class:`Affine`, a leading ``Flatten``), or None when it holds anything
+    else (BatchNorm, convolutions, two activations in a row). The Affine maps become the
+    DagNet's standardisation."""
     modules = [m for m in flat_modules(model) if not isinstance(m, (nn.Identity, *DROPOUTS))]
     while modules and isinstance(modules[0], nn.Flatten):
         modules.pop(0)
     opening = modules.pop(0) if modules and isinstance(modules[0], Affine) else None
     closing = modules.pop() if modules and isinstance(modules[-1], Affine) else None
-    if not modules or not all(type(m) in (nn.Linear, nn.ReLU) for m in modules):
+    if not modules or not all(type(m) is nn.Linear or type(m) in _ACTIVATION_TYPES for m in modules):
         return None
-    if any(isinstance(a, nn.ReLU) and isinstance(b, nn.ReLU) for a, b in zip(modules, modules[1:])):
+    activations = [type(m) in _ACTIVATION_TYPES for m in modules]
+    if any(a and b for a, b in zip(activations, activations[1:])):
         return None
     if any(m.in_features == 0 or m.out_features == 0 for m in modules if isinstance(m, nn.Linear)):
         return None

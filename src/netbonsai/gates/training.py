@@ -28,7 +28,7 @@ from torch import nn
 from ..data.task import Split
 from ..errors import InputError
 from ..nets.masked import mask_applier
-from ..train.fit import Budget, FitResult, Penalty, TrainerConfig, with_l2
+from ..train.fit import MINIBATCH, Budget, FitResult, Penalty, TrainerConfig, with_l2
 from ..train.losses import evaluate, get_loss, population_outputs
 from .tristate import gate_modules, gate_parameters
 
@@ -65,7 +65,7 @@ def train_gated(
     optimizer = torch.optim.Adam(groups)
     x, y = split.x, split.y
     n = x.shape[0]
-    batch = trainer.batch_size if trainer.method == "adam" else n
+    batch = trainer.batch_size if trainer.method in MINIBATCH else n
     data_loss = get_loss(trainer.loss)
     extra = with_l2(penalty, trainer.l2)
     apply_mask = mask_applier(model)

@@ -118,11 +118,11 @@ class GatesSettings:
         return {**asdict(self), "scales": list(self.scales), "hidden": None if self.hidden is None else list(self.hidden)}
 
 
-def start_network(task: Task, hidden: tuple[int, ...], seed: int) -> DagNet:
-    """The dense ReLU MLP every sweep point starts from, built and standardised as the dense
-    sweep builds its networks (same seed, same initialisation)."""
+def start_network(task: Task, hidden: tuple[int, ...], seed: int, activation: str = "relu") -> DagNet:
+    """The dense MLP a method starts from (the gates' sweep: ReLU), built and standardised as
+    the dense sweep builds its networks (same seed, same initialisation)."""
     generator = torch.Generator().manual_seed(seed)
-    net = DagNet.mlp([task.n_in, *hidden, task.n_out], "relu", generator=generator).to(task.x_train.device)
+    net = DagNet.mlp([task.n_in, *hidden, task.n_out], activation, generator=generator).to(task.x_train.device)
     return standardize_for(net, task.x_train, task.y_train)
 
 

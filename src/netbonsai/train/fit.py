@@ -1,6 +1,7 @@
-"""``fit()``: train any model (a DagNet population or a plain module) with Adam or L-BFGS.
+"""``fit()``: train any model (a DagNet population or a plain module) with Adam, SGD or L-BFGS.
 
-Budgets are in epochs (L-BFGS: iterations, each one full-batch pass or more) and/or seconds.
+Budgets are in epochs (L-BFGS: iterations, each one full-batch pass or more), optimiser steps
+(minibatch methods: "train 1 batch after an edit") and/or seconds.
 Masked weights stay exactly zero: DagNet's and the masked layers' forward multiplies by the mask,
 so their gradient is zero, and the mask is re-applied after every optimiser step.
 """
@@ -23,21 +24,27 @@ from .lbfgs import lbfgs
 from .lm import levenberg_marquardt
 from .losses import evaluate, get_loss, population_outputs
 
-METHODS = ("lbfgs", "adam", "lm")
+METHODS = ("lbfgs", "adam", "sgd", "lm")
+MINIBATCH = ("adam", "sgd")  # the methods that train on shuffled minibatches
 
 
 @dataclass(frozen=True)
 class Budget:
-    """How long to train: ``epochs`` (iterations for the full-batch ``lbfgs`` and ``lm``) and/or ``seconds``."""
+    """How long to train: ``epochs`` (iterations for the full-batch ``lbfgs`` and ``lm``),
+    ``steps`` (optimiser steps, i.e. minibatches, for ``adam`` and ``sgd``; iterations for the
+    full-batch methods) and/or ``seconds``; training stops at whichever comes first."""
 
     epochs: int | None = None
     seconds: float | None = None
+    steps: int | None = None
 
     def __post_init__(self) -> None:
-        if self.epochs is None and self.seconds is None:
-            raise InputError("a training budget needs epochs or seconds")
+        if self.epochs is None and self.seconds is None and self.steps is None:
+            raise InputError("a training budget needs epochs, steps or seconds")
         if self.epochs is not None and self.epochs < 0:
             raise InputError(f"budget epochs must be >= 0, got {self.epochs}")
+        if self.steps is not None and (isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 0):
+            raise InputError(f"budget steps must be an integer >= 0, got {self.steps!r}")
         if self.seconds is not None and not self.seconds > 0:  # NaN fails too
             raise InputError(f"budget seconds must be > 0, got {self.seconds}")
 
@@ -48,14 +55,15 @@ class TrainerConfig:
 
     method: str = "lbfgs"
     loss: str = "mse"
-    lr: float = 1e-3  # Adam learning rate
-    batch_size: int = 256  # Adam minibatch size
+    lr: float = 1e-3  # Adam / SGD learning rate
+    batch_size: int = 256  # Adam / SGD minibatch size
     history_size: int = 10  # L-BFGS memory
     weight_decay: float = 0.0  # Adam's L2 penalty (coupled, as torch.optim.Adam applies it)
     clip_norm: float | None = None  # Adam: clip each variant's gradient norm (sequence models)
     # L2 penalty l2 * (sum of squared weights, biases excluded) per network, added to the mean loss
     # by L-BFGS and Adam alike: the guard against overfitting on small tables (train.regularization)
     l2: float = 0.0
+    momentum: float = 0.0  # SGD momentum (0: plain SGD, as Keras' default)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -71,8 +79,12 @@ class TrainerConfig:
             raise InputError(f"trainer l2 must be a finite number >= 0, got {self.l2}")
         if self.l2 > 0 and self.method == "lm":
             raise InputError("Levenberg-Marquardt ('lm') minimises a sum of squares and takes no l2 penalty; use lbfgs or adam")
-        if self.weight_decay > 0 and self.method != "adam":
-            raise InputError(f"weight_decay is an Adam setting; method {self.method!r} does not use it")
+        if self.weight_decay > 0 and self.method not in MINIBATCH:
+            raise InputError(f"weight_decay is an Adam/SGD setting; method {self.method!r} does not use it")
+        if not 0 <= self.momentum < 1:
+            raise InputError(f"trainer momentum must be in [0, 1), got {self.momentum}")
+        if self.momentum > 0 and self.method != "sgd":
+            raise InputError(f"momentum is an SGD setting; method {self.method!r} does not use it")
 
 
 @dataclass
@@ -131,9 +143,9 @@ def fit(
         raise InputError(f"fit needs a Budget, got {type(budget).__name__}")
     if not isinstance(trainer, TrainerConfig):
         raise InputError(f"fit needs a TrainerConfig, got {type(trainer).__name__}")
-    if (snapshot is not None or resume_from is not None) and (trainer.method != "adam" or isinstance(split.x, tuple)
+    if (snapshot is not None or resume_from is not None) and (trainer.method not in MINIBATCH or isinstance(split.x, tuple)
                                                                or isinstance(model, (list, tuple))):
-        raise InputError("fit snapshots and resume_from apply to Adam training of one model on a tensor split")
+        raise InputError("fit snapshots and resume_from apply to Adam/SGD training of one model on a tensor split")
     if isinstance(model, (list, tuple)):
         from .together import fit_together
 
@@ -194,6 +206,8 @@ def _fit_tensors(model, x, y, budget: Budget, trainer: TrainerConfig, seed: int,
 
     started = time.perf_counter()
     max_epochs = budget.epochs if budget.epochs is not None else 1 << 30
+    if trainer.method in ("lbfgs", "lm") and budget.steps is not None:  # full batch: a step is an iteration
+        max_epochs = min(max_epochs, budget.steps)
     if trainer.method == "lbfgs":
         result = lbfgs(
             params,
@@ -218,8 +232,8 @@ def _fit_tensors(model, x, y, budget: Budget, trainer: TrainerConfig, seed: int,
         if resume_from is not None:
             curve.extend(resume_from["curve"])
             started -= float(resume_from["seconds"])  # the seconds of the sessions before a resume count too
-        final, epochs = _adam(model, params, x, y, loss_fn, trainer, seed, max_epochs, budget, started, record,
-                              snapshot=snapshot, resume_from=resume_from, curve=curve)
+        final, epochs = _minibatch(model, params, x, y, loss_fn, trainer, seed, max_epochs, budget, started, record,
+                                   snapshot=snapshot, resume_from=resume_from, curve=curve)
     if apply_mask is not None:
         apply_mask()
     return FitResult(final, epochs, time.perf_counter() - started, curve)
@@ -252,22 +266,36 @@ def _per_variant(value: torch.Tensor, members: torch.Tensor) -> torch.Tensor:
     return value[members] if value.dim() > 0 else value
 
 
-def _adam(model, params, x, y, loss_fn, trainer, seed, max_epochs, budget, started, record,
-          snapshot=None, resume_from=None, curve=None):
-    """Minibatch Adam; every variant sees the same batches, so variants stay independent."""
-    optimizer = torch.optim.Adam(params, lr=trainer.lr, weight_decay=trainer.weight_decay)
+def _optimizer(params, trainer: TrainerConfig) -> torch.optim.Optimizer:
+    """The minibatch optimiser ``trainer`` names (Adam, or SGD with optional momentum)."""
+    if trainer.method == "sgd":
+        return torch.optim.SGD(params, lr=trainer.lr, momentum=trainer.momentum, weight_decay=trainer.weight_decay)
+    return torch.optim.Adam(params, lr=trainer.lr, weight_decay=trainer.weight_decay)
+
+
+def _minibatch(model, params, x, y, loss_fn, trainer, seed, max_epochs, budget, started, record,
+               snapshot=None, resume_from=None, curve=None):
+    """Minibatch Adam or SGD; every variant sees the same batches, so variants stay independent.
+
+    ``budget.steps`` stops after that many optimiser steps (a partial epoch is recorded with the
+    mean loss of the batches it saw); ``seed`` fixes the batch order."""
+    optimizer = _optimizer(params, trainer)
     generator = torch.Generator().manual_seed(seed)
     apply_mask = mask_applier(model)
     n = x.shape[0]
     epoch = 0
+    steps_left = budget.steps if budget.steps is not None else -1
     if resume_from is not None:
         model.load_state_dict(resume_from["model"])
         optimizer.load_state_dict(resume_from["optimizer"])
         generator.set_state(resume_from["generator"])
         epoch = int(resume_from["epoch"])
     for epoch in range(epoch + 1, max_epochs + 1):
+        if steps_left == 0:
+            epoch -= 1
+            break
         order = torch.randperm(n, generator=generator).to(x.device)
-        total = None
+        total, seen = None, 0
         for start in range(0, n, trainer.batch_size):
             index = order[start : start + trainer.batch_size]
             optimizer.zero_grad(set_to_none=True)
@@ -278,7 +306,11 @@ def _adam(model, params, x, y, loss_fn, trainer, seed, max_epochs, budget, start
                 apply_mask()
             batch_total = losses.detach() * index.numel()
             total = batch_total if total is None else total + batch_total
-        record(epoch, total / n)  # mean loss over the epoch's batches
+            seen += index.numel()
+            steps_left -= 1
+            if steps_left == 0:
+                break
+        record(epoch, total / seen)  # mean loss over the epoch's batches
         if snapshot is not None:
             snapshot({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                       "generator": generator.get_state(), "curve": list(curve or []),
@@ -302,8 +334,8 @@ def averaged_fit(
     """
     if epochs < 1:
         raise InputError(f"averaged_fit needs at least one epoch, got {epochs}")
-    if trainer.method != "adam":
-        raise InputError("averaged_fit averages minibatch Adam epochs; use an adam trainer")
+    if trainer.method not in MINIBATCH:
+        raise InputError("averaged_fit averages minibatch epochs; use an adam or sgd trainer")
     params = [p for p in model.parameters() if p.requires_grad]
     total = [torch.zeros_like(p) for p in params]
     started = time.perf_counter()

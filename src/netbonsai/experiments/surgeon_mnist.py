@@ -1,0 +1,201 @@
+"""Paper 002 on MNIST: the Surgeon from insufficient, good and oversized starting MLPs.
+
+``netbonsai reproduce surgeon-mnist`` runs, for every start (784-10-10-10-10-10 and 784-4-10:
+insufficient; 784-128-64-10: good; 784-512-512-512-10: oversized) and every optimiser (plain
+SGD at lr 0.005, batch 32, as the authors ran it; Adam), three trainings of the same main-line
+epochs:
+
+- ``surgeon``: the Surgeon (:mod:`netbonsai.surgery.surgeon`) from the start;
+- ``same_start``: the start trained alone for all the epochs;
+- ``final_shape_scratch``: a fresh MLP of the Surgeon's final shape trained for all the epochs.
+
+Each (start, optimiser) pair is one executor job (a local process pool by default; each worker
+loads the images itself), checkpointed when it ends, so ``--resume`` runs only the others.
+Validation images (held out of the training images, seeded) drive every decision of the
+Surgeon; test accuracy is measured once, at the end. ReLU networks on pixels in [0, 1].
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from .. import __version__
+from ..data.idx import resolve_data_root
+from ..data.specs import idx_task
+from ..data.task import Task
+from ..errors import InputError
+from ..runs import RunContext
+from ..surgery.mlp import count_params, hidden_widths, layer_sizes, make_mlp
+from ..surgery.surgeon import SurgeonSettings, run_surgeon, train_job
+from ..train import Budget, TrainerConfig
+
+KIND = "surgeon-mnist"
+STARTS = ((10, 10, 10, 10, 10), (4,), (128, 64), (512, 512, 512))
+OPTIMIZERS = ("sgd", "adam")
+
+
+@dataclass(frozen=True)
+class SurgeonMnistSettings:
+    """One preset: the data, the optimisers and the Surgeon's schedule."""
+
+    max_train: int | None = None  # training images (None: all but the validation ones)
+    val_size: int = 10_000
+    max_test: int | None = None
+    starts: tuple[tuple[int, ...], ...] = STARTS
+    optimizers: tuple[str, ...] = OPTIMIZERS
+    sgd_lr: float = 0.005  # the authors' plain SGD
+    adam_lr: float = 1e-3
+    batch_size: int = 32
+    first_epochs: int = 10
+    cycle_epochs: int = 10
+    total_epochs: int = 100
+    retries: int = 3
+    branches: int = 2
+    rule: str = "threshold"
+
+    def __post_init__(self) -> None:
+        if not self.starts or any(not s or min(s) < 1 for s in self.starts):
+            raise InputError("every start needs at least one positive hidden width")
+        for name in self.optimizers:
+            if name not in OPTIMIZERS:
+                raise InputError(f"unknown optimiser {name!r}; choose from {', '.join(OPTIMIZERS)}")
+        self.surgeon()  # the Surgeon's own checks
+
+    def surgeon(self) -> SurgeonSettings:
+        return SurgeonSettings(first_epochs=self.first_epochs, cycle_epochs=self.cycle_epochs,
+                               total_epochs=self.total_epochs, retries=self.retries, branches=self.branches,
+                               rule=self.rule)
+
+    def trainer(self, optimizer: str) -> TrainerConfig:
+        lr = self.sgd_lr if optimizer == "sgd" else self.adam_lr
+        return TrainerConfig(method=optimizer, loss="cross_entropy", lr=lr, batch_size=self.batch_size)
+
+
+PRESETS: dict[str, SurgeonMnistSettings] = {
+    # about 20 minutes on 2 cores: 20 epochs (4 first, 4 cycles of 4), one retry per cycle
+    "quick": SurgeonMnistSettings(first_epochs=4, cycle_epochs=4, total_epochs=20, retries=1),
+    # the authors' schedule: 10 epochs, then a cycle every 10 up to 100, 3 retries
+    "paper": SurgeonMnistSettings(),
+}
+
+
+def surgeon_mnist_settings(preset: str) -> SurgeonMnistSettings:
+    if preset not in PRESETS:
+        raise InputError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    return PRESETS[preset]
+
+
+def start_name(hidden: tuple[int, ...]) -> str:
+    return "-".join(str(n) for n in (784, *hidden, 10))
+
+
+def _task(root: str, settings: SurgeonMnistSettings, seed: int) -> Task:
+    return idx_task(root, val_size=settings.val_size, seed=seed, max_train=settings.max_train,
+                    max_test=settings.max_test)
+
+
+def _figures(net, task: Task, epochs: int, flops: float) -> dict[str, Any]:
+    from ..methods.base import measure_on
+
+    test, val = measure_on(net, task, task.test), measure_on(net, task, task.val)
+    return {"params": count_params(net), "test_accuracy": test["accuracy"], "val_accuracy": val["accuracy"],
+            "widths": hidden_widths(net), "epochs": epochs, "train_flops": flops}
+
+
+def run_job(root: str, settings: SurgeonMnistSettings, hidden: tuple[int, ...], optimizer: str, seed: int
+            ) -> dict[str, Any]:
+    """One start with one optimiser: the Surgeon, the start alone, the final shape from scratch."""
+    started = time.perf_counter()
+    task = _task(root, settings, seed)
+    trainer = settings.trainer(optimizer)
+    start = make_mlp([task.n_in, *hidden, task.n_out], "relu", seed=seed)
+    surgeon = run_surgeon(start, task, trainer, settings.surgeon(), seed=seed)
+    record: dict[str, Any] = {"start": start_name(hidden), "optimizer": optimizer}
+    record["surgeon"] = {**_figures(surgeon.net, task, surgeon.epochs, surgeon.train_flops),
+                         "curve": surgeon.curve, "cycles": _cycles(surgeon.cycles)}
+    epochs = surgeon.epochs
+    for name, net in (("same_start", start), ("final_shape_scratch",
+                                               make_mlp(layer_sizes(surgeon.net), "relu", seed=seed + 1))):
+        done = train_job([net], task, Budget(epochs=epochs), trainer, seed, track=True)
+        record[name] = {**_figures(done["nets"][0], task, epochs, done["flops"]),
+                        "curve": [{"epoch": i + 1, "val": v} for i, v in enumerate(done["curves"][0])]}
+    record["seconds"] = time.perf_counter() - started
+    return record
+
+
+def _cycles(cycles: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The cycle records without the children's details (those are in history.jsonl)."""
+    return [{k: v for k, v in c.items() if k != "attempts"} | {"tried": sum(len(a["children"]) for a in c["attempts"]),
+                                                              "retries": len(c["attempts"]) - 1} for c in cycles]
+
+
+def reproduce_surgeon_mnist(out: str | Path, preset: str = "quick", data_root: str | None = None, seed: int = 0,
+                            resume: bool = False, executor: str = "process", workers: int = 2,
+                            on_progress: Callable[[str], None] | None = None,
+                            settings: SurgeonMnistSettings | None = None) -> dict[str, Any]:
+    """Run every (start, optimiser) job into ``out``; writes result.json, report.md and curves.png."""
+    settings = settings or surgeon_mnist_settings(preset)
+    root = str(resolve_data_root(data_root).resolve())
+    task = _task(root, settings, seed)  # validates the data before the run folder exists
+    config = {"command": "reproduce", "experiment": KIND, "preset": preset, "seed": seed, "data": root,
+              "netbonsai_version": __version__,
+              "split": {"n_train": len(task.train), "n_val": len(task.val), "n_test": len(task.test)},
+              "settings": {k: [list(s) for s in v] if k == "starts" else (list(v) if isinstance(v, tuple) else v)
+                           for k, v in asdict(settings).items()}}
+    del task
+    say = on_progress or (lambda text: None)
+    started = time.perf_counter()
+    with RunContext(out, config, kind=KIND, resume=resume, executor=executor, workers=workers) as ctx:
+        saved = ctx.restore() or {"runs": {}, "seconds": 0.0}
+        runs: dict[str, Any] = saved["runs"]
+        earlier = float(saved["seconds"])
+        pending = {f"{start_name(h)}|{o}": ctx.executor.submit(run_job, root, settings, h, o, seed)
+                   for h in settings.starts for o in settings.optimizers if f"{start_name(h)}|{o}" not in runs}
+        for key, future in pending.items():
+            runs[key] = future.result()
+            ctx.checkpoint({"runs": runs, "seconds": earlier + time.perf_counter() - started})
+            item = runs[key]
+            ctx.emit("run", start=item["start"], optimizer=item["optimizer"],
+                     **{name: {k: v for k, v in item[name].items() if k not in ("curve", "cycles")}
+                        for name in ("surgeon", "same_start", "final_shape_scratch")})
+            say(f"{key}: surgeon {item['surgeon']['test_accuracy']:.2%} at {item['surgeon']['params']} params "
+                f"(widths {item['surgeon']['widths']}), alone {item['same_start']['test_accuracy']:.2%}")
+        ordered = [runs[f"{start_name(h)}|{o}"] for h in settings.starts for o in settings.optimizers]
+        result = {"experiment": KIND, "preset": preset, "seed": seed, "runs": ordered,
+                  "headline": headline(ordered), "wall_seconds": earlier + time.perf_counter() - started}
+        ctx.write_result(result)
+        from ..analysis.surgeon_plots import plot_surgeon_curves
+
+        plot_surgeon_curves(ordered, ctx.path / "curves.png")
+        ctx.write_report(report(result))
+    return result
+
+
+def headline(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per run: the Surgeon's gain over the start alone, and its size against the start's."""
+    return {f"{r['start']}|{r['optimizer']}": {
+        "accuracy_gain": r["surgeon"]["test_accuracy"] - r["same_start"]["test_accuracy"],
+        "params_ratio": r["surgeon"]["params"] / r["same_start"]["params"],
+        "flops_ratio": r["surgeon"]["train_flops"] / r["same_start"]["train_flops"]} for r in runs}
+
+
+def report(result: dict[str, Any]) -> str:
+    from ..analysis.report import markdown_table
+
+    rows = []
+    for r in result["runs"]:
+        for name in ("surgeon", "same_start", "final_shape_scratch"):
+            item = r[name]
+            rows.append([r["start"], r["optimizer"], name, item["params"], item["widths"],
+                         f"{item['test_accuracy']:.2%}", f"{item['val_accuracy']:.2%}", item["epochs"],
+                         f"{item['train_flops'] / 1e12:.2f}"])
+    return "\n".join([f"# {KIND}: the Surgeon (paper 002)", "",
+                      markdown_table(["start", "optimiser", "network", "params", "widths", "test accuracy",
+                                      "val accuracy", "epochs", "train TFLOPs"], rows), "",
+                      f"wall {result['wall_seconds']:.0f} s", ""])
+
+
+__all__ = ["PRESETS", "SurgeonMnistSettings", "reproduce_surgeon_mnist", "run_job", "surgeon_mnist_settings"]
