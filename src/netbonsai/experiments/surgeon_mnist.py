@@ -9,6 +9,13 @@ epochs:
 - ``same_start``: the start trained alone for all the epochs;
 - ``final_shape_scratch``: a fresh MLP of the Surgeon's final shape trained for all the epochs.
 
+The Surgeon runs under each of ``rules``: ``authors`` (the authors' code: the two best-scoring
+children train on, the best-scoring survivor is kept) and ``netbonsai`` (the best-scoring child
+and the most recommended edit train on, the smallest survivor within 0.2 points of the most
+accurate is kept, added neurons get noise of their weights' scale, and a start smaller than
+``budget`` parameters grows no child above it): the authors' score never lets an exact growth
+edit train on, so their rules cannot widen an insufficient start (docs/RESULTS.md).
+
 Each (start, optimiser) pair is one executor job (a local process pool by default; each worker
 loads the images itself), checkpointed when it ends, so ``--resume`` runs only the others.
 Validation images (held out of the training images, seeded) drive every decision of the
@@ -28,13 +35,20 @@ from ..data.specs import idx_task
 from ..data.task import Task
 from ..errors import InputError
 from ..runs import RunContext
-from ..surgery.mlp import count_params, hidden_widths, layer_sizes, make_mlp
+from ..nets.io import save
+from ..surgery.mlp import count_params, dag_from_mlp, hidden_widths, layer_sizes, make_mlp
+from ..surgery.state import mlp_from_state, mlp_to_state
 from ..surgery.surgeon import SurgeonSettings, run_surgeon, train_job
 from ..train import Budget, TrainerConfig
 
 KIND = "surgeon-mnist"
 STARTS = ((10, 10, 10, 10, 10), (4,), (128, 64), (512, 512, 512))
 OPTIMIZERS = ("sgd", "adam")
+# the Surgeon's rule sets: the authors' code, and netbonsai's (see the module docstring)
+RULES: dict[str, dict[str, Any]] = {
+    "authors": {},
+    "netbonsai": {"branch": "recommended", "keep": "smallest", "tolerance": 0.002, "noise": 1.0},
+}
 
 
 @dataclass(frozen=True)
@@ -55,8 +69,15 @@ class SurgeonMnistSettings:
     retries: int = 3
     branches: int = 2
     rule: str = "threshold"
+    rules: tuple[str, ...] = ("authors", "netbonsai")
+    budget: int | None = 30_000  # netbonsai rules: no child above this for a start below it
 
     def __post_init__(self) -> None:
+        if (self.total_epochs - self.first_epochs) % self.cycle_epochs:
+            raise InputError(f"total_epochs - first_epochs ({self.total_epochs - self.first_epochs}) must be a whole "
+                             f"number of cycles of {self.cycle_epochs} epochs: every training gets the same epochs")
+        if not self.rules or any(r not in RULES for r in self.rules):
+            raise InputError(f"rules must name some of {', '.join(RULES)}, got {self.rules!r}")
         if not self.starts or any(not s or min(s) < 1 for s in self.starts):
             raise InputError("every start needs at least one positive hidden width")
         for name in self.optimizers:
@@ -64,10 +85,14 @@ class SurgeonMnistSettings:
                 raise InputError(f"unknown optimiser {name!r}; choose from {', '.join(OPTIMIZERS)}")
         self.surgeon()  # the Surgeon's own checks
 
-    def surgeon(self) -> SurgeonSettings:
+    def surgeon(self, rules: str = "authors", start_params: int | None = None) -> SurgeonSettings:
+        """The Surgeon's settings under ``rules`` for a start of ``start_params`` parameters."""
+        extra = dict(RULES[rules])
+        if rules != "authors" and self.budget is not None and start_params is not None and start_params < self.budget:
+            extra["max_params"] = self.budget
         return SurgeonSettings(first_epochs=self.first_epochs, cycle_epochs=self.cycle_epochs,
                                total_epochs=self.total_epochs, retries=self.retries, branches=self.branches,
-                               rule=self.rule)
+                               rule=self.rule, **extra)
 
     def trainer(self, optimizer: str) -> TrainerConfig:
         lr = self.sgd_lr if optimizer == "sgd" else self.adam_lr
@@ -75,8 +100,9 @@ class SurgeonMnistSettings:
 
 
 PRESETS: dict[str, SurgeonMnistSettings] = {
-    # about 20 minutes on 2 cores: 20 epochs (4 first, 4 cycles of 4), one retry per cycle
-    "quick": SurgeonMnistSettings(first_epochs=4, cycle_epochs=4, total_epochs=20, retries=1),
+    # about 20 minutes on 2 cores: 20,000 training images, 20 epochs (4 first, 4 cycles of 4),
+    # one retry per cycle
+    "quick": SurgeonMnistSettings(max_train=20_000, first_epochs=4, cycle_epochs=4, total_epochs=20, retries=1),
     # the authors' schedule: 10 epochs, then a cycle every 10 up to 100, 3 retries
     "paper": SurgeonMnistSettings(),
 }
@@ -106,24 +132,34 @@ def _figures(net, task: Task, epochs: int, flops: float) -> dict[str, Any]:
 
 
 def run_job(root: str, settings: SurgeonMnistSettings, hidden: tuple[int, ...], optimizer: str, seed: int
-            ) -> dict[str, Any]:
-    """One start with one optimiser: the Surgeon, the start alone, the final shape from scratch."""
+            ) -> list[dict[str, Any]]:
+    """One start with one optimiser: the start alone, and per rule set the Surgeon and its final
+    shape from scratch (one record per rule set)."""
     started = time.perf_counter()
     task = _task(root, settings, seed)
     trainer = settings.trainer(optimizer)
     start = make_mlp([task.n_in, *hidden, task.n_out], "relu", seed=seed)
-    surgeon = run_surgeon(start, task, trainer, settings.surgeon(), seed=seed)
-    record: dict[str, Any] = {"start": start_name(hidden), "optimizer": optimizer}
-    record["surgeon"] = {**_figures(surgeon.net, task, surgeon.epochs, surgeon.train_flops),
-                         "curve": surgeon.curve, "cycles": _cycles(surgeon.cycles)}
-    epochs = surgeon.epochs
-    for name, net in (("same_start", start), ("final_shape_scratch",
-                                               make_mlp(layer_sizes(surgeon.net), "relu", seed=seed + 1))):
-        done = train_job([net], task, Budget(epochs=epochs), trainer, seed, track=True)
-        record[name] = {**_figures(done["nets"][0], task, epochs, done["flops"]),
-                        "curve": [{"epoch": i + 1, "val": v} for i, v in enumerate(done["curves"][0])]}
-    record["seconds"] = time.perf_counter() - started
-    return record
+    epochs = settings.total_epochs
+    alone = _trained(start, task, epochs, trainer, seed)
+    records = []
+    for rules in settings.rules:
+        surgeon = run_surgeon(start, task, trainer, settings.surgeon(rules, count_params(start)), seed=seed)
+        scratch = _trained(make_mlp(layer_sizes(surgeon.net), "relu", seed=seed + 1), task, epochs, trainer, seed)
+        records.append({"start": start_name(hidden), "optimizer": optimizer, "rules": rules,
+                        "surgeon": {**_figures(surgeon.net, task, surgeon.epochs, surgeon.train_flops),
+                                    "curve": surgeon.curve, "cycles": _cycles(surgeon.cycles),
+                                    "net": mlp_to_state(surgeon.net)},
+                        "same_start": alone, "final_shape_scratch": scratch})
+    for record in records:
+        record["seconds"] = time.perf_counter() - started
+    return records
+
+
+def _trained(net, task: Task, epochs: int, trainer: TrainerConfig, seed: int) -> dict[str, Any]:
+    """A copy of ``net`` trained alone for ``epochs``: its figures and validation curve."""
+    done = train_job([net], task, Budget(epochs=epochs), trainer, seed, track=True)
+    return {**_figures(done["nets"][0], task, epochs, done["flops"]),
+            "curve": [{"epoch": i + 1, "val": v} for i, v in enumerate(done["curves"][0])]}
 
 
 def _cycles(cycles: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -152,18 +188,22 @@ def reproduce_surgeon_mnist(out: str | Path, preset: str = "quick", data_root: s
         saved = ctx.restore() or {"runs": {}, "seconds": 0.0}
         runs: dict[str, Any] = saved["runs"]
         earlier = float(saved["seconds"])
+        largest_first = sorted(settings.starts, key=lambda h: -count_params(make_mlp([784, *h, 10])))
         pending = {f"{start_name(h)}|{o}": ctx.executor.submit(run_job, root, settings, h, o, seed)
-                   for h in settings.starts for o in settings.optimizers if f"{start_name(h)}|{o}" not in runs}
+                   for h in largest_first for o in settings.optimizers if f"{start_name(h)}|{o}" not in runs}
         for key, future in pending.items():
             runs[key] = future.result()
             ctx.checkpoint({"runs": runs, "seconds": earlier + time.perf_counter() - started})
-            item = runs[key]
-            ctx.emit("run", start=item["start"], optimizer=item["optimizer"],
-                     **{name: {k: v for k, v in item[name].items() if k not in ("curve", "cycles")}
-                        for name in ("surgeon", "same_start", "final_shape_scratch")})
-            say(f"{key}: surgeon {item['surgeon']['test_accuracy']:.2%} at {item['surgeon']['params']} params "
-                f"(widths {item['surgeon']['widths']}), alone {item['same_start']['test_accuracy']:.2%}")
-        ordered = [runs[f"{start_name(h)}|{o}"] for h in settings.starts for o in settings.optimizers]
+            for item in runs[key]:
+                _save_network(ctx, item)
+                ctx.emit("run", start=item["start"], optimizer=item["optimizer"], rules=item["rules"],
+                         **{name: {k: v for k, v in item[name].items() if k not in ("curve", "cycles", "net")}
+                            for name in ("surgeon", "same_start", "final_shape_scratch")})
+                say(f"{key} ({item['rules']} rules): surgeon {item['surgeon']['test_accuracy']:.2%} at "
+                    f"{item['surgeon']['params']} params (widths {item['surgeon']['widths']}), "
+                    f"alone {item['same_start']['test_accuracy']:.2%}")
+        ordered = [_without_net(item) for h in settings.starts for o in settings.optimizers
+                   for item in runs[f"{start_name(h)}|{o}"]]
         result = {"experiment": KIND, "preset": preset, "seed": seed, "runs": ordered,
                   "headline": headline(ordered), "wall_seconds": earlier + time.perf_counter() - started}
         ctx.write_result(result)
@@ -174,9 +214,25 @@ def reproduce_surgeon_mnist(out: str | Path, preset: str = "quick", data_root: s
     return result
 
 
+def network_file(item: dict[str, Any]) -> str:
+    """The file the Surgeon's final network of one run is saved to (loads with netbonsai.load)."""
+    return f"surgeon-{item['start']}-{item['optimizer']}-{item['rules']}"
+
+
+def _save_network(ctx: RunContext, item: dict[str, Any]) -> None:
+    net = dag_from_mlp(mlp_from_state(item["surgeon"]["net"]))
+    save(net, ctx.file(network_file(item)), info={"experiment": KIND, "start": item["start"],
+                                                   "optimizer": item["optimizer"], "rules": item["rules"]})
+
+
+def _without_net(item: dict[str, Any]) -> dict[str, Any]:
+    surgeon = {k: v for k, v in item["surgeon"].items() if k != "net"}
+    return {**item, "surgeon": {**surgeon, "file": network_file(item)}}
+
+
 def headline(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Per run: the Surgeon's gain over the start alone, and its size against the start's."""
-    return {f"{r['start']}|{r['optimizer']}": {
+    return {f"{r['start']}|{r['optimizer']}|{r['rules']}": {
         "accuracy_gain": r["surgeon"]["test_accuracy"] - r["same_start"]["test_accuracy"],
         "params_ratio": r["surgeon"]["params"] / r["same_start"]["params"],
         "flops_ratio": r["surgeon"]["train_flops"] / r["same_start"]["train_flops"]} for r in runs}
@@ -189,12 +245,13 @@ def report(result: dict[str, Any]) -> str:
     for r in result["runs"]:
         for name in ("surgeon", "same_start", "final_shape_scratch"):
             item = r[name]
-            rows.append([r["start"], r["optimizer"], name, item["params"], item["widths"],
+            rows.append([r["start"], r["optimizer"], r["rules"] if name != "same_start" else "-", name,
+                         item["params"], item["widths"],
                          f"{item['test_accuracy']:.2%}", f"{item['val_accuracy']:.2%}", item["epochs"],
-                         f"{item['train_flops'] / 1e12:.2f}"])
+                         f"{item['train_flops']:.3g}"])
     return "\n".join([f"# {KIND}: the Surgeon (paper 002)", "",
-                      markdown_table(["start", "optimiser", "network", "params", "widths", "test accuracy",
-                                      "val accuracy", "epochs", "train TFLOPs"], rows), "",
+                      markdown_table(["start", "optimiser", "rules", "network", "params", "widths", "test accuracy",
+                                      "val accuracy", "epochs", "train FLOPs"], rows), "",
                       f"wall {result['wall_seconds']:.0f} s", ""])
 
 

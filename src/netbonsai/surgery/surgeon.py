@@ -179,10 +179,11 @@ def apply_modification(net: nn.Sequential, modification: Modification, noise: fl
 
 def train_job(nets: list[nn.Sequential], task: Task, budget: Budget, trainer: TrainerConfig, seed: int,
               track: bool, device: str = "cpu") -> dict[str, Any]:
-    """Train same-shape ``nets`` as one population (one network alone when there is one); with
-    ``track``, each member's validation figure after every epoch. Runs in any process."""
+    """Train copies of same-shape ``nets`` as one population (one network alone when there is
+    one; the given networks are never modified); with ``track``, each member's validation figure
+    after every epoch. Runs in any process."""
     task = task.to(device)
-    nets = [n.to(device) for n in nets]
+    nets = [copy_mlp(n).to(device) for n in nets]
     model = StackedMLP.from_networks(nets) if len(nets) > 1 else nets[0]
     curves: list[list[float]] = [[] for _ in nets]
 
