@@ -149,10 +149,10 @@ def test_presets() -> None:
     assert surgeon_mnist_settings("paper").surgeon().cycle_epochs == 10
     with pytest.raises(InputError, match="unknown preset"):
         surgeon_mnist_settings("huge")
-    # netbonsai's rules: the recommended branch, the smallest survivor, and the budget on small starts
+    # netbonsai's rules: the recommended branch, the smallest survivor, no child above the budget or the start
     netbonsai = TINY.surgeon("netbonsai", 3190)
     assert netbonsai.branch == "recommended" and netbonsai.keep == "smallest" and netbonsai.max_params == TINY.budget
-    assert TINY.surgeon("netbonsai", 10 * TINY.budget).max_params is None
+    assert TINY.surgeon("netbonsai", 10 * TINY.budget).max_params == 10 * TINY.budget
     assert TINY.surgeon("authors", 3190).max_params is None and TINY.surgeon("authors").branch == "score"
 
 

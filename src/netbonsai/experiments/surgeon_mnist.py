@@ -12,8 +12,8 @@ epochs:
 The Surgeon runs under each of ``rules``: ``authors`` (the authors' code: the two best-scoring
 children train on, the best-scoring survivor is kept) and ``netbonsai`` (the best-scoring child
 and the most recommended edit train on, the smallest survivor within 0.2 points of the most
-accurate is kept, added neurons get noise of their weights' scale, and a start smaller than
-``budget`` parameters grows no child above it): the authors' score never lets an exact growth
+accurate is kept, added neurons get noise of their weights' scale, and no child is larger than
+``budget`` parameters or the start, whichever is larger): the authors' score never lets an exact growth
 edit train on, so their rules cannot widen an insufficient start (docs/RESULTS.md).
 
 Each (start, optimiser) pair is one executor job (a local process pool by default; each worker
@@ -42,7 +42,7 @@ from ..surgery.surgeon import SurgeonSettings, run_surgeon, train_job
 from ..train import Budget, TrainerConfig
 
 KIND = "surgeon-mnist"
-STARTS = ((10, 10, 10, 10, 10), (4,), (128, 64), (512, 512, 512))
+STARTS = ((10, 10, 10, 10), (4,), (128, 64), (512, 512, 512))  # 784-10-10-10-10-10, 784-4-10, ...
 OPTIMIZERS = ("sgd", "adam")
 # the Surgeon's rule sets: the authors' code, and netbonsai's (see the module docstring)
 RULES: dict[str, dict[str, Any]] = {
@@ -70,7 +70,7 @@ class SurgeonMnistSettings:
     branches: int = 2
     rule: str = "threshold"
     rules: tuple[str, ...] = ("authors", "netbonsai")
-    budget: int | None = 30_000  # netbonsai rules: no child above this for a start below it
+    budget: int | None = 30_000  # netbonsai rules: no child above this or the start's size, whichever is larger
 
     def __post_init__(self) -> None:
         if (self.total_epochs - self.first_epochs) % self.cycle_epochs:
@@ -88,8 +88,8 @@ class SurgeonMnistSettings:
     def surgeon(self, rules: str = "authors", start_params: int | None = None) -> SurgeonSettings:
         """The Surgeon's settings under ``rules`` for a start of ``start_params`` parameters."""
         extra = dict(RULES[rules])
-        if rules != "authors" and self.budget is not None and start_params is not None and start_params < self.budget:
-            extra["max_params"] = self.budget
+        if rules != "authors" and self.budget is not None:
+            extra["max_params"] = max(self.budget, start_params or 0)
         return SurgeonSettings(first_epochs=self.first_epochs, cycle_epochs=self.cycle_epochs,
                                total_epochs=self.total_epochs, retries=self.retries, branches=self.branches,
                                rule=self.rule, **extra)
