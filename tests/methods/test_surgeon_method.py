@@ -122,16 +122,16 @@ def test_resume_of_a_finished_run_gives_the_same_front(finished, capsys) -> None
 def test_resume_after_the_first_cycle_gives_the_same_front(finished, tmp_path: Path) -> None:
     """Killed after cycle 1: the method's checkpoint is cycle 1's and method.json is not written yet."""
     checkpoints = finished["checkpoints"]
-    assert [c["epoch"] for c in checkpoints] == [2 * checkpoints[0]["lineage"][0]["epoch"],
-                                                 3 * checkpoints[0]["lineage"][0]["epoch"]]
-    assert len(checkpoints[0]["cycles"]) == 1
+    per = checkpoints[0]["lineage"][0]["epoch"]
+    assert [c["epoch"] for c in checkpoints] == [per, 2 * per, 3 * per]  # the first training, then each cycle
+    assert len(checkpoints[1]["cycles"]) == 1
     out = tmp_path / "run"
     shutil.copytree(finished["out"], out)
     folder = out / "methods" / "surgeon"
     (folder / "method.json").unlink()
     for file in (folder / "front").iterdir():
         file.unlink()
-    torch.save(checkpoints[0], folder / "checkpoint.pt")
+    torch.save(checkpoints[1], folder / "checkpoint.pt")
     assert compare(finished["image"], out, "--resume") == 0
     again = json.loads((out / "comparison.json").read_text())["methods"]["surgeon"]
     before = finished["comparison"]["methods"]["surgeon"]

@@ -235,8 +235,11 @@ def test_the_same_seed_gives_the_same_run_and_the_input_is_left_alone(run, task)
 
 def test_resuming_after_the_first_cycle_gives_the_uninterrupted_result(run, task) -> None:
     result, checkpoints = run["result"], run["checkpoints"]
-    assert len(checkpoints) == 3 and [c["epoch"] for c in checkpoints] == [2, 3, 4]
-    after_first = checkpoints[0]
+    assert len(checkpoints) == 4 and [c["epoch"] for c in checkpoints] == [1, 2, 3, 4]  # first training, cycles
+    assert checkpoints[0]["cycles"] == [] and len(checkpoints[0]["lineage"]) == 1
+    from_start = run_surgeon(start_net(), task, TRAINER, SETTINGS, seed=0, resume=copy.deepcopy(checkpoints[0]))
+    assert from_start.curve == result.curve and same_weights(from_start.net, result.net, atol=1e-6)
+    after_first = checkpoints[1]
     assert len(after_first["cycles"]) == 1 and len(after_first["curve"]) == 2 and len(after_first["lineage"]) == 2
     resumed = run_surgeon(start_net(), task, TRAINER, SETTINGS, seed=0, resume=copy.deepcopy(after_first))
     assert resumed.epochs == result.epochs

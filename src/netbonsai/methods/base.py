@@ -146,6 +146,7 @@ class Method:
     summary: ClassVar[str] = ""
     Settings: ClassVar[type] = type(None)
     tasks: ClassVar[tuple[str, ...]] = ("regression", "classification")  # task kinds it runs on
+    sequences: ClassVar[bool] = True  # False: refuses sequence tasks (inputs ``(codes, lengths)``)
 
     def __init__(self, settings: Any = None, policy: "TaskSettings | None" = None) -> None:
         self.settings = settings if settings is not None else self.Settings()
@@ -166,6 +167,8 @@ class Method:
         if task.kind not in self.tasks:
             raise InputError(f"method {self.name!r} runs on {' and '.join(self.tasks)} tasks, not on "
                              f"{task.kind} ({task.name})")
+        if not self.sequences and isinstance(task.train.x, tuple):
+            raise InputError(f"method {self.name!r} needs tensor inputs; task {task.name} is a sequence task")
 
     def settings_dict(self) -> dict[str, Any]:
         """The settings as JSON-ready data (config.json)."""

@@ -161,12 +161,8 @@ class GatedArchitecture(Method):
 
     name = "gates"
     summary = "tri-state ReLU gates learn width and depth in one run, then collapse (paper 003)"
+    sequences = False
     Settings = GatesSettings
-
-    def check(self, task: Task) -> None:
-        super().check(task)
-        if isinstance(task.train.x, tuple):
-            raise InputError(f"method 'gates' needs tensor inputs; task {task.name} is a sequence task")
 
     def run(self, task: Task, ctx: "RunContext") -> MethodResult:
         """One executor job per multiplier; each finished one is checkpointed, so a resumed run

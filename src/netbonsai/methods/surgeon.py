@@ -76,12 +76,8 @@ class Surgeon(Method):
 
     name = "surgeon"
     summary = "the Surgeon: SVD-guided function-preserving edits, branched during training (paper 002)"
+    sequences = False
     Settings = SurgeonMethodSettings
-
-    def check(self, task: Task) -> None:
-        super().check(task)
-        if isinstance(task.train.x, tuple):
-            raise InputError(f"method 'surgeon' needs tensor inputs; task {task.name} is a sequence task")
 
     def run(self, task: Task, ctx: "RunContext") -> MethodResult:
         """The Surgeon on the policy's trainer; checkpointed after every cycle."""

@@ -273,6 +273,7 @@ def run_surgeon(net: nn.Sequential, task: Task, trainer: TrainerConfig, settings
         epoch, parent_figure = settings.first_epochs, finals[0]
         lineage = [{"epoch": epoch, "val": parent_figure, "kept": "start", "net": mlp_to_state(parent)}]
         emit("surgeon-start", epoch=epoch, val=parent_figure, params=count_params(parent), widths=hidden_widths(parent))
+        save = True
     else:
         parent = mlp_from_state(resume["parent"]).to(task.x_train.device)
         curve, cycles, epoch, parent_figure = resume["curve"], resume["cycles"], resume["epoch"], resume["figure"]
@@ -280,7 +281,14 @@ def run_surgeon(net: nn.Sequential, task: Task, trainer: TrainerConfig, settings
         work.flops = resume["flops"]
         generator.set_state(resume["generator"])
         started -= resume["seconds"]
-    while epoch + settings.cycle_epochs <= settings.total_epochs:
+        save = False
+    while True:
+        if checkpoint is not None and save:
+            checkpoint({"parent": mlp_to_state(parent), "curve": curve, "cycles": cycles, "lineage": lineage,
+                        "epoch": epoch, "figure": parent_figure, "flops": work.flops,
+                        "generator": generator.get_state(), "seconds": time.perf_counter() - started})
+        if epoch + settings.cycle_epochs > settings.total_epochs:
+            break
         record, parent, branch_curve = _cycle(parent, parent_figure, len(cycles) + 1, task, settings, work, generator,
                                               seed)
         curve.extend(_point(epoch + i + 1, value, parent) for i, value in enumerate(branch_curve))
@@ -289,10 +297,7 @@ def run_surgeon(net: nn.Sequential, task: Task, trainer: TrainerConfig, settings
         cycles.append({**record, "epoch": epoch})
         lineage.append({"epoch": epoch, "val": parent_figure, "kept": record["kept"], "net": mlp_to_state(parent)})
         emit("surgeon-cycle", **cycles[-1])
-        if checkpoint is not None:
-            checkpoint({"parent": mlp_to_state(parent), "curve": curve, "cycles": cycles, "lineage": lineage, "epoch": epoch,
-                        "figure": parent_figure, "flops": work.flops, "generator": generator.get_state(),
-                        "seconds": time.perf_counter() - started})
+        save = True
     return SurgeonResult(parent, epoch, work.flops, curve, cycles, time.perf_counter() - started, lineage)
 
 
