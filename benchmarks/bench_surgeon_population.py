@@ -60,7 +60,7 @@ def main() -> None:
                 start = time.perf_counter()
                 together = train_job(nets, task, budget, trainer, 0, False)["nets"]
                 together_times.append(time.perf_counter() - start)
-            diff = max(float((a - b).abs().max()) for x, y in zip(alone, together)
+            diff = max(float((a - b).detach().abs().max()) for x, y in zip(alone, together)
                        for a, b in zip(x.parameters(), y.parameters()))
             one, pop = statistics.median(alone_times), statistics.median(together_times)
             print(f"{'-'.join(map(str, sizes)):>18} {k:>3} {one:>16.3f} {pop:>13.3f} {one / pop:>6.2f} {diff:>9.1e}")

@@ -82,7 +82,7 @@ def test_reproduce_writes_every_part_and_resumes_to_the_same_runs(folder: Path, 
         cycles = surgeon["cycles"]
         assert [c["cycle"] for c in cycles] == [1, 2] and [c["epoch"] for c in cycles] == [2, 3]
         assert cycles[-1]["widths"] == surgeon["widths"] and cycles[-1]["params"] == surgeon["params"]
-        assert all(c["retries"] == 0 and c["tried"] >= 2 for c in cycles)
+        assert all(c["retries"] == 0 and len(c["attempts"]) == 1 and len(c["attempts"][0]["children"]) >= 2 for c in cycles)
         main_line = 6.0 * n_train * (weights(start) + sum(weights(c["widths"]) for c in cycles))
         assert surgeon["train_flops"] > main_line
         assert [p["epoch"] for p in surgeon["curve"]] == [1, 2, 3]
@@ -98,9 +98,17 @@ def test_reproduce_writes_every_part_and_resumes_to_the_same_runs(folder: Path, 
     assert result["wall_seconds"] > 0
     assert (out / "curves.png").stat().st_size > 0
     report = (out / "report.md").read_text()
-    assert report.count("| 784-4-10 ") == 2 * len(rules) * 3 and report.count("| 784-8-8-10 ") == 2 * len(rules) * 3
+    per_start = 2 * len(rules) * 3 + 2 * len(rules)  # every network, and one summary row per run
+    assert report.count("| 784-4-10 ") == per_start and report.count("| 784-8-8-10 ") == per_start
     history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
-    assert len([e for e in history if e["event"] == "run"]) == len(runs)
+    events = [e for e in history if e["event"] == "run"]
+    assert len(events) == len(runs)
+    for event in events:  # flat fields, so that `netbonsai show` tabulates them
+        run = next(r for r in runs if (r["start"], r["optimizer"], r["rules"]) ==
+                   (event["start"], event["optimizer"], event["rules"]))
+        assert event["params"] == run["surgeon"]["params"] and event["test_accuracy"] == run["surgeon"]["test_accuracy"]
+        assert event["alone_test_accuracy"] == run["same_start"]["test_accuracy"]
+        assert event["kept"] == [c["kept"] for c in run["surgeon"]["cycles"]]
 
     # resuming the finished run: the same runs
     assert reproduce(folder, out, "--resume") == 0

@@ -191,7 +191,8 @@ def _describe_generic(run_dir: Path, config: dict[str, Any]) -> str:
 
 def result_tables(result: dict[str, Any]) -> str:
     """The tables a reproduce result is read for (empty when it has none): the R^2 per cell and
-    regressor (reber-structure-prediction), the base accuracy per cell (reber-rnn-pruning)."""
+    regressor (reber-structure-prediction), the base accuracy per cell (reber-rnn-pruning), the
+    Surgeon against its baselines per run (surgeon-mnist)."""
     from ..analysis.structure_prediction import r2_table
 
     parts = []
@@ -201,6 +202,10 @@ def result_tables(result: dict[str, Any]) -> str:
         if isinstance(result.get("repeat_correlation"), dict) and result["repeat_correlation"]:
             alike = ", ".join(f"{c} {_number(v, '.2f')}" for c, v in result["repeat_correlation"].items())
             parts.append(f"\nTwo trainings of the same structure correlate: {alike} (report.md: R^2 for 1..N trainings)")
+    if result.get("experiment") == "surgeon-mnist" and isinstance(result.get("runs"), list):
+        from .surgeon_mnist import runs_table
+
+        parts.append(runs_table(result["runs"]))
     if isinstance(result.get("base_accuracy"), dict) and result["base_accuracy"]:
         parts.append("Base test accuracy:\n")
         parts.append(markdown_table(["cell", "accuracy"], [[c, _number(v, ".4f")] for c, v in result["base_accuracy"].items()]))

@@ -163,9 +163,12 @@ def _trained(net, task: Task, epochs: int, trainer: TrainerConfig, seed: int) ->
 
 
 def _cycles(cycles: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The cycle records without the children's details (those are in history.jsonl)."""
-    return [{k: v for k, v in c.items() if k != "attempts"} | {"tried": sum(len(a["children"]) for a in c["attempts"]),
-                                                              "retries": len(c["attempts"]) - 1} for c in cycles]
+    """The cycle records with each attempt's children (label, validation figure, score,
+    params) and branches, and the retry count."""
+    return [{**c, "retries": len(c["attempts"]) - 1,
+             "attempts": [{"children": [{k: child[k] for k in ("label", "val", "score", "params")}
+                                        for child in a["children"]], "branches": a["branches"]}
+                          for a in c["attempts"]]} for c in cycles]
 
 
 def reproduce_surgeon_mnist(out: str | Path, preset: str = "quick", data_root: str | None = None, seed: int = 0,
@@ -197,8 +200,11 @@ def reproduce_surgeon_mnist(out: str | Path, preset: str = "quick", data_root: s
             for item in runs[key]:
                 _save_network(ctx, item)
                 ctx.emit("run", start=item["start"], optimizer=item["optimizer"], rules=item["rules"],
-                         **{name: {k: v for k, v in item[name].items() if k not in ("curve", "cycles", "net")}
-                            for name in ("surgeon", "same_start", "final_shape_scratch")})
+                         params=item["surgeon"]["params"], widths=item["surgeon"]["widths"],
+                         test_accuracy=item["surgeon"]["test_accuracy"],
+                         alone_test_accuracy=item["same_start"]["test_accuracy"],
+                         scratch_test_accuracy=item["final_shape_scratch"]["test_accuracy"],
+                         kept=[c["kept"] for c in item["surgeon"]["cycles"]])
                 say(f"{key} ({item['rules']} rules): surgeon {item['surgeon']['test_accuracy']:.2%} at "
                     f"{item['surgeon']['params']} params (widths {item['surgeon']['widths']}), "
                     f"alone {item['same_start']['test_accuracy']:.2%}")
@@ -238,6 +244,19 @@ def headline(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "flops_ratio": r["surgeon"]["train_flops"] / r["same_start"]["train_flops"]} for r in runs}
 
 
+def runs_table(runs: list[dict[str, Any]]) -> str:
+    """One row per run: the Surgeon's network and test accuracy beside the start alone and the
+    final shape from scratch (test accuracies), and the Surgeon's training cost against the start's."""
+    from ..analysis.report import markdown_table
+
+    rows = [[r["start"], r["optimizer"], r["rules"], r["surgeon"]["params"], r["surgeon"]["widths"],
+             f"{r['surgeon']['test_accuracy']:.2%}", f"{r['same_start']['test_accuracy']:.2%}",
+             f"{r['final_shape_scratch']['test_accuracy']:.2%}",
+             f"{r['surgeon']['train_flops'] / r['same_start']['train_flops']:.1f}"] for r in runs]
+    return markdown_table(["start", "optimiser", "rules", "Surgeon params", "widths", "Surgeon test acc.",
+                           "alone", "final shape from scratch", "FLOPs / alone"], rows)
+
+
 def report(result: dict[str, Any]) -> str:
     from ..analysis.report import markdown_table
 
@@ -249,10 +268,11 @@ def report(result: dict[str, Any]) -> str:
                          item["params"], item["widths"],
                          f"{item['test_accuracy']:.2%}", f"{item['val_accuracy']:.2%}", item["epochs"],
                          f"{item['train_flops']:.3g}"])
-    return "\n".join([f"# {KIND}: the Surgeon (paper 002)", "",
+    return "\n".join([f"# {KIND}: the Surgeon (paper 002)", "", runs_table(result["runs"]), "",
+                      "Every network (validation accuracy drives the Surgeon; test accuracy is measured once):", "",
                       markdown_table(["start", "optimiser", "rules", "network", "params", "widths", "test accuracy",
                                       "val accuracy", "epochs", "train FLOPs"], rows), "",
-                      f"wall {result['wall_seconds']:.0f} s", ""])
+                      "![curves](curves.png)", "", f"wall {result['wall_seconds']:.0f} s", ""])
 
 
 __all__ = ["PRESETS", "SurgeonMnistSettings", "reproduce_surgeon_mnist", "run_job", "surgeon_mnist_settings"]
