@@ -294,3 +294,10 @@ def test_the_cli_warns_about_max_params_below_the_start_network_even_when_quiet(
     assert err == ["netbonsai: warning: max_params=5 is below the start network's 31 parameters: the search stops "
                    "when its first prune phase ends, above the limit unless pruning gets below it"]
     assert [e["event"] for e in read_history(tmp_path / "run" / "history.jsonl")][-1] == "stop"
+
+
+def test_a_method_event_names_its_cycle_and_kept_edit() -> None:
+    from netbonsai.cli_progress import _event_text
+
+    line = _event_text({"event": "surgeon-cycle", "params": 261, "cycle": 1, "kept": "add-layer@0"})
+    assert line == "surgeon-cycle:  params  261  cycle 1  kept add-layer@0"

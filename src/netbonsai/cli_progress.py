@@ -202,13 +202,16 @@ def _stage_text(name: str, done: int, total: int | None) -> str:
 def _event_text(event: dict[str, Any]) -> str:
     """A plain line about a history event; the search's events as ``search: prune  params 57 ...``."""
     kind = str(event.get("event", "event"))
-    parts = [f"search: {kind:<5}" if kind in ("start", "prune", "grow", "stop") else f"{kind}:"]
+    search = kind in ("start", "prune", "grow", "stop")
+    parts = [f"search: {kind:<5}" if search else f"{kind}:"]
     if isinstance(event.get("params"), (int, float)):
         parts.append(f"params {event['params']:>4g}")
     if isinstance(event.get("val_loss"), (int, float)):
         parts.append(f"val loss {event['val_loss']:.4g}")
-    if isinstance(event.get("cycle"), int):
-        parts.append(f"neurons added {event['cycle']}")
+    if isinstance(event.get("cycle"), int):  # the search counts its cycles in added neurons
+        parts.append(f"neurons added {event['cycle']}" if search else f"cycle {event['cycle']}")
+    if isinstance(event.get("kept"), str):  # the Surgeon's kept edit
+        parts.append(f"kept {event['kept']}")
     if kind == "stop" and event.get("reason"):
         parts.append(f"({event['reason']})")
     return "  ".join(parts)
