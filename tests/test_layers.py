@@ -21,12 +21,13 @@ SOURCE = Path(netbonsai.__file__).resolve().parent
 
 # layer -> the layers it must not import (each a subpackage or module of netbonsai)
 FORBIDDEN = {
-    "nets": ("grow", "prune", "gates", "surgery", "methods", "experiments", "cli"),
-    "data": ("grow", "prune", "gates", "surgery", "methods", "experiments", "cli"),
-    "train": ("grow", "prune", "gates", "surgery", "methods", "experiments", "cli"),
+    "nets": ("grow", "prune", "gates", "surgery", "residual", "methods", "experiments", "cli"),
+    "data": ("grow", "prune", "gates", "surgery", "residual", "methods", "experiments", "cli"),
+    "train": ("grow", "prune", "gates", "surgery", "residual", "methods", "experiments", "cli"),
     "analysis": ("methods", "experiments", "cli"),
     "gates": ("grow", "prune", "surgery", "methods", "experiments", "cli"),
     "surgery": ("grow", "prune", "methods", "experiments", "cli"),
+    "residual": ("grow", "prune", "gates", "surgery", "methods", "experiments", "cli"),
     "methods": ("experiments", "cli"),
 }
 MAX_EXPERIMENT_LINES = 500

@@ -1,0 +1,35 @@
+"""Self-optimising residual networks (paper 004): prune whole residual blocks by a per-block
+efficiency metric and grow networks by zero-initialised blocks (AutoGrow, Wen et al. 2020).
+
+- :mod:`.blocks`: removable blocks with an identity skip (:class:`ResidualBlock`), the
+  :class:`ResidualMLP` and :class:`ResidualCNN` built from them, :func:`find_blocks` (ours and
+  torchvision-style blocks), block parameter and FLOP counts, and :func:`skipped` (the lesion);
+- :mod:`.efficiency`: per-block scores (``lesion``, ``norm_ratio``, ``cosine``, ``taylor``,
+  ``cka``; the cheap ones from one forward and one backward pass), :func:`efficiency` (score per
+  parameter or per FLOP) and :func:`spearman` to compare a cheap measure with the lesion;
+- :mod:`.edits`: :func:`remove_blocks` (physically gone: the module stores fewer parameters),
+  :func:`insert_block` (zero-initialised: the function is unchanged; or random) and
+  :func:`new_block_like`;
+- :mod:`.growth`: AutoGrow's round-robin growth and its convergent stopping policy.
+
+The pruning and growth loop as a registered method and the ``residual-mnist`` experiment are
+not written yet.
+
+Layering: ``residual`` sits beside ``grow``, ``prune`` and ``gates``; it imports ``nets``,
+``data`` and ``train`` only.
+"""
+
+from .blocks import (
+    BlockRef, DownsampleBlock, ResidualBlock, ResidualCNN, ResidualMLP, block_flops, block_params, conv_body,
+    find_blocks, flops_per_block, is_removable, mlp_body, skipped,
+)
+from .edits import count_params, insert_block, new_block_like, remove_blocks, stage_containers
+from .efficiency import MEASURES, block_scores, efficiency, spearman
+from .growth import ConvergentPolicy, blocks_per_stage, grow_round_robin, round_robin
+
+__all__ = [
+    "BlockRef", "ConvergentPolicy", "DownsampleBlock", "MEASURES", "ResidualBlock", "ResidualCNN", "ResidualMLP",
+    "block_flops", "block_params", "block_scores", "blocks_per_stage", "conv_body", "count_params", "efficiency",
+    "find_blocks", "flops_per_block", "grow_round_robin", "insert_block", "is_removable", "mlp_body",
+    "new_block_like", "remove_blocks", "round_robin", "skipped", "spearman", "stage_containers",
+]
