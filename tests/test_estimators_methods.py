@@ -155,7 +155,7 @@ def test_one_value_error_per_bad_argument(monkeypatch):
         (dict(policy={"dense.epochs": "match"}), "policy dense.epochs must be an integer >= 0"),
         (dict(policy={"trainer.l2": 0.1}), "policy trainer.l2 is not a policy setting here: give the estimator's l2"),
         (dict(policy={"grow.seed": 3}), "random_state is the seed"),
-        (dict(policy={"trainer.method": "sgd"}), "unknown training method 'sgd'"),
+        (dict(policy={"trainer.method": "rmsprop"}), "unknown training method 'rmsprop'"),
         (dict(policy="fast"), "policy must be a dict"),
         (dict(l2="strong"), "l2 must be 'auto' or a number >= 0"),
         (dict(l2=-1.0), "l2 must be 'auto' or a number >= 0"),

@@ -288,5 +288,5 @@ def test_classification_evaluator_numbers() -> None:
     result = classification_evaluator(x, y, chunk=3)(layer)
     expected = nn.functional.cross_entropy(x, y).item()
     assert result["accuracy"] == 0.75 and result["loss"] == pytest.approx(expected)
-    with pytest.raises(InputError, match="epochs or seconds"):
+    with pytest.raises(InputError, match="epochs, steps or seconds"):
         retrainer(x, y)

@@ -11,9 +11,14 @@ efficiency metric and grow networks by zero-initialised blocks (AutoGrow, Wen et
   :func:`insert_block` (zero-initialised: the function is unchanged; or random) and
   :func:`new_block_like`;
 - :mod:`.growth`: AutoGrow's round-robin growth and its convergent stopping policy.
+- :mod:`.loop`: the pruning loop (:func:`prune_blocks`), the growth loop (:func:`grow_blocks`)
+  over a Task, and :func:`residual_mlp_to_dag` (a ResidualMLP as a DagNet, so it can be saved).
 
-The pruning and growth loop as a registered method and the ``residual-mnist`` experiment are
-not written yet.
+- :mod:`.loop`: :func:`prune_blocks` (remove the least efficient block, retrain, repeat while
+  the validation loss stays within a tolerance), :func:`grow_blocks` (round robin to a budget),
+  :func:`residual_mlp_to_dag` (a residual MLP as a DagNet: saving, polish, export, drawing).
+  ``methods.residual`` wraps them as the ``residual`` method. The ``residual-mnist`` experiment
+  is not written yet.
 
 Layering: ``residual`` sits beside ``grow``, ``prune`` and ``gates``; it imports ``nets``,
 ``data`` and ``train`` only.
@@ -26,10 +31,12 @@ from .blocks import (
 from .edits import count_params, insert_block, new_block_like, remove_blocks, stage_containers
 from .efficiency import MEASURES, block_scores, efficiency, spearman
 from .growth import ConvergentPolicy, blocks_per_stage, grow_round_robin, round_robin
+from .loop import GrowResult, PruneResult, grow_blocks, prune_blocks, residual_mlp_to_dag, validation
 
 __all__ = [
     "BlockRef", "ConvergentPolicy", "DownsampleBlock", "MEASURES", "ResidualBlock", "ResidualCNN", "ResidualMLP",
     "block_flops", "block_params", "block_scores", "blocks_per_stage", "conv_body", "count_params", "efficiency",
     "find_blocks", "flops_per_block", "grow_round_robin", "insert_block", "is_removable", "mlp_body",
     "new_block_like", "remove_blocks", "round_robin", "skipped", "spearman", "stage_containers",
+    "GrowResult", "PruneResult", "grow_blocks", "prune_blocks", "residual_mlp_to_dag", "validation",
 ]
