@@ -138,7 +138,7 @@ def test_cheap_measures_match_direct_computation_mlp():
                 lesion = CE(net(x), y) - full
         torch.testing.assert_close(scores["norm_ratio"][k], ratio.detach(), rtol=1e-10, atol=0)
         torch.testing.assert_close(scores["cosine"][k], cos.detach(), rtol=1e-9, atol=1e-12)
-        torch.testing.assert_close(scores["cka"][k], 1 - cka.detach(), rtol=1e-9, atol=1e-12)
+        torch.testing.assert_close(scores["cka"][k], 1 - cka.detach(), rtol=1e-4, atol=1e-6)  # float32 (efficiency.CKA_ROWS)
         torch.testing.assert_close(scores["lesion"][k], lesion, rtol=1e-10, atol=1e-14)
         h = out
 
@@ -156,7 +156,7 @@ def test_cheap_measures_match_direct_computation_cnn():
             a, b = h.flatten(1), out.flatten(1)  # 16 samples x 256 or 96 features: the Gram path
             xc, yc = a - a.mean(0), b - b.mean(0)
             cka = (yc.T @ xc).square().sum() / ((xc.T @ xc).norm() * (yc.T @ yc).norm())
-            torch.testing.assert_close(scores["cka"][k], 1 - cka.detach(), rtol=1e-9, atol=1e-12)
+            torch.testing.assert_close(scores["cka"][k], 1 - cka.detach(), rtol=1e-4, atol=1e-6)  # float32
             ratio = ((b - a).norm(dim=1) / a.norm(dim=1)).mean()
             torch.testing.assert_close(scores["norm_ratio"][k], ratio.detach(), rtol=1e-10, atol=0)
             h, k = out, k + 1
@@ -173,7 +173,7 @@ def test_cka_ignores_rotation_and_scale_that_the_other_measures_see():
     net = nn.Sequential(nn.Linear(6, 8), nn.Sequential(ResidualBlock(body)), nn.Linear(8, 3)).double()
     x, y = batch((32, 6), 3)
     scores = block_scores(net, x, y, CE)
-    assert abs(scores["cka"][0]) < 1e-9
+    assert abs(scores["cka"][0]) < 1e-6  # float32
     assert scores["norm_ratio"][0] > 0.5 and scores["cosine"][0] > 0.1
 
 
