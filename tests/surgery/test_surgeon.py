@@ -423,3 +423,23 @@ def test_the_bic_rule_runs(task) -> None:
     labels = {c["label"] for c in result.cycles[0]["attempts"][0]["children"]}
     assert labels - {"identity"} <= offered
     assert hidden_widths(result.net) == result.cycles[-1]["widths"]
+
+
+def test_children_of_different_shapes_train_on_a_process_pool_as_they_do_inline(task) -> None:
+    """The executor path: one job per shape group, the same networks, figures and FLOPs."""
+    from netbonsai.executor import make_executor
+    from netbonsai.surgery.surgeon import _Trainer
+
+    nets = [make_mlp([64, 12, 10], "relu", seed=1), make_mlp([64, 12, 10], "relu", seed=2),
+            make_mlp([64, 7, 10], "relu", seed=3)]
+    inline = _Trainer(task, TRAINER, None, "cpu")
+    expected, _, expected_finals = inline.train(nets, Budget(steps=6), seed=4)
+    pool = make_executor("process", 2)
+    try:
+        pooled = _Trainer(task, TRAINER, pool, "cpu")
+        got, _, finals = pooled.train(nets, Budget(steps=6), seed=4)
+    finally:
+        pool.shutdown()
+    assert finals == expected_finals and pooled.flops == inline.flops
+    for a, b in zip(got, expected):
+        assert same_weights(a, b, atol=1e-6)
