@@ -35,6 +35,7 @@ from ..data.specs import idx_task
 from ..data.task import Task
 from ..errors import InputError
 from ..runs import RunContext
+from ..nets.dag_build import mlp_params
 from ..nets.io import save
 from ..surgery.mlp import count_params, dag_from_mlp, hidden_widths, layer_sizes, make_mlp
 from ..surgery.state import mlp_from_state, mlp_to_state
@@ -191,7 +192,7 @@ def reproduce_surgeon_mnist(out: str | Path, preset: str = "quick", data_root: s
         saved = ctx.restore() or {"runs": {}, "seconds": 0.0}
         runs: dict[str, Any] = saved["runs"]
         earlier = float(saved["seconds"])
-        largest_first = sorted(settings.starts, key=lambda h: -count_params(make_mlp([784, *h, 10])))
+        largest_first = sorted(settings.starts, key=lambda h: -mlp_params([784, *h, 10]))
         pending = {f"{start_name(h)}|{o}": ctx.executor.submit(run_job, root, settings, h, o, seed)
                    for h in largest_first for o in settings.optimizers if f"{start_name(h)}|{o}" not in runs}
         for key, future in pending.items():

@@ -119,6 +119,14 @@ def finite_front(candidates: list[Candidate]) -> list[Candidate]:
     return front
 
 
+def layer_widths(value: Any, setting: str) -> tuple[int, ...]:
+    """``value`` as a tuple of positive hidden-layer widths, or one InputError naming ``setting``."""
+    if (not isinstance(value, (list, tuple)) or not value
+            or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in value)):
+        raise InputError(f"{setting} must be a list of positive layer widths, got {value!r}")
+    return tuple(value)
+
+
 def settings_with(settings: Any, overrides: dict[str, Any], prefix: str) -> Any:
     """A copy of a frozen settings dataclass with ``overrides`` (field -> value) applied; an
     unknown field or a bad value is one :class:`InputError` naming ``prefix.field``."""

@@ -47,7 +47,7 @@ from ..nets.io import net_from_state, net_to_state
 from ..nets.normalization import standardize_for
 from ..train import Budget, evaluate, fit
 from ..train.polish import shipped_task
-from .base import Method, MethodResult, candidate, finite_front
+from .base import Method, MethodResult, candidate, finite_front, layer_widths
 from .front import polish
 from .magnitude import pruned_architecture
 from .registry import register
@@ -109,10 +109,7 @@ class GatesSettings:
         if self.threshold >= 1:
             raise InputError(f"gates.threshold must be in (0, 1), got {self.threshold!r}")
         if self.hidden is not None:
-            if (not isinstance(self.hidden, (list, tuple)) or not self.hidden
-                    or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in self.hidden)):
-                raise InputError(f"gates.hidden must be a list of positive layer widths, got {self.hidden!r}")
-            object.__setattr__(self, "hidden", tuple(self.hidden))
+            object.__setattr__(self, "hidden", layer_widths(self.hidden, "gates.hidden"))
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "scales": list(self.scales), "hidden": None if self.hidden is None else list(self.hidden)}

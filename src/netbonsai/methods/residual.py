@@ -30,6 +30,7 @@ from ..data.task import Split, Task
 from ..errors import InputError
 from ..grow.search import FrontPoint
 from ..nets.dag import DagNet
+from ..nets.normalization import standardization
 from ..residual.blocks import ResidualMLP
 from ..residual.edits import count_params
 from ..residual.efficiency import MEASURES
@@ -98,14 +99,7 @@ def default_width(n_in: int, n_out: int, blocks: int, max_params: int) -> int:
 def standardized(task: Task) -> tuple[Task, tuple[torch.Tensor, ...]]:
     """The task with standardised inputs (and regression targets), as ``standardize_for`` scales
     a dense network, and the maps ``(in_shift, in_scale, out_shift, out_scale)`` that undo it."""
-    x, y = task.x_train, task.y_train
-    std = x.std(dim=0)
-    in_shift, in_scale = x.mean(dim=0), torch.where(std > 1e-8, std, torch.ones_like(std))
-    if task.kind == "classification":
-        out_shift = torch.zeros(task.n_out, device=x.device)
-        out_scale = torch.ones_like(out_shift)
-    else:
-        out_shift, out_scale = y.mean(dim=0), y.std(dim=0).clamp_min(1e-8)
+    in_shift, in_scale, out_shift, out_scale = standardization(task.x_train, task.y_train, task.n_out)
 
     def scaled(split: Split) -> Split:
         target = split.y if task.kind == "classification" else (split.y - out_shift) / out_scale

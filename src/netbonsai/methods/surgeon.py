@@ -22,7 +22,7 @@ from ..surgery.mlp import dag_from_mlp, mlp_from_dag
 from ..surgery.state import mlp_from_state
 from ..surgery.surgeon import SurgeonSettings, run_surgeon
 from ..train.regularization import reference_network
-from .base import Method, MethodResult, candidate, finite_front
+from .base import Method, MethodResult, candidate, finite_front, layer_widths
 from .front import polish
 from .gates import start_network
 from .registry import register
@@ -52,10 +52,7 @@ class SurgeonMethodSettings:
         if isinstance(self.cycles, bool) or not isinstance(self.cycles, int) or self.cycles < 1:
             raise InputError(f"surgeon.cycles must be an integer >= 1, got {self.cycles!r}")
         if self.start is not None:
-            if (not isinstance(self.start, (list, tuple)) or not self.start
-                    or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in self.start)):
-                raise InputError(f"surgeon.start must be a list of positive layer widths, got {self.start!r}")
-            object.__setattr__(self, "start", tuple(self.start))
+            object.__setattr__(self, "start", layer_widths(self.start, "surgeon.start"))
         self.rules(self.cycles + 1)  # the rules' own checks
 
     def rules(self, epochs: int) -> SurgeonSettings:

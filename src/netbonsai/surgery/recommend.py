@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError
+from .mlp import parse_mlp
 
 RULES = ("threshold", "bic")
 # the candidate kinds in tie-break order; "identity" is the unmodified parent copy
@@ -38,8 +39,8 @@ KINDS = ("add-neurons", "add-layer", "svd-narrow", "svd-split", "remove-layer")
 
 
 def _linears(net: nn.Module) -> list[nn.Linear]:
-    """The Linear layers of ``net`` in order (nested Sequentials flattened)."""
-    return [m for m in net.modules() if isinstance(m, nn.Linear)]
+    """The Linear layers of the layered MLP ``net`` in order (:func:`~netbonsai.surgery.mlp.parse_mlp`)."""
+    return parse_mlp(net).linears
 
 
 def singular_values(net: nn.Module, layer: int) -> torch.Tensor:
