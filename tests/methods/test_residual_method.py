@@ -131,6 +131,51 @@ def test_compare_with_residual_growth(tmp_path: Path) -> None:
         assert netbonsai.load(out / point["file"]).num_params() == point["params"]
 
 
+CYCLE = ["--set", "residual.mode=\"cycle\"", "--set", "residual.blocks=3", "--set", "residual.cycles=2",
+         "--set", "residual.grow_threshold=-1", "--set", "residual.tolerance=5", "--max-params", "200"]
+
+
+def test_grow_prune_cycles_and_their_resume(tmp_path: Path) -> None:
+    """A threshold no growth misses (-1) grows to ``blocks`` (3: 140 parameters, within 200) each cycle; a tolerance no removal
+    leaves (5) prunes back to one block: add, add, remove, remove, twice. Killed in the second
+    cycle's growth, the run resumes to the same front; blocks.png is drawn."""
+    image = crop_of_camera(tmp_path / "crop.png")
+    out = tmp_path / "run"
+    assert compare(image, out, *CYCLE) == 0
+    figures = json.loads((out / "comparison.json").read_text())["methods"]["residual"]
+    events = history(out)
+    assert all(("val" in e) == (e["action"] == "add") for e in events)
+    assert [(e["action"], e["blocks"], e["cycle"]) for e in events] == [
+        ("add", 2, 0), ("add", 3, 0), ("remove", 2, 0), ("remove", 1, 0),
+        ("add", 2, 1), ("add", 3, 1), ("remove", 2, 1), ("remove", 1, 1)]
+    assert figures["stop_reason"] == "2 cycles: 1 blocks" and figures["extra"]["blocks"] == 1
+    folder = out / "methods" / "residual"
+    assert (folder / "blocks.png").stat().st_size > 0
+    state = torch.load(folder / "checkpoint.pt", weights_only=True)
+    state["path"], state["stop"] = state["path"][:5], None
+    state.update(cycle=1, phase="grow")  # killed after the first growth step of cycle 2
+    torch.save(state, folder / "checkpoint.pt")
+    (folder / "method.json").unlink()
+    for file in (folder / "front").iterdir():
+        file.unlink()
+    assert compare(image, out, *CYCLE, "--resume") == 0
+    again = json.loads((out / "comparison.json").read_text())["methods"]["residual"]
+    assert again["front"] == figures["front"] and again["extra"] == figures["extra"]
+    assert history(out)[8:] == events[5:]
+
+
+def test_cycles_stop_growing_when_the_policy_says_so(tmp_path: Path) -> None:
+    """A threshold no growth reaches (1.0: a whole unit of validation figure per step) stops
+    each growth after the policy's window of 2 steps plus the one that fails."""
+    image = crop_of_camera(tmp_path / "crop.png")
+    out = tmp_path / "run"
+    settings = [*CYCLE, "--set", "residual.grow_threshold=1.0", "--set", "residual.blocks=6", "--set",
+                "residual.cycles=1", "--max-params", "300"]  # 6 blocks fit: the policy stops the growth
+    assert compare(image, out, *settings) == 0
+    adds = [e for e in history(out) if e["action"] == "add"]
+    assert [e["blocks"] for e in adds] == [2, 3, 4]
+
+
 @pytest.mark.parametrize("setting, message", [
     ("residual.width=0", "residual.width"),
     ("residual.blocks=0", "residual.blocks"),
@@ -139,6 +184,8 @@ def test_compare_with_residual_growth(tmp_path: Path) -> None:
     ("residual.tolerance=-0.1", "residual.tolerance"),
     ("residual.retrain_epochs=-1", "residual.retrain_epochs"),
     ("residual.mode=\"shrink\"", "residual.mode"),
+    ("residual.cycles=0", "residual.cycles"),
+    ("residual.grow_threshold=\"high\"", "residual.grow_threshold"),
     ("residual.bogus=1", "unknown setting residual.bogus"),
 ])
 def test_bad_residual_settings_exit_2_before_anything_is_written(tmp_path: Path, capsys, setting, message) -> None:

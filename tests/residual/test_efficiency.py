@@ -267,3 +267,43 @@ def test_spearman_matches_scipy_with_ties():
     assert spearman([1, 1, 1], [1, 2, 3]) != spearman([1, 1, 1], [1, 2, 3])  # NaN: a constant vector
     with pytest.raises(InputError):
         spearman([1, 2, 3], [1, 2])
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+def test_taylor2_is_the_second_order_lesion_estimate_with_fisher_curvature(activation):
+    """Per sample l_n'(g) by central differences of the block gate (float64), then
+    mean(-l_n' + l_n'^2 / 2): the measure's definition, computed the slow way."""
+    net = mlp(seed=11, blocks=3, activation=activation).double()
+    x, y = batch((24, 6), 3)
+    x = x.double()
+    found = block_scores(net, x, y, CE, measures=("taylor", "taylor2"))
+    eps = 1e-6
+    for k, ref in enumerate(find_blocks(net)):
+        gate = ref.module.gate
+        with torch.no_grad():
+            gate.fill_(1 + eps)
+            up = F.cross_entropy(net(x), y, reduction="none")
+            gate.fill_(1 - eps)
+            down = F.cross_entropy(net(x), y, reduction="none")
+            gate.fill_(1)
+        per_sample = (up - down) / (2 * eps)
+        assert float(found["taylor2"][k]) == pytest.approx(float((-per_sample + per_sample.square() / 2).mean()),
+                                                           rel=1e-5, abs=1e-9)
+        assert float(found["taylor"][k]) == pytest.approx(abs(float(per_sample.mean())), rel=1e-5, abs=1e-9)
+
+
+def test_taylor2_is_the_lesion_where_the_expansion_holds():
+    """Labels drawn from the network's own predictions (the Fisher then equals the expected
+    curvature and the first-order term averages out) and small residual branches (the lesion a
+    small step): taylor2 is the lesion to a few percent. Far from this regime (a network fitted
+    to near-zero loss, where skipping a block costs many nats) a local expansion says little."""
+    net = mlp(seed=12, blocks=3)
+    for ref in find_blocks(net):
+        with torch.no_grad():
+            ref.module.gate.fill_(0.2)
+    x = torch.randn(40_000, 6, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    with torch.no_grad():
+        y = torch.multinomial(F.softmax(net(x), dim=1), 1, generator=torch.Generator().manual_seed(6)).squeeze(1)
+    found = block_scores(net, x, y, CE, measures=("lesion", "taylor2"))
+    assert (found["lesion"] > 0).all()
+    assert found["taylor2"] == pytest.approx(found["lesion"], rel=0.03)

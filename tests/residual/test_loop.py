@@ -186,3 +186,47 @@ def test_a_residual_mlp_converts_to_a_dagnet_with_the_same_outputs(task: Task, s
     with pytest.raises(InputError, match="ResidualMLP"):
         residual_mlp_to_dag(torch.nn.Linear(2, 2))
     assert not math.isnan(validation(residual_mlp_to_dag(start), task)[0])
+
+
+def test_pruning_by_validation_error_accepts_within_the_error_limit(task: Task, start: ResidualMLP) -> None:
+    """With error_tolerance the loss limit is unused: every accepted step's validation error is
+    within the start's error plus the tolerance, and the first beyond it is undone."""
+    start_error = validation(start, task)[1]
+    tolerance = 0.02  # 4 of 200 validation digits
+    result = prune_blocks(start, task, TRAINER, tolerance=0.0, error_tolerance=tolerance, retrain_epochs=1, seed=0)
+    accepted = [s for s in result.steps if s["accepted"]]
+    assert all(s["val_error"] <= start_error + tolerance + 1e-9 for s in accepted)
+    assert all(not s["accepted"] for s in result.steps[len(accepted):])
+    if result.stop_reason == "tolerance":
+        assert result.steps[-1]["val_error"] > start_error + tolerance
+    assert result.blocks_after == BLOCKS - len(accepted)
+    # a loss tolerance of 0 alone would have refused a step whose loss rose
+    assert any(s["val_loss"] > result.start_val_loss for s in accepted) or len(accepted) == 0
+    everything = prune_blocks(start, task, TRAINER, error_tolerance=0.999, retrain_epochs=0)
+    assert everything.blocks_after == 0 and everything.stop_reason == "no blocks left"
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.0, True, "0.1"])
+def test_a_bad_error_tolerance_is_refused(task: Task, start: ResidualMLP, bad) -> None:
+    with pytest.raises(InputError, match="error_tolerance"):
+        prune_blocks(start, task, TRAINER, error_tolerance=bad)
+
+
+def test_error_tolerance_needs_a_classification_task() -> None:
+    table = table_task()
+    trainer = TrainerConfig(method="adam", loss="mse", lr=1e-2, batch_size=32)
+    with pytest.raises(InputError, match="classification"):
+        prune_blocks(model(3, 2, 1), table, trainer, error_tolerance=0.01)
+
+
+def test_growth_trains_each_step_for_its_budget(task: Task) -> None:
+    """Budget(steps=0) per step: a zero-initialised block leaves the function exactly as it was;
+    one optimiser step per growth step changes it; a budget that is not a Budget is refused."""
+    net = model(64, 1, 10, seed=4)
+    untouched = grow_blocks(net, task, TRAINER, steps=2, budget_per_step=Budget(steps=0))
+    assert len(find_blocks(untouched.model)) == 3
+    assert torch.equal(untouched.model(task.x_val), net(task.x_val))
+    trained = grow_blocks(net, task, TRAINER, steps=2, budget_per_step=Budget(steps=1))
+    assert not torch.allclose(trained.model(task.x_val), net(task.x_val))
+    with pytest.raises(InputError, match="budget_per_step"):
+        grow_blocks(net, task, TRAINER, steps=1, budget_per_step=3)

@@ -79,6 +79,14 @@ def _surgeon(out: Path, preset: str, data_root: str | None, seed: int, resume: b
                                    on_progress=progress, **parallel)
 
 
+def _residual(out: Path, preset: str, data_root: str | None, seed: int, resume: bool, progress: Progress,
+              **parallel: Any) -> dict:
+    from .residual_mnist import reproduce_residual_mnist
+
+    return reproduce_residual_mnist(out, preset=preset, data_root=data_root, seed=seed, resume=resume,
+                                    on_progress=progress, **parallel)
+
+
 EXPERIMENTS: dict[str, Experiment] = {
     e.name: e
     for e in (
@@ -100,6 +108,9 @@ EXPERIMENTS: dict[str, Experiment] = {
         Experiment("surgeon-mnist", "002",
                    "the Surgeon from insufficient, good and oversized MLPs (SGD and Adam) against the start "
                    "trained alone and the final shape from scratch", _surgeon),
+        Experiment("residual-mnist", "004",
+                   "per-block efficiency against the lesion, whole-block pruning, and zero-initialised growth of "
+                   "a residual CNN against the fixed 3 x 4 network", _residual),
     )
 }
 

@@ -192,7 +192,8 @@ def _describe_generic(run_dir: Path, config: dict[str, Any]) -> str:
 def result_tables(result: dict[str, Any]) -> str:
     """The tables a reproduce result is read for (empty when it has none): the R^2 per cell and
     regressor (reber-structure-prediction), the base accuracy per cell (reber-rnn-pruning), the
-    Surgeon against its baselines per run (surgeon-mnist)."""
+    Surgeon against its baselines per run (surgeon-mnist), the metric check, pruning and growth
+    (residual-mnist)."""
     from ..analysis.structure_prediction import r2_table
 
     parts = []
@@ -206,6 +207,10 @@ def result_tables(result: dict[str, Any]) -> str:
         from .surgeon_mnist import runs_table
 
         parts.append(runs_table(result["runs"]))
+    if result.get("experiment") == "residual-mnist" and isinstance(result.get("pruning"), dict):
+        from .residual_mnist import tables
+
+        parts.append(tables(result))
     if isinstance(result.get("base_accuracy"), dict) and result["base_accuracy"]:
         parts.append("Base test accuracy:\n")
         parts.append(markdown_table(["cell", "accuracy"], [[c, _number(v, ".4f")] for c, v in result["base_accuracy"].items()]))

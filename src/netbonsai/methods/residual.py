@@ -6,7 +6,13 @@ trained on the standardised task (inputs, and regression targets, scaled as the 
 networks are) for the policy's dense budget with its trainer. ``mode=prune`` then removes the
 least efficient block (``measure`` per parameter) and retrains for the retraining budget while
 the validation loss stays within ``tolerance`` of the start's; ``mode=grow`` starts from one
-block and adds zero-initialised blocks up to ``blocks``, training each.
+block and adds zero-initialised blocks up to ``blocks``, training each; ``mode=cycle`` starts
+from one block and runs ``cycles`` grow/prune cycles: grow (round robin, zero-initialised,
+training each new block) while AutoGrow's convergent policy sees the validation accuracy (minus
+the loss for regression) improve by ``grow_threshold`` and the network stays within ``blocks``
+and ``max_params``, then prune while the validation loss stays within ``tolerance`` of the
+loss the growth reached. Every added or removed block is a ``block`` event in the history, and
+``blocks.png`` shows the blocks over the steps.
 
 The front: the start and the network after every step (a pruning step beyond the tolerance
 included: it is a network the path visited, though not the one kept), each converted to a
@@ -34,6 +40,7 @@ from ..nets.normalization import standardization
 from ..residual.blocks import ResidualMLP
 from ..residual.edits import count_params
 from ..residual.efficiency import MEASURES
+from ..residual.growth import ConvergentPolicy
 from ..residual.loop import grow_blocks, prune_blocks, residual_mlp_to_dag, validation
 from ..train import Budget, fit
 from .base import Method, MethodResult, candidate, finite_front, measure
@@ -43,7 +50,7 @@ from .registry import register
 if TYPE_CHECKING:
     from ..runs import RunContext
 
-MODES = ("prune", "grow")
+MODES = ("prune", "grow", "cycle")
 MIN_WIDTH = 4
 
 
@@ -64,7 +71,9 @@ class ResidualSettings:
     measure: str = "norm_ratio"  # one of residual.efficiency.MEASURES, divided by the block's parameters
     tolerance: float = 0.01  # prune while val loss <= start * (1 + tolerance)
     retrain_epochs: int | None = None  # after each step; None: the policy's retraining budget
-    mode: str = "prune"  # or "grow": from one block to ``blocks``
+    mode: str = "prune"  # or "grow": from one block to ``blocks``; or "cycle": grow/prune cycles
+    cycles: int = 2  # mode "cycle": grow/prune cycles
+    grow_threshold: float = 0.001  # mode "cycle": least gain of the moving validation figure to grow on
 
     def __post_init__(self) -> None:
         _integer("width", self.width, 1, optional=True)
@@ -77,6 +86,10 @@ class ResidualSettings:
         _integer("retrain_epochs", self.retrain_epochs, 0, optional=True)
         if self.mode not in MODES:
             raise InputError(f"residual.mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        _integer("cycles", self.cycles, 1)
+        ok = not isinstance(self.grow_threshold, bool) and isinstance(self.grow_threshold, (int, float))
+        if not ok or not math.isfinite(self.grow_threshold):
+            raise InputError(f"residual.grow_threshold must be a finite number, got {self.grow_threshold!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -119,7 +132,7 @@ class ResidualBlocks(Method):
     Settings = ResidualSettings
 
     def run(self, task: Task, ctx: "RunContext") -> MethodResult:
-        """Train, then prune or grow one block per step; checkpointed after every step."""
+        """Train, then prune, grow, or cycle one block per step; checkpointed after every step."""
         policy, settings = self.policy, self.settings
         grow = policy.grow
         width = settings.width or default_width(task.n_in, task.n_out, settings.blocks, grow.max_params)
@@ -146,21 +159,23 @@ class ResidualBlocks(Method):
             start = build(first)
             fit(start, inner.train, Budget(epochs=policy.dense_epochs), grow.trainer, seed=grow.seed)
             state = {"start": {"blocks": first, "state": cpu_state(start), "val_loss": validation(start, inner)[0]},
-                     "path": [], "stop": None}
+                     "path": [], "stop": None, "cycle": 0, "phase": "grow"}
             ctx.checkpoint(state)
         path: list[dict[str, Any]] = state["path"]
-        total = settings.blocks if settings.mode == "prune" else settings.blocks - 1
+        total = {"prune": settings.blocks, "grow": settings.blocks - 1}.get(settings.mode, 2 * settings.blocks)
         ctx.reporter.stage_started("residual blocks", total)
 
         def record(step: dict[str, Any], action: str) -> None:
             net = step.pop("model")
             blocks = len(net.stages[0])
             entry = {"step": len(path) + 1, "action": action, "blocks": blocks, "module_params": count_params(net),
-                     "accepted": bool(step.get("accepted", True))}
+                     "accepted": bool(step.get("accepted", True)), "cycle": state.get("cycle", 0)}
             if action == "remove":
                 entry.update(block=step["block"], efficiency=step["efficiency"])
+            else:
+                entry["val"] = step["val"]  # what the convergent policy sees
             path.append({"blocks": blocks, "state": cpu_state(net), "entry": entry})
-            if not entry["accepted"]:
+            if not entry["accepted"] and settings.mode == "prune":
                 state["stop"] = "tolerance"
             ctx.checkpoint(state)
             dag = as_dag(net)
@@ -170,27 +185,78 @@ class ResidualBlocks(Method):
             ctx.reporter.stage_advanced("residual blocks", 1, f"{action} block: {blocks} blocks, "
                                         f"val loss {figures['val_loss']:.4g}")
 
+        def current() -> tuple[ResidualMLP, dict[str, Any]]:
+            """The last accepted network of the path (the start when none)."""
+            last = next((item for item in reversed(path) if item["entry"]["accepted"]), state["start"])
+            return build(last["blocks"], last["state"]), last
+
+        def grow_one(net: ResidualMLP) -> bool:
+            """One zero-initialised block, trained; False when none fits ``max_params``."""
+            taken = len(path)
+            grow_blocks(net, inner, grow.trainer, steps=1, epochs_per_step=retrain, seed=grow.seed + len(path),
+                        max_params=grow.max_params if settings.mode == "cycle" else None,
+                        on_step=lambda step: record(step, "add"))
+            return len(path) > taken
+
+        def prune(net: ResidualMLP, reference: float) -> str:
+            keep_one = len(net.stages[0]) - 1 if settings.mode == "cycle" else None  # cycles grow from >= 1 block
+            return prune_blocks(net, inner, grow.trainer, measure=settings.measure, tolerance=settings.tolerance,
+                                retrain_epochs=retrain, seed=grow.seed + len(path), reference_loss=reference,
+                                max_removals=keep_one, on_step=lambda step: record(step, "remove")).stop_reason
+
         if state["stop"] is None:
-            last = path[-1] if path else state["start"]
-            current = build(last["blocks"], last["state"])
             if settings.mode == "prune":
-                result = prune_blocks(current, inner, grow.trainer, measure=settings.measure,
-                                      tolerance=settings.tolerance, retrain_epochs=retrain, seed=grow.seed + len(path),
-                                      reference_loss=state["start"]["val_loss"],
-                                      on_step=lambda step: record(step, "remove"))
-                state["stop"] = result.stop_reason
-            else:  # one step per call, so that a resumed growth draws and trains exactly as one that ran through
-                while last["blocks"] < settings.blocks:
-                    taken = len(path)
-                    grow_blocks(current, inner, grow.trainer, steps=1, epochs_per_step=retrain,
-                                seed=grow.seed + len(path), on_step=lambda step: record(step, "add"))
-                    if len(path) == taken:  # no block could be added
-                        break
-                    last = path[-1]
-                    current = build(last["blocks"], last["state"])
+                state["stop"] = prune(current()[0], state["start"]["val_loss"])
+            elif settings.mode == "grow":  # one step per call: a resumed growth draws and trains as one that ran through
+                net, last = current()
+                while last["blocks"] < settings.blocks and grow_one(net):
+                    net, last = current()
                 state["stop"] = f"grew to {last['blocks']} blocks"
+            else:
+                self._cycle(state, inner, current, grow_one, prune, ctx)
             ctx.checkpoint(state)
+        self._plot(state, ctx)
         return self._front(task, state, build, as_dag, width, retrain, ctx)
+
+    def _cycle(self, state: dict[str, Any], inner: Task, current: Callable, grow_one: Callable, prune: Callable,
+               ctx: "RunContext") -> None:
+        """Grow/prune cycles from the checkpointed ``cycle`` and ``phase``; the policy replays the
+        validation figures of this cycle's added blocks."""
+        settings = self.settings
+        while state["cycle"] < settings.cycles:
+            net, last = current()
+            if state["phase"] == "grow":
+                policy = ConvergentPolicy(settings.grow_threshold, window=2)
+                for item in state["path"]:
+                    if item["entry"]["action"] == "add" and item["entry"]["cycle"] == state["cycle"]:
+                        policy.update(item["entry"]["val"])
+                if not policy.stopped and last["blocks"] < settings.blocks and grow_one(net):
+                    continue
+                state.update(phase="prune", reference=validation(net, inner)[0])
+                ctx.checkpoint(state)
+            else:
+                prune(net, state["reference"])
+                state.update(cycle=state["cycle"] + 1, phase="grow")
+                ctx.checkpoint(state)
+        state["stop"] = f"{settings.cycles} cycles: {current()[1]['blocks']} blocks"
+
+    def _plot(self, state: dict[str, Any], ctx: "RunContext") -> None:
+        """blocks.png: blocks over the steps, each step marked by its action."""
+        from ..analysis._figures import new_figure, save_png
+
+        blocks = [state["start"]["blocks"]] + [item["blocks"] for item in state["path"]]
+        actions = ["start"] + [item["entry"]["action"] for item in state["path"]]
+        fig = new_figure(6.0, 3.6)
+        ax = fig.subplots()
+        ax.step(range(len(blocks)), blocks, where="post", color="C0")
+        for action, marker, color in (("add", "^", "C2"), ("remove", "v", "C3")):
+            steps = [i for i, a in enumerate(actions) if a == action]
+            ax.plot(steps, [blocks[i] for i in steps], marker, color=color, linestyle="none", label=action)
+        ax.set_xlabel("step")
+        ax.set_ylabel("residual blocks")
+        ax.set_title(f"residual ({self.settings.mode}): {state['stop']}", fontsize=9)
+        ax.legend(fontsize=8)
+        save_png(fig, ctx.file("blocks.png"))
 
     def _front(self, task: Task, state: dict[str, Any], build: Callable[..., ResidualMLP],
                as_dag: Callable[[ResidualMLP], DagNet], width: int, retrain: int, ctx: "RunContext") -> MethodResult:

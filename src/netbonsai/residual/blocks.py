@@ -128,12 +128,22 @@ class ResidualCNN(nn.Module):
     ``ResidualBlock(conv_body(widths[s]), post=nn.ReLU())``: ``blocks`` counts the downsampling
     block, so "3 stages x 4 blocks" has 3 removable blocks per stage. An int ``blocks`` applies
     to every stage; each count must be >= 1.
+
+    With ``image_size`` ``(height, width)`` the network also takes flat rows ``(N, C*H*W)`` (as
+    a :class:`~netbonsai.data.task.Task` holds images) and reshapes them to ``(N, C, H, W)``.
     """
 
     def __init__(self, in_channels: int = 1, widths: Sequence[int] = (16, 32, 64),
-                 blocks: Sequence[int] | int = 4, n_out: int = 10) -> None:
+                 blocks: Sequence[int] | int = 4, n_out: int = 10,
+                 image_size: Sequence[int] | None = None) -> None:
         super().__init__()
         cin = _positive(in_channels, "ResidualCNN: in_channels")
+        if image_size is not None:
+            size = _listed(image_size, "image_size")
+            if len(size) != 2:
+                raise InputError(f"ResidualCNN: image_size must be (height, width), got {image_size!r}")
+            image_size = tuple(_positive(v, "ResidualCNN: each image side") for v in size)
+        self.image_shape = None if image_size is None else (cin, *image_size)
         n_out = _positive(n_out, "ResidualCNN: n_out")
         widths = [_positive(w, "ResidualCNN: each width") for w in _listed(widths, "widths")]
         if not widths:
@@ -152,6 +162,8 @@ class ResidualCNN(nn.Module):
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(widths[-1], n_out))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 2 and self.image_shape is not None:
+            x = x.reshape(x.shape[0], *self.image_shape)
         h = self.stem(x)
         for stage in self.stages:
             h = stage(h)

@@ -10,11 +10,16 @@ the block changes more, so it matters more, for every measure):
 - ``cosine``: mean over samples of ``1 - cos(h_in, h_out)`` (ShortGPT 2024);
 - ``taylor``: ``|dL/dg|`` at ``g = 1`` for a scalar ``g`` with ``h_out -> h_in + g (h_out - h_in)``,
   the first-order Taylor score of a block gate (works for blocks without a gate);
+- ``taylor2``: the second-order Taylor estimate of the lesion itself, ``L(g=0) - L(g=1) ~
+  mean_n(-l_n' + l_n'^2 / 2)`` with ``l_n' = dl_n/dg`` per sample and the curvature taken as the
+  empirical Fisher (``E[l_n'^2]``, exact in expectation for a log-likelihood loss): at a trained
+  network the first-order term nearly vanishes, so ``taylor`` ranks blocks poorly while the
+  curvature term carries the lesion (netbonsai's measure; ``loss_fn`` must be a mean over samples);
 - ``cka``: ``1 -`` linear CKA between block input and output over the batch (its first
   ``CKA_ROWS`` samples, in float32).
 
-The four cheap measures take one forward and (for ``taylor``) one backward pass for all blocks
-together. :func:`efficiency` divides by the block's parameters (or FLOPs); :func:`spearman` is
+The cheap measures take one forward and (for ``taylor`` and ``taylor2``) one backward pass for
+all blocks together. :func:`efficiency` divides by the block's parameters (or FLOPs); :func:`spearman` is
 the rank correlation used to compare a cheap measure with the lesion.
 """
 
@@ -28,7 +33,8 @@ from torch import nn
 from ..errors import InputError
 from .blocks import BlockRef, block_params, find_blocks, flops_per_block, skipped
 
-MEASURES = ("lesion", "norm_ratio", "cosine", "taylor", "cka")
+PER = ("params", "flops", "block")  # what efficiency divides a score by
+MEASURES = ("lesion", "norm_ratio", "cosine", "taylor", "taylor2", "cka")
 _CHEAP = ("norm_ratio", "cosine", "cka")  # computed from (h_in, h_out) inside the forward hook
 # CKA compares the batch's Gram matrices (n x n when the features outnumber the samples): on the
 # first CKA_ROWS rows, in float32. On all 2,000 rows of a conv block in float64 it took 20.8 s
@@ -77,25 +83,30 @@ def _cka_gap(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def _statistics(h_in: torch.Tensor, h_out: torch.Tensor, wanted: Sequence[str]) -> dict[str, torch.Tensor]:
-    """The cheap measures of one block from its input and output (float64, per-sample rows)."""
-    a, b = h_in.detach().flatten(1).double(), h_out.detach().flatten(1).double()
+    """The cheap measures of one block from its input and output, as float64 scalars.
+
+    Per-sample rows are reduced in the activations' own precision (at least float32): a float64
+    copy of a conv stage's activations cost more than the forward pass itself; the rows' norms
+    are exact to float32 rounding and only their means are taken in float64."""
+    dtype = h_in.dtype if h_in.dtype in (torch.float32, torch.float64) else torch.float32
+    a, b = h_in.detach().flatten(1).to(dtype), h_out.detach().flatten(1).to(dtype)
     tiny = torch.finfo(a.dtype).tiny
     found = {}
     if "norm_ratio" in wanted:
-        found["norm_ratio"] = ((b - a).norm(dim=1) / a.norm(dim=1).clamp_min(tiny)).mean()
+        found["norm_ratio"] = ((b - a).norm(dim=1) / a.norm(dim=1).clamp_min(tiny)).double().mean()
     if "cosine" in wanted:
-        found["cosine"] = _cosine_gap(a, b).mean()
+        found["cosine"] = _cosine_gap(a, b).double().mean()
     if "cka" in wanted:
         rows = min(a.shape[0], CKA_ROWS)
-        found["cka"] = _cka_gap(h_in.detach().flatten(1)[:rows].float(), h_out.detach().flatten(1)[:rows].float()).double()
+        found["cka"] = _cka_gap(a[:rows].float(), b[:rows].float()).double()
     return found
 
 
 def _one_pass(model: nn.Module, refs: list[BlockRef], x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn,
               wanted: Sequence[str]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """The cheap measures of every block from one forward (and one backward for ``taylor``),
-    and the full model's loss."""
-    n, taylor = len(refs), "taylor" in wanted
+    """The cheap measures of every block from one forward (and one backward for ``taylor`` and
+    ``taylor2``), and the full model's loss."""
+    n, taylor = len(refs), "taylor" in wanted or "taylor2" in wanted
     stats: list[dict[str, torch.Tensor] | None] = [None] * n
     gains: list[torch.Tensor | None] = [None] * n
     versions: list[int] = [0] * n
@@ -122,7 +133,9 @@ def _one_pass(model: nn.Module, refs: list[BlockRef], x: torch.Tensor, y: torch.
             stats[i] = _statistics(h_in, output, wanted)
             if not taylor:
                 return None
-            gains[i] = g = torch.ones((), dtype=output.dtype, device=output.device, requires_grad=True)
+            # one gate per sample: its gradient is sample n's share of dL/dg, all in one backward pass
+            shape = (output.shape[0],) + (1,) * (output.dim() - 1)
+            gains[i] = g = torch.ones(shape, dtype=output.dtype, device=output.device, requires_grad=True)
             return output + (g - 1) * (output - h_in).detach()  # exactly output at g = 1
         return hook
 
@@ -143,8 +156,13 @@ def _one_pass(model: nn.Module, refs: list[BlockRef], x: torch.Tensor, y: torch.
             handle.remove()
     found = {m: torch.stack([s[m] for s in stats]) for m in _CHEAP if m in wanted}
     if taylor:
-        found["taylor"] = torch.stack([torch.zeros((), dtype=torch.float64) if g is None
-                                       else g.detach().double().abs().cpu() for g in grads])
+        rows = x.shape[0] if isinstance(x, torch.Tensor) else len(y)
+        per_sample = [torch.zeros(rows, dtype=torch.float64) if g is None else g.detach().flatten().double().cpu() * rows
+                      for g in grads]  # dl_n/dg for a loss that is the mean of l_n
+        if "taylor" in wanted:
+            found["taylor"] = torch.stack([d.mean().abs() for d in per_sample])
+        if "taylor2" in wanted:
+            found["taylor2"] = torch.stack([(-d + d.square() / 2).mean() for d in per_sample])
     return {m: v.cpu() for m, v in found.items()}, loss.detach()
 
 
@@ -183,17 +201,20 @@ def block_scores(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: Lo
 
 def efficiency(scores: dict[str, torch.Tensor], model: nn.Module, per: str = "params",
                example: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-    """Every score divided by its block's cost: parameters (``per="params"``, the gate excluded)
-    or multiply-adds per sample (``per="flops"``, counted on the model input ``example``)."""
+    """Every score divided by its block's cost: parameters (``per="params"``, the gate excluded),
+    multiply-adds per sample (``per="flops"``, counted on the model input ``example``), or 1
+    (``per="block"``: the score itself, when the count of blocks is what matters)."""
     refs = find_blocks(model)
-    if per == "params":
+    if per == "block":
+        cost = [1] * len(refs)
+    elif per == "params":
         cost = [block_params(ref) for ref in refs]
     elif per == "flops":
         if example is None:
             raise InputError('efficiency(per="flops") needs an example input batch')
         cost = flops_per_block(model, example)
     else:
-        raise InputError(f'efficiency: per must be "params" or "flops", got {per!r}')
+        raise InputError(f'efficiency: per must be one of {", ".join(PER)}, got {per!r}')
     cost_t = torch.tensor(cost, dtype=torch.float64)
     if (cost_t == 0).any():
         bare = [f"{r.stage}.{r.index}" for r, c in zip(refs, cost) if c == 0]

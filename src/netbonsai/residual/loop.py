@@ -31,7 +31,7 @@ from ..train.fit import Budget, TrainerConfig, fit
 from ..train.losses import evaluate, get_loss, population_outputs
 from .blocks import ResidualBlock, ResidualMLP, find_blocks
 from .edits import count_params, insert_block, remove_blocks, stage_containers
-from .efficiency import MEASURES, block_scores, efficiency
+from .efficiency import MEASURES, PER, block_scores, efficiency
 from .growth import ConvergentPolicy, blocks_per_stage, grow_round_robin, round_robin
 
 SCORE_ROWS = 2048  # blocks are scored on at most this many validation rows
@@ -104,6 +104,7 @@ def _least_efficient(model: nn.Module, task: Task, measure: str, per: str) -> tu
 def prune_blocks(model: nn.Module, task: Task, trainer: TrainerConfig, *, measure: str = "norm_ratio",
                  per: str = "params", tolerance: float = 0.001, retrain_epochs: int = 1, seed: int = 0,
                  max_removals: int | None = None, reference_loss: float | None = None,
+                 error_tolerance: float | None = None,
                  on_step: Callable[[dict[str, Any]], None] | None = None) -> PruneResult:
     """Remove the least efficient block, retrain, repeat, while within ``tolerance``.
 
@@ -115,19 +116,30 @@ def prune_blocks(model: nn.Module, task: Task, trainer: TrainerConfig, *, measur
     network dropped), when no block is left, or after ``max_removals`` steps. ``on_step`` gets
     each step's record plus ``"model"``: the retrained network of that step (the caller's to
     keep). The input model is never changed.
+
+    With ``error_tolerance`` (classification only) a step is accepted by the validation error
+    instead: while it stays within ``start error + error_tolerance`` (a fraction: 0.001 is 0.1
+    points), the loss limit then being unused.
     """
     _check_task(task, trainer, "prune_blocks")
     if measure not in MEASURES:
         raise InputError(f"prune_blocks: measure must be one of {', '.join(MEASURES)}, got {measure!r}")
-    if per not in ("params", "flops"):
-        raise InputError(f'prune_blocks: per must be "params" or "flops", got {per!r}')
+    if per not in PER:
+        raise InputError(f'prune_blocks: per must be one of {", ".join(PER)}, got {per!r}')
     if isinstance(tolerance, bool) or not isinstance(tolerance, Real) or not 0 <= tolerance < math.inf:
         raise InputError(f"prune_blocks: tolerance must be a finite number >= 0, got {tolerance!r}")
+    if error_tolerance is not None:
+        if task.kind != "classification":
+            raise InputError("prune_blocks: error_tolerance needs a classification task")
+        bad = isinstance(error_tolerance, bool) or not isinstance(error_tolerance, Real)
+        if bad or not 0 <= error_tolerance < 1:
+            raise InputError(f"prune_blocks: error_tolerance must be a number in [0, 1), got {error_tolerance!r}")
     retrain_epochs = _count(retrain_epochs, "prune_blocks: retrain_epochs", 0)
     limit_steps = math.inf if max_removals is None else _count(max_removals, "prune_blocks: max_removals", 0)
     start_loss, start_error = validation(model, task)
     reference = start_loss if reference_loss is None else float(reference_loss)
     limit = reference * (1 + float(tolerance))
+    error_limit = None if error_tolerance is None else start_error + float(error_tolerance) + 1e-12
     kept = copy.deepcopy(model)
     steps: list[dict[str, Any]] = []
     reason = "max removals"
@@ -143,7 +155,7 @@ def prune_blocks(model: nn.Module, task: Task, trainer: TrainerConfig, *, measur
         if retrain_epochs > 0:
             fit(trial, task.train, Budget(epochs=retrain_epochs), trainer, seed=seed + len(steps) + 1)
         val_loss, val_error = validation(trial, task)
-        accepted = val_loss <= limit  # NaN is not accepted
+        accepted = val_loss <= limit if error_limit is None else val_error <= error_limit  # NaN is not accepted
         record = {"step": len(steps) + 1, "block": [ref.stage, ref.index], "measure": measure,
                   "scores": scores, "efficiency": efficiencies, "removed_params": removed,
                   "params": count_params(trial), "blocks": blocks_per_stage(trial), "val_loss": val_loss,
@@ -175,7 +187,7 @@ def _growable_steps(model: nn.Module, steps: int, max_params: int | None) -> int
 
 def grow_blocks(model: nn.Module, task: Task, trainer: TrainerConfig, *, steps: int, epochs_per_step: int = 1,
                 init: str = "zero", policy: ConvergentPolicy | None = None, seed: int = 0,
-                max_params: int | None = None,
+                max_params: int | None = None, budget_per_step: Budget | None = None,
                 on_step: Callable[[dict[str, Any]], None] | None = None) -> GrowResult:
     """Grow ``model`` (a copy) by up to ``steps`` blocks, round robin over its stages.
 
@@ -184,8 +196,12 @@ def grow_blocks(model: nn.Module, task: Task, trainer: TrainerConfig, *, steps: 
     classification, minus the loss for regression, which ``policy`` (AutoGrow's convergent
     policy) may stop on. A step that would take the model above ``max_params`` is not taken.
     ``on_step`` gets each step's record plus ``"model"`` (the trained network, the caller's).
+    ``budget_per_step`` (e.g. ``Budget(steps=...)`` for part of an epoch) replaces
+    ``epochs_per_step`` when given.
     """
     _check_task(task, trainer, "grow_blocks")
+    if budget_per_step is not None and not isinstance(budget_per_step, Budget):
+        raise InputError(f"grow_blocks: budget_per_step must be a Budget, got {type(budget_per_step).__name__}")
     steps = _count(steps, "grow_blocks: steps", 0)
     epochs = _count(epochs_per_step, "grow_blocks: epochs_per_step", 0)
     if max_params is not None:
@@ -196,7 +212,9 @@ def grow_blocks(model: nn.Module, task: Task, trainer: TrainerConfig, *, steps: 
 
     def train(grown: nn.Module) -> float:
         step = len(done)
-        if epochs > 0:
+        if budget_per_step is not None:
+            fit(grown, task.train, budget_per_step, trainer, seed=seed + step + 1)
+        elif epochs > 0:
             fit(grown, task.train, Budget(epochs=epochs), trainer, seed=seed + step + 1)
         val_loss, val_error = validation(grown, task)
         val = 1.0 - val_error if val_error is not None else -val_loss

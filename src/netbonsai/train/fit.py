@@ -134,6 +134,9 @@ def fit(
     (model and optimiser state, the minibatch generator, the curve so far; plain tensors for
     ``torch.save``, to be written before it returns), and ``fit(..., resume_from=state)``
     continues from it exactly: a training interrupted and resumed equals one that ran through.
+
+    Modules train in train mode (batch norm, dropout) whatever mode they came in; each module's
+    mode is restored on return. Minibatch training reports its final loss in eval mode.
     """
     if isinstance(split, torch.Tensor):  # the older form: fit(model, x, y, budget, trainer=..., seed=...)
         split, budget, trainer, legacy = _legacy_arguments(split, budget, trainer, legacy)
@@ -154,9 +157,15 @@ def fit(
         trained, result = fit_together(model, split.x, split.y, budget, trainer, seed=seed)
         result.models = trained
         return result
-    if isinstance(split.x, tuple):
-        return _fit_sequences(model, split, budget, trainer, seed, penalty, on_epoch)
-    return _fit_tensors(model, split.x, split.y, budget, trainer, seed, penalty, on_epoch, snapshot, resume_from)
+    modes = {m: m.training for m in model.modules()}
+    model.train()  # batch norm and dropout train as they should; each module's mode is restored after
+    try:
+        if isinstance(split.x, tuple):
+            return _fit_sequences(model, split, budget, trainer, seed, penalty, on_epoch)
+        return _fit_tensors(model, split.x, split.y, budget, trainer, seed, penalty, on_epoch, snapshot, resume_from)
+    finally:
+        for module, mode in modes.items():
+            module.training = mode
 
 
 def _legacy_arguments(x: torch.Tensor, y: Any, budget: Any, rest: tuple) -> tuple[Split, Budget, TrainerConfig, tuple]:
@@ -317,6 +326,7 @@ def _minibatch(model, params, x, y, loss_fn, trainer, seed, max_epochs, budget, 
                       "seconds": time.perf_counter() - started})
         if budget.seconds is not None and time.perf_counter() - started >= budget.seconds:
             break
+    model.eval()  # the final loss as the trained model computes it (batch norm's running statistics)
     return evaluate(model, x, y, trainer.loss), epoch
 
 
