@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from matplotlib.ticker import MaxNLocator
+
 from ._figures import new_figure, save_png
 
 
@@ -42,6 +44,8 @@ def plot_blocks_per_stage(result: dict[str, Any], path: str | os.PathLike) -> Pa
             ax.step(steps, [b[stage] for b in blocks], where="post", label=f"stage {stage + 1}", color=f"C{stage}")
         ax.set_xlabel("step")
         ax.set_ylabel("removable blocks")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(title, fontsize=9)
         if stages:
             ax.legend(loc="upper left", fontsize=8)
