@@ -21,13 +21,14 @@ SOURCE = Path(netbonsai.__file__).resolve().parent
 
 # layer -> the layers it must not import (each a subpackage or module of netbonsai)
 FORBIDDEN = {
-    "nets": ("grow", "prune", "gates", "surgery", "residual", "methods", "experiments", "cli"),
-    "data": ("grow", "prune", "gates", "surgery", "residual", "methods", "experiments", "cli"),
-    "train": ("grow", "prune", "gates", "surgery", "residual", "methods", "experiments", "cli"),
-    "analysis": ("methods", "experiments", "cli"),
+    "nets": ("grow", "prune", "gates", "surgery", "residual", "search", "methods", "experiments", "cli"),
+    "data": ("grow", "prune", "gates", "surgery", "residual", "search", "methods", "experiments", "cli"),
+    "train": ("grow", "prune", "gates", "surgery", "residual", "search", "methods", "experiments", "cli"),
+    "analysis": ("search", "methods", "experiments", "cli"),
     "gates": ("grow", "prune", "surgery", "methods", "experiments", "cli"),
     "surgery": ("grow", "prune", "methods", "experiments", "cli"),
-    "residual": ("grow", "prune", "gates", "surgery", "methods", "experiments", "cli"),
+    "residual": ("grow", "prune", "gates", "surgery", "search", "methods", "experiments", "cli"),
+    "search": ("grow", "prune", "gates", "surgery", "residual", "methods", "experiments", "cli"),
     "methods": ("experiments", "cli"),
 }
 MAX_EXPERIMENT_LINES = 500
