@@ -176,6 +176,18 @@ def test_cycles_stop_growing_when_the_policy_says_so(tmp_path: Path) -> None:
     assert [e["blocks"] for e in adds] == [2, 3, 4]
 
 
+def test_cycles_stop_growing_at_the_validation_target(tmp_path: Path) -> None:
+    """A target every network meets (a validation loss of 1e9) stops growth before the first
+    block: the cycle only prunes (nothing to remove from one block), so no block event at all."""
+    image = crop_of_camera(tmp_path / "crop.png")
+    out = tmp_path / "run"
+    assert compare(image, out, *CYCLE, "--set", "residual.target_val_loss=1e9") == 0
+    events = out / "methods" / "residual" / "history.jsonl"
+    assert not events.exists() or history(out) == []
+    figures = json.loads((out / "comparison.json").read_text())["methods"]["residual"]
+    assert figures["extra"]["blocks"] == 1 and figures["stop_reason"] == "2 cycles: 1 blocks"
+
+
 @pytest.mark.parametrize("setting, message", [
     ("residual.width=0", "residual.width"),
     ("residual.blocks=0", "residual.blocks"),
@@ -185,6 +197,7 @@ def test_cycles_stop_growing_when_the_policy_says_so(tmp_path: Path) -> None:
     ("residual.retrain_epochs=-1", "residual.retrain_epochs"),
     ("residual.mode=\"shrink\"", "residual.mode"),
     ("residual.cycles=0", "residual.cycles"),
+    ("residual.target_val_loss=-1", "residual.target_val_loss"),
     ("residual.grow_threshold=\"high\"", "residual.grow_threshold"),
     ("residual.bogus=1", "unknown setting residual.bogus"),
 ])

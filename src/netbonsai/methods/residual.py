@@ -10,8 +10,8 @@ block and adds zero-initialised blocks up to ``blocks``, training each; ``mode=c
 from one block and runs ``cycles`` grow/prune cycles: grow (round robin, zero-initialised,
 training each new block) while AutoGrow's convergent policy sees the validation accuracy (minus
 the loss for regression) improve by ``grow_threshold`` and the network stays within ``blocks``
-and ``max_params``, then prune while the validation loss stays within ``tolerance`` of the
-loss the growth reached. Every added or removed block is a ``block`` event in the history, and
+and ``max_params`` (and above ``target_val_loss`` when one is set), then prune while the
+validation loss stays within ``tolerance`` of the loss the growth reached. Every added or removed block is a ``block`` event in the history, and
 ``blocks.png`` shows the blocks over the steps.
 
 The front: the start and the network after every step (a pruning step beyond the tolerance
@@ -74,6 +74,7 @@ class ResidualSettings:
     mode: str = "prune"  # or "grow": from one block to ``blocks``; or "cycle": grow/prune cycles
     cycles: int = 2  # mode "cycle": grow/prune cycles
     grow_threshold: float = 0.001  # mode "cycle": least gain of the moving validation figure to grow on
+    target_val_loss: float | None = None  # mode "cycle": no growth once the validation loss is this low
 
     def __post_init__(self) -> None:
         _integer("width", self.width, 1, optional=True)
@@ -90,6 +91,11 @@ class ResidualSettings:
         ok = not isinstance(self.grow_threshold, bool) and isinstance(self.grow_threshold, (int, float))
         if not ok or not math.isfinite(self.grow_threshold):
             raise InputError(f"residual.grow_threshold must be a finite number, got {self.grow_threshold!r}")
+        if self.target_val_loss is not None:
+            ok = not isinstance(self.target_val_loss, bool) and isinstance(self.target_val_loss, (int, float))
+            if not ok or not 0 <= self.target_val_loss < math.inf:
+                raise InputError(f"residual.target_val_loss must be a finite number >= 0 (or null), "
+                                 f"got {self.target_val_loss!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -213,15 +219,17 @@ class ResidualBlocks(Method):
                     net, last = current()
                 state["stop"] = f"grew to {last['blocks']} blocks"
             else:
-                self._cycle(state, inner, current, grow_one, prune, ctx)
+                self._cycle(state, inner, current, grow_one, prune, lambda net: measure(as_dag(net), task)["val_loss"],
+                            ctx)
             ctx.checkpoint(state)
         self._plot(state, ctx)
         return self._front(task, state, build, as_dag, width, retrain, ctx)
 
     def _cycle(self, state: dict[str, Any], inner: Task, current: Callable, grow_one: Callable, prune: Callable,
-               ctx: "RunContext") -> None:
+               reported_val_loss: Callable, ctx: "RunContext") -> None:
         """Grow/prune cycles from the checkpointed ``cycle`` and ``phase``; the policy replays the
-        validation figures of this cycle's added blocks."""
+        validation figures of this cycle's added blocks. Growth also stops at ``target_val_loss``
+        (the task's reported units)."""
         settings = self.settings
         while state["cycle"] < settings.cycles:
             net, last = current()
@@ -230,7 +238,9 @@ class ResidualBlocks(Method):
                 for item in state["path"]:
                     if item["entry"]["action"] == "add" and item["entry"]["cycle"] == state["cycle"]:
                         policy.update(item["entry"]["val"])
-                if not policy.stopped and last["blocks"] < settings.blocks and grow_one(net):
+                target = settings.target_val_loss
+                reached = target is not None and reported_val_loss(net) <= target
+                if not reached and not policy.stopped and last["blocks"] < settings.blocks and grow_one(net):
                     continue
                 state.update(phase="prune", reference=validation(net, inner)[0])
                 ctx.checkpoint(state)
