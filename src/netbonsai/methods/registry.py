@@ -56,4 +56,4 @@ def parse_methods(text: str) -> list[str]:
 
 def _load_builtin() -> None:
     """Import the built-in methods (each registers itself)."""
-    from . import dense, gates, grow, pruning, residual, surgeon  # noqa: F401
+    from . import dense, gates, genetic, grow, pruning, residual, surgeon  # noqa: F401
