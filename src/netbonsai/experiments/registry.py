@@ -87,6 +87,14 @@ def _residual(out: Path, preset: str, data_root: str | None, seed: int, resume: 
                                     on_progress=progress, **parallel)
 
 
+def _genetic(out: Path, preset: str, data_root: str | None, seed: int, resume: bool, progress: Progress,
+             **parallel: Any) -> dict:
+    from .genetic_nas import reproduce_genetic_nas
+
+    return reproduce_genetic_nas(out, preset=preset, data_root=data_root, seed=seed, resume=resume,
+                                 on_progress=progress, **parallel)
+
+
 EXPERIMENTS: dict[str, Experiment] = {
     e.name: e
     for e in (
@@ -111,6 +119,10 @@ EXPERIMENTS: dict[str, Experiment] = {
         Experiment("residual-mnist", "004",
                    "per-block efficiency against the lesion, whole-block pruning, and zero-initialised growth of "
                    "a residual CNN against the fixed 3 x 4 network", _residual),
+        Experiment("genetic-nas", "001 (section 4.4)",
+                   "genetic search over CNN DAG genotypes with and without structural performance prediction "
+                   "against random search at equal training compute (digits, or --data IDX); the predictor's R^2",
+                   _genetic),
     )
 }
 

@@ -193,7 +193,7 @@ def result_tables(result: dict[str, Any]) -> str:
     """The tables a reproduce result is read for (empty when it has none): the R^2 per cell and
     regressor (reber-structure-prediction), the base accuracy per cell (reber-rnn-pruning), the
     Surgeon against its baselines per run (surgeon-mnist), the metric check, pruning and growth
-    (residual-mnist)."""
+    (residual-mnist), the searches, predictor and speed-up (genetic-nas)."""
     from ..analysis.structure_prediction import r2_table
 
     parts = []
@@ -211,6 +211,10 @@ def result_tables(result: dict[str, Any]) -> str:
         from .residual_mnist import tables
 
         parts.append(tables(result))
+    if result.get("experiment") == "genetic-nas" and isinstance(result.get("searches"), dict):
+        from .genetic_nas_report import tables as genetic_tables
+
+        parts.append(genetic_tables(result))
     if isinstance(result.get("base_accuracy"), dict) and result["base_accuracy"]:
         parts.append("Base test accuracy:\n")
         parts.append(markdown_table(["cell", "accuracy"], [[c, _number(v, ".4f")] for c, v in result["base_accuracy"].items()]))
