@@ -52,6 +52,16 @@ def _levels(union: np.ndarray, n_in: int) -> np.ndarray:
     return level
 
 
+def _level_rows(plan: ForwardPlan, tensor: torch.Tensor, offset: int) -> list[torch.Tensor]:
+    """``tensor`` cut along dim 1 into one block per level of ``plan`` (row ``q`` is plan position
+    ``offset + q``), by one ``split``: its backward is a single concatenation, where a slice per
+    level would each fill a zero gradient the size of the whole tensor and then sum them."""
+    first, last = plan.levels[0][0], plan.levels[-1][1]  # the levels tile [first, last)
+    sizes = [end - start for start, end, _ in plan.levels]
+    sizes = [first - offset] + sizes + [tensor.shape[1] - (last - offset)]
+    return list(tensor.split(sizes, dim=1)[1:-1])
+
+
 def run_levels(
     plan: ForwardPlan,
     weight_t: torch.Tensor,
@@ -67,27 +77,44 @@ def run_levels(
     ``offset + q`` and ``bias[k, q]`` the bias at ``offset + q`` (``offset`` lets a caller hold
     only the non-input rows). Earlier levels with no live synapse into a level are skipped:
     their products are exactly zero, and in a layered MLP they are most of the matmuls.
+
+    The weight blocks are cut out with ``split`` (rows per level, then each row block's columns
+    per earlier level), never by slicing: the values are the same views, but the backward of a
+    slice fills a zero gradient as large as all of ``weight_t`` per block and sums them (for a
+    padded population of sparse networks, most of the training time), while a split's backward
+    is one concatenation.
     """
+    if not plan.levels:
+        return
     k, batch = blocks[0].shape[0], blocks[0].shape[-1]
-    for (start, end, groups), sources in zip(plan.levels, plan.sources):
-        rows = slice(start - offset, end - offset)
-        pre = bias[:, rows, None]
+    n_cols = weight_t.shape[2]
+    weight_rows = _level_rows(plan, weight_t, offset)
+    bias_rows = _level_rows(plan, bias, offset)
+    probe_rows = None if probe is None else _level_rows(plan, probe, 0)
+    for level, ((start, end, groups), sources) in enumerate(zip(plan.levels, plan.sources)):
+        pre = bias_rows[level][:, :, None]
         if not sources:  # nodes without live inputs: constant at their bias
             pre = pre.expand(k, end - start, batch).contiguous()
-        for index in sources:
-            src_start, src_end = plan.bounds[index]
-            pre = torch.baddbmm(pre, weight_t[:, rows, src_start:src_end], blocks[index])
-        if probe is not None:
-            pre = pre + probe[:, start:end]
+        else:
+            # the bounds tile the columns from 0: split up to the last source level, then the rest
+            last = sources[-1]
+            sizes = [e - s for s, e in plan.bounds[: last + 1]] + [n_cols - plan.bounds[last][1]]
+            pieces = weight_rows[level].split(sizes, dim=2)
+            for index in sources:
+                pre = torch.baddbmm(pre, pieces[index], blocks[index])
+        if probe_rows is not None:
+            pre = pre + probe_rows[level]
         blocks.append(activate_level(groups, pre, start))
 
 
 def activate_level(groups: tuple[tuple[str, int, int], ...], pre: torch.Tensor, start: int) -> torch.Tensor:
     """Apply a level's activations to its pre-activations ``(K, n_level, B)``; ``groups`` are
-    ``(activation, start, end)`` runs in plan positions, the level beginning at ``start``."""
+    ``(activation, start, end)`` runs in plan positions, the level beginning at ``start`` (they
+    tile the level, so ``pre`` is cut by one ``split``, whose backward is one concatenation)."""
     if len(groups) == 1:
         return apply_activation(groups[0][0], pre)
-    return torch.cat([apply_activation(a, pre[:, s - start : e - start]) for a, s, e in groups], dim=1)
+    parts = pre.split([e - s for _, s, e in groups], dim=1)
+    return torch.cat([apply_activation(a, part) for (a, _, _), part in zip(groups, parts)], dim=1)
 
 
 def _make_plan(levels: np.ndarray, union: np.ndarray, activations: Sequence[str], n_out: int, device) -> ForwardPlan:
