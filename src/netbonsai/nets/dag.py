@@ -298,7 +298,9 @@ class DagNet(DagEdits, nn.Module):
             if x.shape[0] > 1:
                 x = x[members]
         if not plan.identity:
-            weight = weight[:, plan.perm[:, None], plan.perm[None, :]]
+            # two index_selects: the same values and gradients as weight[:, perm[:, None], perm[None, :]],
+            # with a backward 2.7x faster (K=30, 132 nodes: advanced indexing scatters element by element)
+            weight = weight.index_select(1, plan.perm).index_select(2, plan.perm)
             bias = bias[:, plan.perm]
         weight_t = weight.transpose(1, 2)  # weight_t[k, j, i]: synapse i -> j
         x = (x.to(weight.dtype) - self.in_shift) / self.in_scale
