@@ -46,7 +46,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import __version__
 from ..data.idx import resolve_data_root
 from ..data.specs import idx_task
 from ..data.task import Split
@@ -61,6 +60,7 @@ from ..search.genotype import OPS
 from ..search.predictor import REGRESSORS
 from ..train import Budget, TrainerConfig, fit
 from .genetic_nas_report import LABELS, SEARCHES, write_outputs
+from .presets import reproduce_config
 
 KIND = "genetic-nas"
 EVAL_ROWS = 2_000  # rows per forward pass when measuring accuracies
@@ -355,11 +355,9 @@ def reproduce_genetic_nas(out: str | Path, preset: str = "quick", data_root: str
     settings = settings or genetic_nas_settings(preset)
     spec = data_spec(data_root, settings, seed)
     data = load_data(spec)  # validates the data before the run folder exists
-    config = {"command": "reproduce", "experiment": KIND, "preset": preset, "seed": seed,
-              "data": "sklearn:digits" if spec.root is None else spec.root, "netbonsai_version": __version__,
-              "split": {"n_train": len(data.train), "n_val": len(data.val), "n_test": len(data.test),
-                        "image_side": data.side},
-              "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(settings).items()}}
+    config = reproduce_config(KIND, preset, seed, "sklearn:digits" if spec.root is None else spec.root,
+                              {"n_train": len(data.train), "n_val": len(data.val), "n_test": len(data.test),
+                               "image_side": data.side}, settings)
     say = on_progress or (lambda text: None)
     started = time.perf_counter()
     with RunContext(out, config, kind=KIND, resume=resume, executor=executor, workers=workers) as ctx:

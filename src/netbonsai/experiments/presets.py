@@ -28,6 +28,22 @@ def pick_preset(preset: str, presets: Mapping[str, Callable[[], T]]) -> T:
     return presets[preset]()
 
 
+def _plain(value: Any) -> Any:
+    """Tuples (nested too) as lists: the form a config takes in JSON."""
+    return [_plain(v) for v in value] if isinstance(value, (tuple, list)) else value
+
+
+def reproduce_config(kind: str, preset: str, seed: int, data: str, split: Mapping[str, Any],
+                     settings: Any) -> dict[str, Any]:
+    """The config.json of a ``reproduce`` run: what ran, on which data and split, with which
+    settings (a dataclass), so that ``--resume`` can refuse a run started differently."""
+    from .. import __version__
+
+    return {"command": "reproduce", "experiment": kind, "preset": preset, "seed": seed, "data": data,
+            "netbonsai_version": __version__, "split": dict(split),
+            "settings": {k: _plain(v) for k, v in asdict(settings).items()}}
+
+
 def with_settings(settings: T, overrides: Mapping[str, Any], what: str, validate: Callable[[T], None] | None = None) -> T:
     """``settings`` (a frozen dataclass) with ``overrides`` (field -> value) applied and checked:
     an unknown field is one :class:`InputError` naming it (``unknown WHAT setting 'x'``), then

@@ -26,14 +26,13 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 from torch import nn
 
-from .. import __version__
 from ..data.idx import resolve_data_root
 from ..data.specs import idx_task
 from ..data.task import Task
@@ -47,6 +46,7 @@ from ..residual.io import load_residual_cnn, save_residual_cnn
 from ..residual.loop import validation
 from ..runs import RunContext
 from ..train import Budget, TrainerConfig, fit
+from .presets import reproduce_config
 
 KIND = "residual-mnist"
 CHEAP = tuple(m for m in MEASURES if m != "lesion")
@@ -310,10 +310,8 @@ def reproduce_residual_mnist(out: str | Path, preset: str = "quick", data_root: 
     settings = settings or residual_mnist_settings(preset)
     root = str(resolve_data_root(data_root).resolve())
     task = _task(root, settings, seed)  # validates the data before the run folder exists
-    config = {"command": "reproduce", "experiment": KIND, "preset": preset, "seed": seed, "data": root,
-              "netbonsai_version": __version__,
-              "split": {"n_train": len(task.train), "n_val": len(task.val), "n_test": len(task.test)},
-              "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(settings).items()}}
+    config = reproduce_config(KIND, preset, seed, root, {"n_train": len(task.train), "n_val": len(task.val),
+                                                         "n_test": len(task.test)}, settings)
     del task
     say = on_progress or (lambda text: None)
     started = time.perf_counter()

@@ -25,11 +25,10 @@ Surgeon; test accuracy is measured once, at the end. ReLU networks on pixels in 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from .. import __version__
 from ..data.idx import resolve_data_root
 from ..data.specs import idx_task
 from ..data.task import Task
@@ -41,6 +40,7 @@ from ..surgery.mlp import count_params, dag_from_mlp, hidden_widths, layer_sizes
 from ..surgery.state import mlp_from_state, mlp_to_state
 from ..surgery.surgeon import SurgeonSettings, run_surgeon, train_job
 from ..train import Budget, TrainerConfig
+from .presets import reproduce_config
 
 KIND = "surgeon-mnist"
 STARTS = ((10, 10, 10, 10), (4,), (128, 64), (512, 512, 512))  # 784-10-10-10-10-10, 784-4-10, ...
@@ -180,11 +180,8 @@ def reproduce_surgeon_mnist(out: str | Path, preset: str = "quick", data_root: s
     settings = settings or surgeon_mnist_settings(preset)
     root = str(resolve_data_root(data_root).resolve())
     task = _task(root, settings, seed)  # validates the data before the run folder exists
-    config = {"command": "reproduce", "experiment": KIND, "preset": preset, "seed": seed, "data": root,
-              "netbonsai_version": __version__,
-              "split": {"n_train": len(task.train), "n_val": len(task.val), "n_test": len(task.test)},
-              "settings": {k: [list(s) for s in v] if k == "starts" else (list(v) if isinstance(v, tuple) else v)
-                           for k, v in asdict(settings).items()}}
+    config = reproduce_config(KIND, preset, seed, root, {"n_train": len(task.train), "n_val": len(task.val),
+                                                         "n_test": len(task.test)}, settings)
     del task
     say = on_progress or (lambda text: None)
     started = time.perf_counter()
