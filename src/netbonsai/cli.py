@@ -45,6 +45,9 @@ def _execute(kind: str, task, image, preset, seed, overrides, executor, threads,
         raise InputError(f"--max-seconds must be positive, got {max_seconds}")
     if seed is not None and seed < 0:
         raise InputError(f"--seed must be >= 0, got {seed}")
+    from .runtime import resolve_device
+
+    resolve_device(device)  # a bad --device is one line before any progress is shown
     _set_threads(threads)
     options = image_runs.RunOptions(
         task=task, image=image, preset=preset, seed=seed, max_params=max_params,
