@@ -92,7 +92,7 @@ def test_reproduce_writes_the_schema_at_equal_compute_and_resumes(tmp_path: Path
         assert result["best"]["val_accuracy"] < gain["target_val_accuracy"]
         assert result["speedup_from_prediction"] is None
     else:
-        assert result["speedup_in_trainings"] == TINY.n_trained / gain["with_needed_trainings"]
+        assert result["speedup_in_trainings"] == gain["without_needed_trainings"] / gain["with_needed_trainings"]
     assert (out / "curves.png").stat().st_size > 0 and (out / "best_genotype.png").stat().st_size > 0
     assert "Predictor on the" in (out / "report.md").read_text()
 
@@ -168,8 +168,10 @@ def test_speedup_counts_seconds_and_trainings_until_the_target() -> None:
     gain = speedup(with_, without)
     assert gain["target_val_accuracy"] == 0.8
     assert (gain["with_needed_trainings"], gain["with_needed_seconds"]) == (2, 2.0)
-    assert gain["ratio_seconds"] == 8.0 / 2.0 and gain["ratio_trainings"] == 4 / 2
+    assert gain["ratio_seconds"] == 4.0 / 2.0 and gain["ratio_trainings"] == 2 / 2  # both first reach it at the 2nd
     assert (gain["without_needed_trainings"], gain["without_needed_seconds"]) == (2, 4.0)
+    fast = speedup([{"fitness": 0.9, "seconds": 1.0}], without)  # there at its first training: 4 s against 1 s
+    assert fast["ratio_seconds"] == 4.0 and fast["ratio_trainings"] == 2.0
     never = speedup([{"fitness": 0.1, "seconds": 1.0}], without)
     assert never["ratio_seconds"] is None and never["ratio_trainings"] is None
 

@@ -2,11 +2,12 @@
 the predictor's held-out quality, the speed-up from prediction, report.md and the pictures.
 
 Speed-up from prediction: the GA without prediction's best validation accuracy over all its N
-trainings is the target; ``speedup_from_prediction`` is that GA's total training seconds divided by
-the training seconds the GA with prediction had spent (its records' seconds summed in training
-order) when it first trained a genotype at least that accurate, and ``speedup_in_trainings`` the
-same ratio in trained genotypes. Both are None (null) when the GA with prediction never reached the
-target. Above 1: prediction reached the other GA's best with less training.
+trainings is the target; ``speedup_from_prediction`` is the training seconds that GA had spent when
+it first trained a genotype that accurate, divided by the training seconds the GA with prediction
+had spent when it first trained a genotype at least that accurate (records' seconds summed in
+training order), and ``speedup_in_trainings`` the same ratio in trained genotypes: the time each
+needed to reach the same accuracy. Both are None (null) when the GA with prediction never reached
+the target. Above 1: prediction reached the other GA's best with less training.
 """
 
 from __future__ import annotations
@@ -66,13 +67,14 @@ def speedup(with_records: Sequence[Mapping[str, Any]], without_records: Sequence
     own = first_reaching(without_records, target)
     at = first_reaching(with_records, target)
     needed = None if at is None else sum(r["seconds"] for r in with_records[:at + 1])
+    without_needed = sum(r["seconds"] for r in without_records[:own + 1])  # type: ignore[operator]
     return {"target_val_accuracy": target,
             "without_total_seconds": without_seconds, "without_total_trainings": len(without_records),
-            "without_needed_seconds": sum(r["seconds"] for r in without_records[:own + 1]),  # type: ignore[operator]
+            "without_needed_seconds": without_needed,
             "without_needed_trainings": own + 1,  # type: ignore[operator]
             "with_needed_seconds": needed, "with_needed_trainings": None if at is None else at + 1,
-            "ratio_seconds": None if needed is None else (without_seconds / needed if needed > 0 else math.inf),
-            "ratio_trainings": None if at is None else len(without_records) / (at + 1)}
+            "ratio_seconds": None if needed is None else (without_needed / needed if needed > 0 else math.inf),
+            "ratio_trainings": None if at is None else (own + 1) / (at + 1)}
 
 
 def made_records(results: Mapping[str, "EvolutionResult"]) -> dict[str, dict[str, Any]]:
@@ -189,9 +191,9 @@ def tables(result: Mapping[str, Any]) -> str:
     else:
         speed = (f"The GA with prediction first reached the GA without prediction's best validation accuracy "
                  f"({_pct(gain['target_val_accuracy'])}) after {gain['with_needed_trainings']} trainings "
-                 f"({gain['with_needed_seconds']:.0f} s of training); the GA without prediction trained "
-                 f"{gain['without_total_trainings']} ({gain['without_total_seconds']:.0f} s) and first got there "
-                 f"after {gain['without_needed_trainings']}. Speed-up from prediction: "
+                 f"({gain['with_needed_seconds']:.0f} s of training); the GA without prediction first got there "
+                 f"after {gain['without_needed_trainings']} ({gain['without_needed_seconds']:.0f} s) of its "
+                 f"{gain['without_total_trainings']} trainings. Speed-up from prediction: "
                  f"{_num(result['speedup_from_prediction'], '.2f')}x in training seconds, "
                  f"{_num(result['speedup_in_trainings'], '.2f')}x in trainings.")
     split = f"{p['n_train']} / {p['n_test']}" if p.get("n_test") else "-"
