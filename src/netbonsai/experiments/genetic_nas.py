@@ -59,6 +59,7 @@ from ..search.evolution import EvolutionResult, round_half_up
 from ..search.genotype import OPS
 from ..search.predictor import REGRESSORS
 from ..train import Budget, TrainerConfig, fit
+from ..train.losses import correct_predictions
 from .genetic_nas_report import LABELS, SEARCHES, write_outputs
 from .presets import reproduce_config
 
@@ -271,16 +272,9 @@ def load_data(spec: DataSpec) -> Data:
 
 
 # ------------------------------------------------------------------------------------------ training
-@torch.no_grad()
 def accuracy(model: nn.Module, split: Split) -> float:
     """Accuracy (a fraction) in eval mode, in slices of EVAL_ROWS; the modules' modes restored after."""
-    modes = {m: m.training for m in model.modules()}
-    model.eval()
-    right = sum(int((model(split.x[i:i + EVAL_ROWS]).argmax(-1) == split.y[i:i + EVAL_ROWS]).sum())
-                for i in range(0, len(split), EVAL_ROWS))
-    for module, mode in modes.items():
-        module.training = mode
-    return right / len(split)
+    return correct_predictions(model, split.x, split.y, EVAL_ROWS) / len(split)
 
 
 def train_job(genotype: dict, spec: DataSpec, settings: GeneticNasSettings, seed: int) -> dict[str, Any]:

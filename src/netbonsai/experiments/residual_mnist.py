@@ -46,6 +46,7 @@ from ..residual.io import load_residual_cnn, save_residual_cnn
 from ..residual.loop import validation
 from ..runs import RunContext
 from ..train import Budget, TrainerConfig, fit
+from ..train.losses import correct_predictions
 from .presets import reproduce_config
 
 KIND = "residual-mnist"
@@ -144,17 +145,10 @@ def _train(model: nn.Module, task: Task, settings: ResidualMnistSettings, steps:
         fit(model, task.train, Budget(steps=anneal), settings.trainer(annealed=True), seed=seed + 10_007)
 
 
-@torch.no_grad()
 def test_error(model: nn.Module, task: Task) -> float:
     """Error rate on the test images (eval mode, in slices of EVAL_ROWS; modes restored after)."""
-    modes = {m: m.training for m in model.modules()}
-    model.eval()
-    x, y = task.test.x, task.test.y
-    wrong = sum(int((model(x[i:i + EVAL_ROWS]).argmax(-1) != y[i:i + EVAL_ROWS]).sum())
-                for i in range(0, len(y), EVAL_ROWS))
-    for module, mode in modes.items():
-        module.training = mode
-    return wrong / len(y)
+    wrong = len(task.test) - correct_predictions(model, task.test.x, task.test.y, EVAL_ROWS)
+    return wrong / len(task.test)
 
 
 def _cnn(task: Task, settings: ResidualMnistSettings, blocks: int, seed: int) -> ResidualCNN:

@@ -82,3 +82,17 @@ def evaluate(
         part = loss_fn(population_outputs(model, xb), yb) * xb.shape[0]
         total = part if total is None else total + part
     return total / n
+
+
+@torch.no_grad()
+def correct_predictions(model: nn.Module, x: torch.Tensor, y: torch.Tensor, rows: int = 2_000) -> int:
+    """How many rows of ``x`` a classifier module labels ``y`` (argmax of its outputs), in eval mode
+    and in slices of ``rows`` (a CNN's activations over a whole split need not fit at once); each
+    module's mode is restored after."""
+    modes = {m: m.training for m in model.modules()}
+    model.eval()
+    try:
+        return sum(int((model(x[i:i + rows]).argmax(-1) == y[i:i + rows]).sum()) for i in range(0, len(y), rows))
+    finally:
+        for module, mode in modes.items():
+            module.training = mode
