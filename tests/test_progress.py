@@ -299,5 +299,7 @@ def test_the_cli_warns_about_max_params_below_the_start_network_even_when_quiet(
 def test_a_method_event_names_its_cycle_and_kept_edit() -> None:
     from netbonsai.cli_progress import _event_text
 
+    generation = _event_text({"event": "generation", "generation": 3, "best_params": 247, "best_val_loss": 0.0095144})
+    assert generation == "generation 3:  best params  247  best val loss 0.009514"
     line = _event_text({"event": "surgeon-cycle", "params": 261, "cycle": 1, "kept": "add-layer@0"})
     assert line == "surgeon-cycle:  params  261  cycle 1  kept add-layer@0"

@@ -212,6 +212,12 @@ def _event_text(event: dict[str, Any]) -> str:
         parts.append(f"neurons added {event['cycle']}" if search else f"cycle {event['cycle']}")
     if isinstance(event.get("kept"), str):  # the Surgeon's kept edit
         parts.append(f"kept {event['kept']}")
+    if isinstance(event.get("generation"), int) and not isinstance(event.get("generation"), bool):
+        parts[0] = f"{kind} {event['generation']}:"  # the genetic search's generations
+    if isinstance(event.get("best_params"), (int, float)):
+        parts.append(f"best params {event['best_params']:>4g}")
+    if isinstance(event.get("best_val_loss"), (int, float)):
+        parts.append(f"best val loss {event['best_val_loss']:.4g}")
     if kind == "stop" and event.get("reason"):
         parts.append(f"({event['reason']})")
     return "  ".join(parts)

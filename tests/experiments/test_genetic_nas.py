@@ -117,7 +117,21 @@ def test_reproduce_writes_the_schema_at_equal_compute_and_resumes(tmp_path: Path
     capsys.readouterr()
     assert main(["show", str(out)]) == 0
     shown = capsys.readouterr().out
-    assert "GA without prediction" in shown and "51 genotype features" in shown
+    assert "GA without prediction" in shown and "56 genotype features" in shown
+
+
+def test_screening_trains_as_many_as_the_ga_without_prediction(tmp_path: Path, monkeypatch) -> None:
+    screen = replace(TINY, estimation_mode="screen")
+    assert screen.evolution(0.5).generations == screen.evolution(0.0).generations == 3
+    monkeypatch.setitem(genetic_nas.PRESETS, "quick", screen)
+    out = tmp_path / "run"
+    assert reproduce(out) == 0
+    result = json.loads((out / "result.json").read_text())
+    assert result["estimation_mode"] == "screen"
+    rows = [(h["trained"], h["estimated"]) for h in result["histories"]["with_prediction"]]
+    assert rows == [(4, 0), (2, 2), (2, 2)]  # ready from 4 records: 4 candidates bred, the 2 best predicted trained
+    assert [(h["trained"], h["estimated"]) for h in result["histories"]["without_prediction"]] == [(4, 0), (2, 0), (2, 0)]
+    assert "screen:" in (out / "report.md").read_text()
 
 
 def test_a_missing_data_folder_exits_2_before_the_run_folder_exists(tmp_path: Path, capsys, monkeypatch) -> None:

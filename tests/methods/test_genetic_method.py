@@ -16,7 +16,7 @@ from netbonsai.cli import main
 from netbonsai.data.task import Split, Task
 from netbonsai.errors import InputError
 from netbonsai.methods import get_method, method_names
-from netbonsai.methods.genetic import default_hidden, expected_params, reported, searched_front
+from netbonsai.methods.genetic import default_hidden, expected_params, reported, search_rows, searched_front
 from netbonsai.runs import RunContext
 from netbonsai.search.dag_genotype import live_params, random_topology
 from tiny_runs import crop_of_camera
@@ -25,7 +25,7 @@ from tiny_runs import crop_of_camera
 TINY = ["--set", "start_epochs=60", "--set", "grow.grow_epochs=10", "--set", "dense.grid=[[4, 4], [6, 6], [8, 8]]",
         "--set", "polish.epochs=10", "--max-params", "120", "--quiet", "--executor", "inline",
         "--set", "genetic.population=5", "--set", "genetic.generations=3", "--set", "genetic.cull_fraction=0.4",
-        "--set", "genetic.epochs=20"]
+        "--set", "genetic.epochs=20", "--set", "genetic.search_rows=1000"]
 
 
 def compare(image: Path, out: Path, *extra: str) -> int:
@@ -63,6 +63,7 @@ def test_compare_with_genetic_gives_a_polished_front_of_the_search(finished) -> 
     extra = figures["extra"]
     assert figures["stop_reason"] == "3 generations"
     assert (extra["population"], extra["generations"], extra["trained"], extra["epochs"]) == (5, 3, 9, 20)
+    assert extra["search_rows"] == 1000  # of about 2,300 training rows: the search trains on a subsample
     assert extra["hidden"] == list(default_hidden(2, 1, 0.2, 120)) and extra["fitness"] == "val_loss"
     events = history(out)  # generation 0 trains the population, each next one ceil(0.4 * 5) = 2 children
     assert [e["generation"] for e in events] == [0, 1, 2] and all(e["method"] == "genetic" for e in events)
@@ -125,6 +126,7 @@ def test_resume_after_the_first_generation_gives_the_same_front(finished, tmp_pa
     ("genetic.hidden=[3]", "genetic.hidden"),
     ("genetic.density=2", "genetic.density"),
     ("genetic.epochs=0", "genetic.epochs"),
+    ("genetic.search_rows=0", "genetic.search_rows"),
     ("genetic.fitness=\"accuracy\"", "genetic.fitness"),
     ("genetic.bogus=1", "unknown setting genetic.bogus"),
 ])
@@ -165,6 +167,16 @@ def test_the_default_hidden_range_fits_max_params(n_in, n_out, budget) -> None:
     rng = random.Random(0)  # random topologies of the largest size stay about within the budget on average
     sizes = [live_params(random_topology(rng, n_in, n_out, (hi, hi), 0.2)) for _ in range(20)]
     assert sum(sizes) / len(sizes) <= budget
+
+
+def test_search_rows_are_a_seeded_subsample_in_order() -> None:
+    x = torch.arange(20.0).reshape(10, 2)
+    split = Split(x, torch.arange(10))
+    part = search_rows(split, 4, seed=3)
+    assert len(part.y) == 4 and torch.equal(part.y, part.y.sort().values)
+    assert torch.equal(part.x, x[part.y]) and torch.equal(search_rows(split, 4, seed=3).y, part.y)
+    assert not torch.equal(search_rows(split, 4, seed=4).y, part.y)
+    assert torch.equal(search_rows(split, 10, seed=3).y, split.y) and torch.equal(search_rows(split, 99, 0).y, split.y)
 
 
 def test_the_searched_front_and_its_cap() -> None:

@@ -11,6 +11,7 @@ import torch
 
 from netbonsai.data.task import Split, Task
 from netbonsai.errors import InputError
+from netbonsai.search import dag_genotype
 from netbonsai.search.dag_genotype import (
     TOPOLOGY_MUTATIONS,
     _padded,
@@ -218,6 +219,31 @@ def test_generation_trained_together_equals_one_at_a_time(monkeypatch) -> None:
     assert bool((loss_t < initial).all())
     with pytest.raises(InputError, match="at least one topology"):
         train_generation([], task, budget, trainer)
+
+
+def test_large_steps_train_in_groups_with_the_same_result(monkeypatch) -> None:
+    task = _classification()
+    generation = [_random(seed, hidden=(0, 8)) for seed in range(7)]
+    populations = []
+    original_fit = together_module.fit
+    monkeypatch.setattr(together_module, "fit", lambda m, *a, **k: populations.append(m.population_size)
+                        or original_fit(m, *a, **k))
+    trainer = TrainerConfig(method="lbfgs", loss="cross_entropy")  # full batch: 96 rows a step
+    n_nodes = aligned_slots(generation)[0]
+    monkeypatch.setattr(dag_genotype, "POPULATION_ELEMENTS", 3 * 96 * n_nodes)
+    assert dag_genotype.population_group(96, n_nodes) == 3
+    grouped, loss_g = train_generation(generation, task, Budget(epochs=5), trainer, seed=2)
+    assert populations == [3, 3, 1]
+    alone, loss_a = train_generation(generation, task, Budget(epochs=5), trainer, seed=2, together=False)
+    for a, b in zip(grouped, alone):
+        assert torch.allclose(a.weight, b.weight, atol=1e-5) and torch.allclose(a.bias, b.bias, atol=1e-5)
+    assert torch.allclose(loss_g, loss_a, atol=1e-5)
+
+
+def test_population_group_sizes() -> None:
+    assert dag_genotype.population_group(64, 120) == 2**20 // (64 * 120) > 30  # minibatches: one population
+    assert dag_genotype.population_group(48_000, 74) == 1  # a tall full batch: one network at a time
+    assert dag_genotype.population_group(0, 0) == 2**20
 
 
 def test_aligned_slots_keep_order_and_depth() -> None:

@@ -148,6 +148,49 @@ def test_estimation_trains_the_rest_and_never_reports_estimates() -> None:
     assert res.best_record["fitness"] <= 0 < max(m.fitness for m in res.population)
 
 
+class RecordingPredictor(FakePredictor):
+    """A FakePredictor that remembers every batch it was asked to score."""
+
+    def __init__(self) -> None:
+        super().__init__(min_records=1, bonus=0.0)
+        self.batches: list[list[tuple]] = []
+
+    def predict(self, genotypes: list) -> list[float]:
+        self.batches.append(list(genotypes))
+        return super().predict(genotypes)
+
+
+def test_screen_mode_trains_the_best_predicted_candidates() -> None:
+    settings = EvolutionSettings(population=12, generations=5, cull_fraction=0.25, estimation_mode="screen")
+    assert (settings.cull, settings.screened) == (3, 6)  # half of the candidates are only scored
+    ev, pred = Evaluate(), RecordingPredictor()
+    res = evolve(toy_kind(), ev, settings, seed=5, predictor=pred)
+    assert [(h["trained"], h["estimated"]) for h in res.history] == [(12, 0)] + [(3, 3)] * 4
+    assert len(pred.batches) == 4 and all(len(b) == 6 for b in pred.batches)
+    trained = ev.calls[12:]
+    for g, batch in enumerate(pred.batches):
+        kept = trained[3 * g:3 * g + 3]
+        assert set(kept) <= set(batch)
+        dropped = [c for c in batch if c not in kept]
+        assert min(map(fitness, kept)) >= max(map(fitness, dropped))  # the predictor is exact here
+    assert not any(m.estimated for m in res.population) and len(res.population) == 12
+    # equal training to the GA without a predictor, and a better population for it
+    plain = evolve(toy_kind(), Evaluate(), EvolutionSettings(population=12, generations=5, cull_fraction=0.25), seed=5)
+    assert len(plain.records) == len(res.records)
+    mean = lambda r: sum(m.fitness for m in r.population) / len(r.population)  # noqa: E731
+    assert mean(res) > mean(plain)
+
+
+def test_screen_mode_resumes_exactly() -> None:
+    settings = EvolutionSettings(population=10, generations=6, cull_fraction=0.2, estimation_mode="screen")
+    states: list[dict] = []
+    full = evolve(toy_kind(), Evaluate(), settings, seed=2, predictor=FakePredictor(bonus=0.0),
+                  on_generation=states.append)
+    resumed = evolve(toy_kind(), Evaluate(), settings, predictor=FakePredictor(bonus=0.0),
+                     state=json.loads(json.dumps(states[2])))
+    assert summary(resumed) == summary(full)
+
+
 def test_unready_predictor_trains_everything() -> None:
     res = evolve(toy_kind(), Evaluate(), EvolutionSettings(population=10, generations=3),
                  predictor=FakePredictor(min_records=10**6))
@@ -226,11 +269,16 @@ def test_conv_kind_search() -> None:
     "name, value",
     [("population", 1), ("generations", 0), ("mutation_prob", 1.5), ("crossover_prob", -0.1),
      ("cull_fraction", 0.0), ("cull_fraction", 0.99), ("estimation_fraction", 2), ("tournament", 0),
-     ("population", True)],
+     ("population", True), ("estimation_mode", "guess")],
 )
 def test_bad_settings(name: str, value) -> None:
     with pytest.raises(InputError, match=name):
         EvolutionSettings(**{name: value})
+
+
+def test_screen_needs_a_fraction_below_one() -> None:
+    with pytest.raises(InputError, match="below 1"):
+        EvolutionSettings(estimation_fraction=1.0, estimation_mode="screen")
 
 
 def test_bad_calls() -> None:

@@ -81,7 +81,7 @@ def relabelled(g: nx.DiGraph, rng: random.Random) -> nx.DiGraph:
 
 
 def test_feature_names_unique_and_count() -> None:
-    assert len(set(FEATURE_NAMES)) == len(FEATURE_NAMES) == 51
+    assert len(set(FEATURE_NAMES)) == len(FEATURE_NAMES) == 56
     assert sum(n.split("_")[0] in PATH_KINDS for n in FEATURE_NAMES) == 36
 
 
@@ -95,6 +95,9 @@ def test_chain_channels_masses_and_depth() -> None:
     assert f["layer_mass_std"] == pytest.approx(np.std(masses))
     assert f["depth"] == 3.0
     assert f["nodes"] == 5.0 and f["edges"] == 4.0
+    counts = {name: f[name] for name in FEATURE_NAMES if name.startswith("count_")}
+    assert counts == {"count_conv": 2.0, "count_pool": 1.0, "count_sum": 0.0, "count_concat": 0.0, "count_skip": 0.0}
+    assert genotype_features(diamond())["count_sum"] == 1.0 and genotype_features(diamond())["count_conv"] == 1.0
 
 
 def test_chain_path_lengths_all_four_and_absent_groups_zero() -> None:

@@ -106,7 +106,7 @@ def test_params_only_baseline_wins_when_accuracy_is_a_function_of_params(base_re
 def test_graph23_baseline_reads_each_genotypes_graph(
     genotypes: list[Genotype], base_records: list[dict]
 ) -> None:
-    # linear in a 4.3 feature that is not among the 51: only the graph23 ridge can fit it exactly
+    # linear in a 4.3 feature that is not among the 56: only the graph23 ridge can fit it exactly
     density = np.array([graph_features(g.graph)["density"] for g in genotypes])
     res = evaluate_predictor(_with_accuracy(base_records, 0.5 + 0.05 * _standard(density)), "ridge")
     assert res["r2_graph23"] >= 0.99 and res["r2_graph23"] > res["r2_params_only"] + 0.5

@@ -6,7 +6,7 @@ CNN DAG genotypes of :mod:`netbonsai.search` (depth limits, mutations and the pa
 population 30, mutation probability 0.5, crossover probability 0, the worst 10% removed):
 
 1. ``with_prediction``: the GA with half of each generation's children scored by the structural
-   performance predictor (a random forest on the 51 genotype features, refitted on every trained
+   performance predictor (a random forest on the 56 genotype features, refitted on every trained
    record, through :class:`~netbonsai.search.RecordAdapter`) instead of trained;
 2. ``without_prediction``: the same GA training every child (estimation fraction 0);
 3. ``random``: random genotypes, a population's worth at a time.
@@ -82,6 +82,7 @@ class GeneticNasSettings:
     crossover_prob: float = 0.0
     cull_fraction: float = 0.1  # the worst members removed (and children bred) per generation
     estimation_fraction: float = 0.5  # of the GA with prediction (the other GA: 0)
+    estimation_mode: str = "replace"  # how that GA uses the predictor: "replace" or "screen" (search.evolution)
     tournament: int = 3
     min_depth: int = 6
     max_depth: int = 12
@@ -148,7 +149,8 @@ class GeneticNasSettings:
         """One generation's GA settings (EvolutionSettings checks them)."""
         return EvolutionSettings(population=self.population, generations=1, mutation_prob=self.mutation_prob,
                                  crossover_prob=self.crossover_prob, cull_fraction=self.cull_fraction,
-                                 estimation_fraction=estimation, tournament=self.tournament)
+                                 estimation_fraction=estimation, tournament=self.tournament,
+                                 estimation_mode=self.estimation_mode)
 
     def kind(self, random: bool = False) -> GenotypeKind:
         """The genotypes within the (GA's or random search's) depth limits, convs with ``channels``."""
@@ -165,10 +167,12 @@ class GeneticNasSettings:
 def ga_trained_counts(settings: EvolutionSettings, min_records: int, n_trained: int) -> list[int]:
     """Trained genotypes after each generation of a GA that stops at ``n_trained``: the population,
     then ``cull`` children a generation, of which ``round_half_up(estimation_fraction * cull)`` are
-    estimated once the predictor has ``min_records`` trained records (every fitness is an accuracy,
-    always finite, so every trained genotype is a record). InputError when no generation ends there."""
+    estimated once the predictor has ``min_records`` trained records in ``replace`` mode (none in
+    ``screen`` mode: the estimated candidates come on top of the children). Every fitness is an
+    accuracy, always finite, so every trained genotype is a record. InputError when no generation
+    ends there."""
     cull, estimation = settings.cull, settings.estimation_fraction
-    estimated = round_half_up(estimation * cull)
+    estimated = round_half_up(estimation * cull) if settings.estimation_mode == "replace" else 0
     counts = [settings.population]
     while counts[-1] < n_trained:
         ready = estimation > 0 and counts[-1] >= min_records
@@ -193,7 +197,10 @@ PRESETS: dict[str, GeneticNasSettings] = {
     # training a generation once the predictor is ready), the random search 6 batches of 12; the
     # first population is shared, so about 190 trainings in about 120 rounds of the two workers:
     # roughly 8-12 minutes on idle cores, 15-25 on busy ones (the GA drifts to larger networks).
-    "quick": GeneticNasSettings(n_trained=72, population=12, channels=(8, 16, 32), epochs=8, image_side=14),
+    # --data DIR (MNIST-style): 2,000 training images average-pooled to 7 x 7 (about 1.4x digits' pixels
+    # per epoch), 1,000 held-out training images for validation, the whole test split.
+    "quick": GeneticNasSettings(n_trained=72, population=12, channels=(8, 16, 32), epochs=8, image_side=7,
+                                idx_max_train=2_000, idx_val_size=1_000),
     # The paper's GA (population 30, 3 children a generation, 2 of them estimated); 300 trainings a
     # search: several hours on 2 cores.
     "paper": GeneticNasSettings(n_trained=300, population=30, channels=(8, 16, 32, 64), epochs=12, image_side=28,

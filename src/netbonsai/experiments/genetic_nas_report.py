@@ -34,6 +34,8 @@ BEST_KEYS = {"with_prediction": "best", "without_prediction": "without_predictio
              "random": "random_search_best"}
 PREDICTOR_KEYS = ("r2", "spearman", "r2_params_only", "r2_depth_only", "r2_graph23", "spearman_params_only",
                   "spearman_depth_only")
+MODES = {"replace": "replace: an estimated child joins the population with its predicted accuracy",
+         "screen": "screen: children / (1 - fraction) candidates bred, the best predicted trained, the rest dropped"}
 MIN_PREDICTOR_RECORDS = 10  # evaluate_predictor's least
 
 
@@ -123,6 +125,7 @@ def assemble(results: Mapping[str, "EvolutionResult"], made: Mapping[str, dict[s
             "trainings_run": sum(not r.get("reused") for rs in records.values() for r in rs),
             "distinct_genotypes": len(made),
             "estimated_by_predictor": searches["with_prediction"]["estimated"],
+            "estimation_mode": settings.estimation_mode,
             "searches": searches,
             "histories": {name: results[name].history for name in SEARCHES},
             "curves": {name: curve(records[name]) for name in SEARCHES},
@@ -180,7 +183,7 @@ def tables(result: Mapping[str, Any]) -> str:
                                "depth", "best after (trainings)", "training seconds"], rows)
     p = result["predictor"]
     predictor = markdown_table(["predictor features", "R^2", "Spearman"], [
-        ["51 genotype features", _num(p.get("r2")), _num(p.get("spearman"))],
+        ["56 genotype features", _num(p.get("r2")), _num(p.get("spearman"))],
         ["parameter count only", _num(p.get("r2_params_only")), _num(p.get("spearman_params_only"))],
         ["depth only", _num(p.get("r2_depth_only")), _num(p.get("spearman_depth_only"))],
         ["23 graph features (section 4.3)", _num(p.get("r2_graph23")), "-"]])
@@ -211,7 +214,7 @@ def report(result: Mapping[str, Any]) -> str:
         f"# {KIND}: genetic architecture search with performance prediction (paper 001 section 4.4)", "",
         f"{result['genotypes_trained']} records ({result['trainings_run']} trainings run, the rest reused: the "
         f"searches share their first population); {result['estimated_by_predictor']} candidates estimated by the "
-        "predictor instead of trained.", "",
+        f"predictor instead of trained ({MODES[result.get('estimation_mode', 'replace')]}).", "",
         tables(result), "", "![best validation accuracy against training compute](curves.png)", "",
         "![the GA with prediction's best genotype](best_genotype.png)", "",
         f"wall {result['wall_seconds']:.0f} s", ""])

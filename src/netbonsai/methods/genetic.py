@@ -12,11 +12,16 @@ neurons do not correspond, so ``crossover_prob`` must stay 0.
 topology's expected size (``density`` times the allowed synapses, plus the synapses every node
 is given, plus the biases; :func:`expected_params`) stays within the policy's ``max_params``.
 
-Training: each generation's new topologies train as ONE padded population
+Training: each generation's new topologies train as padded populations
 (:func:`~netbonsai.search.dag_genotype.train_generation`) on the standardised task (as
 ``residual`` trains: :func:`~netbonsai.methods.residual.standardized`, the maps then set on the
-DagNet) for ``epochs`` (None: the policy's dense budget) with the policy's trainer (L-BFGS is
-full batch: an epoch is one iteration); generation ``g`` uses seed ``policy seed + g *
+DagNet) with the policy's trainer (L-BFGS is full batch: an epoch is one iteration). The search
+only has to rank topologies, so it trains each for ``epochs`` (None: the policy's ``grow_epochs``,
+what the grow search gives a network between its steps) on ``search_rows`` training rows drawn
+at random once per run (None: the policy's ``attempt_samples``; all rows when there are fewer);
+its fitness is read on the whole validation split, and every network it reports is then
+polished on all training rows like every other method's. (Fifty-seven trainings at the dense
+budget on all rows would cost about five dense sweeps: docs/RESULTS.md.) Generation ``g`` uses seed ``policy seed + g *
 population`` (network ``i`` is initialised from that plus ``i``, so every network of a run has
 its own). Fitness (``val_loss``): minus the validation loss in reported units, ties to fewer
 parameters (the loop's rank); ``within_max_params``: the same, but a network above the policy's
@@ -77,7 +82,8 @@ class GeneticSettings:
     tournament: int = 3  # survivors drawn per parent selection
     hidden: tuple[int, int] | None = None  # hidden neurons of random topologies; None: from max_params
     density: float = 0.2  # probability of each further allowed synapse
-    epochs: int | None = None  # training of every topology; None: the policy's dense budget
+    epochs: int | None = None  # search training of every topology; None: the policy's grow_epochs
+    search_rows: int | None = None  # training rows the search trains on; None: the policy's attempt_samples
     fitness: str = "val_loss"  # or "within_max_params"
 
     def __post_init__(self) -> None:
@@ -100,6 +106,9 @@ class GeneticSettings:
         if self.epochs is not None and (isinstance(self.epochs, bool) or not isinstance(self.epochs, int)
                                         or self.epochs < 1):
             raise InputError(f"genetic.epochs must be an integer >= 1 (or null), got {self.epochs!r}")
+        if self.search_rows is not None and (isinstance(self.search_rows, bool) or not isinstance(self.search_rows, int)
+                                             or self.search_rows < 1):
+            raise InputError(f"genetic.search_rows must be an integer >= 1 (or null), got {self.search_rows!r}")
         if self.fitness not in FITNESS:
             raise InputError(f"genetic.fitness must be one of {', '.join(FITNESS)}, got {self.fitness!r}")
 
@@ -127,6 +136,16 @@ def default_hidden(n_in: int, n_out: int, density: float, max_params: int) -> tu
     while expected_params(n_in, n_out, hi + 1, density) <= max_params:
         hi += 1
     return max(1, hi // 4), hi
+
+
+def search_rows(split: Split, rows: int, seed: int) -> Split:
+    """``rows`` training rows drawn at random (seeded, kept in their order), on the CPU; all of
+    them when there are no more."""
+    x, y = split.x.cpu(), split.y.cpu()
+    if len(y) <= rows:
+        return Split(x, y)
+    chosen = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))[:rows].sort().values
+    return Split(x[chosen], y[chosen])
 
 
 def topology_key(t: TopologyGenotype) -> str:
@@ -167,10 +186,11 @@ class Genetic(Method):
         policy, settings = self.policy, self.settings
         grow = policy.grow
         hidden = settings.hidden or default_hidden(task.n_in, task.n_out, settings.density, grow.max_params)
-        epochs = policy.dense_epochs if settings.epochs is None else settings.epochs
+        epochs = grow.grow_epochs if settings.epochs is None else settings.epochs
+        rows = grow.attempt_samples if settings.search_rows is None else settings.search_rows
         cap = grow.max_params if settings.fitness == "within_max_params" else None
         inner, maps = standardized(task)
-        train = inner.train if task.x_train.device.type == "cpu" else Split(inner.train.x.cpu(), inner.train.y.cpu())
+        train = search_rows(inner.train, rows, grow.seed)
         kind = GenotypeKind(
             random=lambda rng: random_topology(rng, task.n_in, task.n_out, hidden, settings.density, grow.activation),
             mutations=TOPOLOGY_MUTATIONS, crossovers={}, to_dict=TopologyGenotype.to_dict,
@@ -222,7 +242,8 @@ class Genetic(Method):
                         on_generation=on_generation)
         front = self._front(task, result.records, kept, maps, cap, ctx)
         extra = {"population": settings.population, "generations": settings.generations, "trained": len(result.records),
-                 "hidden": list(hidden), "density": settings.density, "epochs": epochs, "fitness": settings.fitness,
+                 "hidden": list(hidden), "density": settings.density, "epochs": epochs, "search_rows": len(train.y),
+                 "fitness": settings.fitness,
                  "searched_front": len(reported(result.records, cap)), "params": front[-1].params}
         return MethodResult(front, front[-1].net, f"{settings.generations} generations", time.perf_counter() - started,
                             extra=extra)

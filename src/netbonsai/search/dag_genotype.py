@@ -11,6 +11,10 @@ valid genotype. :func:`train_generation` trains a whole generation as ONE padded
 population through ``fit(list_of_dagnets, ...)`` (``netbonsai.train.together``), which equals
 training each network alone, after :func:`aligned_slots` has laid the networks out with hidden
 neurons grouped by level (a shallow union); ``together=False`` trains them one at a time.
+A population pays off while its activations stay small: with many rows per optimiser step
+(full-batch L-BFGS on a tall table) one network at a time is faster, so the generation is
+trained in groups of at most :func:`population_group` networks
+(``benchmarks/bench_genetic_population.py``, docs/RESULTS.md).
 
 A genotype may be constructed freely (its fields are only normalised: ints, synapses as a sorted
 tuple of pairs); :func:`validate_topology` checks it, and every function here that returns or
@@ -36,7 +40,7 @@ from ..train.fit import Budget, TrainerConfig, fit
 __all__ = [
     "TOPOLOGY_MUTATIONS", "TopologyGenotype", "add_neuron", "add_synapse", "random_topology", "remove_neuron",
     "remove_synapse", "to_dagnet", "train_generation", "validate_topology", "live_params", "node_levels",
-    "aligned_slots",
+    "aligned_slots", "population_group", "POPULATION_ELEMENTS",
 ]
 
 Synapse = tuple[int, int]
@@ -325,6 +329,26 @@ def _unpadded(padded: DagNet, index: torch.Tensor, original: DagNet) -> DagNet:
     return net
 
 
+# Rows per step x aligned nodes x networks a padded population holds while it still beats one
+# network at a time (benchmarks/bench_genetic_population.py --rows: on 2 cores, full-batch L-BFGS with
+# 74 aligned nodes, 12 networks together were 2.1x faster than one at a time at 2,048 rows, 1.8x
+# slower at 8,192 and 2.7x slower at 48,000)
+POPULATION_ELEMENTS = 2**20
+
+
+def population_group(rows_per_step: int, n_nodes: int) -> int:
+    """How many networks of ``n_nodes`` aligned nodes to train as one population when each
+    optimiser step sees ``rows_per_step`` rows (at least 1)."""
+    return max(1, POPULATION_ELEMENTS // max(1, rows_per_step * n_nodes))
+
+
+def _rows_per_step(n_rows: int, trainer: TrainerConfig) -> int:
+    """Rows one optimiser step reads: all of them for the full-batch methods, else a minibatch."""
+    if trainer.method in ("lbfgs", "lm") or trainer.batch_size is None:
+        return n_rows
+    return min(n_rows, int(trainer.batch_size))
+
+
 def train_generation(
     topologies: Sequence[TopologyGenotype],
     task_or_split: Task | Split,
@@ -336,9 +360,10 @@ def train_generation(
     """Train a generation: ``to_dagnet(topologies[i], seed + i)`` for every i, each with the
     minibatch order of ``seed``. Returns the trained networks and their final train losses ``(K,)``.
 
-    ``together`` trains them as one padded DagNet population (one ``fit`` on a list of networks
-    laid out by :func:`aligned_slots`, each then moved back to its own node order); otherwise
-    one ``fit`` per network. Both give the same networks (to float rounding).
+    ``together`` trains them as padded DagNet populations (one ``fit`` on a list of networks
+    laid out by :func:`aligned_slots`, each then moved back to its own node order), in groups of
+    at most :func:`population_group` networks; otherwise one ``fit`` per network. Both give the
+    same networks (to float rounding).
     """
     if not topologies:
         raise InputError("train_generation needs at least one topology")
@@ -350,9 +375,14 @@ def train_generation(
     if len({(t.n_in, t.n_out, t.activation) for t in topologies}) > 1:  # fit(list) falls back as it must
         result = fit(nets, split, budget, trainer, seed=seed)
         return list(result.models or []), result.loss.detach().reshape(-1)
-    n_nodes, slots = aligned_slots(topologies)
-    index = [torch.tensor(s, dtype=torch.long) for s in slots]
-    padded = [_padded(net, i, n_nodes, topologies[0].activation) for net, i in zip(nets, index)]
-    result = fit(padded, split, budget, trainer, seed=seed)
-    trained = [_unpadded(model, i, net) for model, i, net in zip(result.models or [], index, nets)]
-    return trained, result.loss.detach().reshape(-1)
+    group = population_group(_rows_per_step(len(split.y), trainer), aligned_slots(topologies)[0])
+    trained, losses = [], []
+    for start in range(0, len(nets), group):
+        members, chosen = nets[start:start + group], topologies[start:start + group]
+        n_nodes, slots = aligned_slots(chosen)
+        index = [torch.tensor(s, dtype=torch.long) for s in slots]
+        padded = [_padded(net, i, n_nodes, chosen[0].activation) for net, i in zip(members, index)]
+        result = fit(padded, split, budget, trainer, seed=seed)
+        trained += [_unpadded(model, i, net) for model, i, net in zip(result.models or [], index, members)]
+        losses.append(result.loss.detach().reshape(-1))
+    return trained, torch.cat(losses)

@@ -17,10 +17,19 @@ Loop (settings of the paper: population 30, mutation probability 0.5, crossover 
   probability ``crossover_prob``, then mutated with probability ``mutation_prob``; a child that got neither
   is mutated anyway, since a copy of its parent would be useless. A child whose key was already seen is
   redrawn (at most :data:`REDRAWS` times, then kept: a small space never stalls the search);
-* estimation: the predictor is refitted on every trained record; when it is then ``ready``,
-  ``round_half_up(estimation_fraction * children)`` children drawn at random get the predicted fitness and
-  ``estimated=True`` and are not trained. An estimated member stays estimated for good (also as a parent);
-  estimates rank in the population but are never reported: ``best`` is the best trained genotype ever.
+* estimation: the predictor is refitted on every trained record; once it is then ``ready`` it is used
+  in one of two ways (``estimation_mode``):
+
+  - ``"replace"`` (the paper's wording): ``round_half_up(estimation_fraction * children)`` children drawn
+    at random get the predicted fitness and ``estimated=True`` and are not trained. An estimated member
+    stays estimated for good (also as a parent); estimates rank in the population but are never reported:
+    ``best`` is the best trained genotype ever. A regressor's predictions shrink towards the mean, so an
+    estimated child rarely ranks above the trained elite: it is usually culled in the next generation;
+  - ``"screen"``: ``round_half_up(children / (1 - estimation_fraction))`` candidates are bred, all scored,
+    and only the ``children`` with the highest predictions (ties: smaller key) are trained and join the
+    population; the others (the estimation fraction of the candidates) are dropped and may be bred again
+    later. A generation trains as many genotypes as without a predictor, so the predictor's worth shows
+    as better children at equal training. Needs ``estimation_fraction < 1``.
 
 Every trained genotype is a record of the meta-dataset (``result.records``).
 """
@@ -36,6 +45,7 @@ from typing import Any, Callable, Generic, Mapping, Protocol, Sequence, TypeVar
 from ..errors import InputError
 
 __all__ = [
+    "ESTIMATION_MODES",
     "REDRAWS",
     "EvolutionResult",
     "EvolutionSettings",
@@ -51,6 +61,7 @@ __all__ = [
 
 G = TypeVar("G")
 REDRAWS = 50
+ESTIMATION_MODES = ("replace", "screen")
 Evaluate = Callable[[list], list]
 
 
@@ -102,6 +113,7 @@ class EvolutionSettings:
     cull_fraction: float = 0.1
     estimation_fraction: float = 0.5
     tournament: int = 3
+    estimation_mode: str = "replace"  # or "screen" (module docstring)
 
     def __post_init__(self) -> None:
         if not _is_int(self.population) or self.population < 2:
@@ -118,11 +130,22 @@ class EvolutionSettings:
             )
         if not _is_int(self.tournament) or self.tournament < 1:
             raise InputError(f"tournament must be a positive int, got {self.tournament!r}")
+        if self.estimation_mode not in ESTIMATION_MODES:
+            raise InputError(f"estimation_mode must be one of {', '.join(ESTIMATION_MODES)}, "
+                             f"got {self.estimation_mode!r}")
+        if self.estimation_mode == "screen" and self.estimation_fraction >= 1:
+            raise InputError("estimation_fraction must be below 1 with estimation_mode 'screen' "
+                             "(the trained children are the rest of the candidates)")
 
     @property
     def cull(self) -> int:
         """Members removed (and children made) per generation."""
         return math.ceil(self.cull_fraction * self.population)
+
+    @property
+    def screened(self) -> int:
+        """Candidates bred per generation in ``screen`` mode once the predictor is ready."""
+        return max(self.cull, round_half_up(self.cull / (1.0 - self.estimation_fraction)))
 
 
 class Predictor(Protocol):
@@ -315,6 +338,18 @@ def _check_kind(kind: GenotypeKind, settings: EvolutionSettings) -> None:
         raise InputError("crossover_prob is above 0 but the genotype kind has no crossover")
 
 
+def _screen(candidates: list[tuple[Any, str]], predictor: Predictor, keep: int
+            ) -> tuple[list[tuple[Any, str]], list[tuple[Any, str]]]:
+    """``(kept, dropped)``: the ``keep`` candidates of highest predicted fitness (ties: smaller key; NaN
+    lowest), in breeding order, and the rest."""
+    preds = [float(p) for p in predictor.predict([g for g, _ in candidates])]
+    order = sorted(range(len(candidates)),
+                   key=lambda i: (-(preds[i] if preds[i] == preds[i] else -math.inf), candidates[i][1]))
+    chosen = set(order[:keep])
+    return ([c for i, c in enumerate(candidates) if i in chosen],
+            [c for i, c in enumerate(candidates) if i not in chosen])
+
+
 def evolve(
     kind: GenotypeKind,
     evaluate: Evaluate,
@@ -355,22 +390,32 @@ def evolve(
                     g = kind.mutations[s.rng.choice(mutations)](g, s.rng)
                 return g
 
-            children = [s.fresh(child) for _ in range(settings.cull)]
-            est_idx: set[int] = set()
+            ready = False
             if predictor is not None and settings.estimation_fraction > 0:
                 predictor.fit([dict(r) for r in s.records])
-                if predictor.ready:
+                ready = bool(predictor.ready)
+            if ready and settings.estimation_mode == "screen":
+                candidates = [s.fresh(child) for _ in range(settings.screened)]
+                children, dropped = _screen(candidates, predictor, settings.cull)  # type: ignore[arg-type]
+                s.seen.difference_update(k for _, k in dropped)
+                trained = s.train(children)
+                s.population = survivors + trained
+                n_trained, n_est = len(trained), len(dropped)
+            else:
+                children = [s.fresh(child) for _ in range(settings.cull)]
+                est_idx: set[int] = set()
+                if ready:
                     n = round_half_up(settings.estimation_fraction * len(children))
                     est_idx = set(s.rng.sample(range(len(children)), n))
-            est_order = sorted(est_idx)
-            estimated: list[Member] = []
-            if est_order:
-                preds = predictor.predict([children[i][0] for i in est_order])  # type: ignore[union-attr]
-                estimated = [Member(children[i][0], children[i][1], float(p), None, True)
-                             for i, p in zip(est_order, preds)]
-            trained = s.train([c for i, c in enumerate(children) if i not in est_idx])
-            s.population = survivors + trained + estimated
-            n_trained, n_est = len(trained), len(estimated)
+                est_order = sorted(est_idx)
+                estimated: list[Member] = []
+                if est_order:
+                    preds = predictor.predict([children[i][0] for i in est_order])  # type: ignore[union-attr]
+                    estimated = [Member(children[i][0], children[i][1], float(p), None, True)
+                                 for i, p in zip(est_order, preds)]
+                trained = s.train([c for i, c in enumerate(children) if i not in est_idx])
+                s.population = survivors + trained + estimated
+                n_trained, n_est = len(trained), len(estimated)
         s.population.sort(key=lambda m: _rank(m.fitness, m.params, m.key))
         s.log(n_trained, n_est)
         if on_generation is not None:

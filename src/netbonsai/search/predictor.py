@@ -5,7 +5,7 @@ Every trained candidate becomes a *record* of the meta-dataset (:func:`make_reco
     {"genotype": g.to_dict(), "features": {name: value, ...}, "accuracy": val_accuracy,
      "params": int, "seconds": float, "depth": int}
 
-with ``features`` the 51 :data:`~netbonsai.search.features.FEATURE_NAMES` of ``genotype_features``.
+with ``features`` the 56 :data:`~netbonsai.search.features.FEATURE_NAMES` of ``genotype_features``.
 :class:`AccuracyPredictor` regresses validation accuracy on those features so that half of a
 generation can be scored without training; :func:`evaluate_predictor` measures it on a seeded 70/30
 split against single-feature baselines (parameter count alone, depth alone) and against the 23
@@ -108,7 +108,7 @@ def _check_records(records: Any) -> list[Mapping[str, Any]]:
 
 
 def records_matrix(records: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
-    """``(X, y)``: features in ``FEATURE_NAMES`` order, shape ``(n, 51)``, and the accuracies ``(n,)``."""
+    """``(X, y)``: features in ``FEATURE_NAMES`` order, shape ``(n, 56)``, and the accuracies ``(n,)``."""
     records = _check_records(records)
     X = np.array([[r["features"][n] for n in FEATURE_NAMES] for r in records], dtype=np.float64)
     y = np.array([r["accuracy"] for r in records], dtype=np.float64)
@@ -211,7 +211,7 @@ def evaluate_predictor(
 ) -> dict[str, Any]:
     """Held-out quality of the predictor on a seeded split, with baselines.
 
-    The same regressor family is trained on: all 51 features (``r2``, ``spearman``), the record's
+    The same regressor family is trained on: all 56 features (``r2``, ``spearman``), the record's
     ``params`` alone, its ``depth`` alone, and the 23 ``analysis.graph_features`` of each genotype's
     DiGraph (``r2_graph23``). ``importances`` lists the 10 features the full forest relies on most
     (``[]`` for other regressors). Scores that are undefined (a constant target or prediction) are 0.0.
