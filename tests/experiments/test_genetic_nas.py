@@ -26,7 +26,7 @@ from .synthetic_idx import write_synthetic_mnist
 # population 4, 2 children a generation (1 estimated once 4 records exist), 8 trainings a search:
 # GA with prediction 5 generations, without 3, random search 2 batches of 4
 TINY = GeneticNasSettings(n_trained=8, population=4, cull_fraction=0.5, min_depth=2, max_depth=4, channels=(4, 8),
-                          epochs=1, lr=1e-2, predictor_min_records=4)
+                          epochs=1, lr=1e-2, predictor_min_records=4, estimation_mode="replace")
 BEST_KEYS = {"with_prediction": "best", "without_prediction": "without_prediction_best",
              "random": "random_search_best"}
 
@@ -215,7 +215,12 @@ def test_presets() -> None:
             paper.estimation_fraction) == (30, 0.5, 0.0, 0.1, 0.5)
     assert quick.depths() == paper.depths() == (6, 12)
     assert quick.channels == (8, 16, 32) and paper.channels == (8, 16, 32, 64)
-    assert quick.evolution(quick.estimation_fraction).generations == 57 and quick.evolution(0.0).generations == 31
-    assert ga_trained_counts(paper.evolution(0.5), paper.predictor_min_records, 300)[:3] == [30, 31, 32]
+    assert quick.estimation_mode == paper.estimation_mode == "screen"
+    assert quick.evolution(quick.estimation_fraction).generations == quick.evolution(0.0).generations == 31
+    assert ga_trained_counts(paper.evolution(0.5), paper.predictor_min_records, 300)[:3] == [30, 33, 36]
+    replacing = replace(quick, estimation_mode="replace")
+    assert replacing.evolution(0.5).generations == 57  # 1 of 2 children trained once the predictor is ready
+    assert ga_trained_counts(replace(paper, estimation_mode="replace").evolution(0.5), 20, 300)[:3] == [30, 31, 32]
+    assert (quick.image_side, quick.idx_max_train, quick.idx_val_size) == (7, 2_000, 1_000)
     with pytest.raises(InputError, match="unknown preset"):
         genetic_nas_settings("huge")

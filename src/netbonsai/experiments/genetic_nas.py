@@ -5,9 +5,11 @@ prediction, against random search, at equal training compute.
 CNN DAG genotypes of :mod:`netbonsai.search` (depth limits, mutations and the paper's GA settings:
 population 30, mutation probability 0.5, crossover probability 0, the worst 10% removed):
 
-1. ``with_prediction``: the GA with half of each generation's children scored by the structural
-   performance predictor (a random forest on the 56 genotype features, refitted on every trained
-   record, through :class:`~netbonsai.search.RecordAdapter`) instead of trained;
+1. ``with_prediction``: the GA with the structural performance predictor (a random forest on the
+   56 genotype features, refitted on every trained record, through
+   :class:`~netbonsai.search.RecordAdapter`): by default (``estimation_mode="screen"``) twice as
+   many children are bred and scored, and the better predicted half is trained; with
+   ``"replace"`` half of the children get a predicted accuracy instead of a training;
 2. ``without_prediction``: the same GA training every child (estimation fraction 0);
 3. ``random``: random genotypes, a population's worth at a time.
 
@@ -82,7 +84,11 @@ class GeneticNasSettings:
     crossover_prob: float = 0.0
     cull_fraction: float = 0.1  # the worst members removed (and children bred) per generation
     estimation_fraction: float = 0.5  # of the GA with prediction (the other GA: 0)
-    estimation_mode: str = "replace"  # how that GA uses the predictor: "replace" or "screen" (search.evolution)
+    # how that GA uses the predictor (search.evolution): "screen" trains the better predicted half of twice
+    # the candidates; "replace" (the paper's wording) gives half of the children a predicted fitness.
+    # Chosen on the quick preset's validation curves: screen reached the other GA's best validation
+    # accuracy after 1.06-1.31x fewer trainings (seeds 0-2), replace after 1.02x (docs/RESULTS.md)
+    estimation_mode: str = "screen"
     tournament: int = 3
     min_depth: int = 6
     max_depth: int = 12
@@ -192,11 +198,10 @@ def ga_trained_counts(settings: EvolutionSettings, min_records: int, n_trained: 
 PRESETS: dict[str, GeneticNasSettings] = {
     # Timing (digits, one torch thread, train_job as run): eight random genotypes (depth 6..12,
     # channels 8/16/32) took 1.2-14.6 s, mean 5.5 s, for 8 epochs of Adam while another experiment
-    # kept both cores busy (load 4.3); about half of that on idle cores. N = 72 a search: the GAs run
-    # 31 (without prediction, 2 trainings a generation) and 57 generations (with prediction: 1
-    # training a generation once the predictor is ready), the random search 6 batches of 12; the
-    # first population is shared, so about 190 trainings in about 120 rounds of the two workers:
-    # roughly 8-12 minutes on idle cores, 15-25 on busy ones (the GA drifts to larger networks).
+    # kept both cores busy (load 4.3); about half of that on idle cores. N = 72 a search: both GAs
+    # run 31 generations (2 trainings each; with prediction 4 candidates are scored for them), the
+    # random search 6 batches of 12; the first population is shared, so about 180 trainings in
+    # about 100 rounds of the two workers: 7-9 minutes on idle cores (seeds 0-2: 395-510 s).
     # --data DIR (MNIST-style): 2,000 training images average-pooled to 7 x 7 (about 1.4x digits' pixels
     # per epoch), 1,000 held-out training images for validation, the whole test split.
     "quick": GeneticNasSettings(n_trained=72, population=12, channels=(8, 16, 32), epochs=8, image_side=7,
