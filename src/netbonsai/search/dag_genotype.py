@@ -330,9 +330,10 @@ def _unpadded(padded: DagNet, index: torch.Tensor, original: DagNet) -> DagNet:
 
 
 # Rows per step x aligned nodes x networks a padded population holds while it still beats one
-# network at a time (benchmarks/bench_genetic_population.py --rows: on 2 cores, full-batch L-BFGS with
-# 74 aligned nodes, 12 networks together were 2.1x faster than one at a time at 2,048 rows, 1.8x
-# slower at 8,192 and 2.7x slower at 48,000)
+# network at a time (benchmarks/bench_population_rows.py: 30 random topologies, 74 aligned nodes,
+# full-batch L-BFGS, 1 thread; groups of 6 were 1.75x faster than one at a time at 2,048 rows,
+# while one population of 30 was 2.1x slower at 8,192 rows and 5.7x slower, with 6.6x the peak
+# memory, at 48,000)
 POPULATION_ELEMENTS = 2**20
 
 
@@ -376,6 +377,8 @@ def train_generation(
         result = fit(nets, split, budget, trainer, seed=seed)
         return list(result.models or []), result.loss.detach().reshape(-1)
     group = population_group(_rows_per_step(len(split.y), trainer), aligned_slots(topologies)[0])
+    if group == 1:
+        return train_generation(topologies, split, budget, trainer, seed, together=False)
     trained, losses = [], []
     for start in range(0, len(nets), group):
         members, chosen = nets[start:start + group], topologies[start:start + group]
