@@ -21,9 +21,9 @@ what the grow search gives a network between its steps) on ``search_rows`` train
 at random once per run (None: the policy's ``attempt_samples``; all rows when there are fewer);
 its fitness is read on the whole validation split, and every network it reports is then
 polished on all training rows like every other method's. (On the approximation task, 57
-trainings at the dense budget on all rows would cost some 20 dense sweeps: docs/RESULTS.md.) Generation ``g`` uses seed ``policy seed + g *
-population`` (network ``i`` is initialised from that plus ``i``, so every network of a run has
-its own). Fitness (``val_loss``): minus the validation loss in reported units, ties to fewer
+trainings at the dense budget on all rows would cost 5 to 12 dense sweeps: docs/RESULTS.md.)
+Generation ``g`` uses seed ``policy seed + g * population`` (network ``i`` is initialised from
+that plus ``i``, so every network of a run has its own). Fitness (``val_loss``): minus the validation loss in reported units, ties to fewer
 parameters (the loop's rank); ``within_max_params``: the same, but a network above the policy's
 ``max_params`` gets -inf (culled first) and is left off the front (when none qualifies, the
 smallest network trained is the front).

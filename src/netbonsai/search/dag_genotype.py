@@ -14,7 +14,7 @@ neurons grouped by level (a shallow union); ``together=False`` trains them one a
 A population pays off while its activations stay small: with many rows per optimiser step
 (full-batch L-BFGS on a tall table) one network at a time is faster, so the generation is
 trained in groups of at most :func:`population_group` networks
-(``benchmarks/bench_genetic_population.py``, docs/RESULTS.md).
+(``benchmarks/bench_population_rows.py``, docs/RESULTS.md).
 
 A genotype may be constructed freely (its fields are only normalised: ints, synapses as a sorted
 tuple of pairs); :func:`validate_topology` checks it, and every function here that returns or
@@ -370,15 +370,14 @@ def train_generation(
         raise InputError("train_generation needs at least one topology")
     split = task_or_split.train if isinstance(task_or_split, Task) else task_or_split
     nets = [to_dagnet(t, seed + i) for i, t in enumerate(topologies)]
-    if not together:
+    mixed = len({(t.n_in, t.n_out, t.activation) for t in topologies}) > 1
+    group = 0 if mixed else population_group(_rows_per_step(len(split.y), trainer), aligned_slots(topologies)[0])
+    if not together or group == 1:
         losses = [fit(net, split, budget, trainer, seed=seed).loss.detach().reshape(-1) for net in nets]
         return nets, torch.cat(losses)
-    if len({(t.n_in, t.n_out, t.activation) for t in topologies}) > 1:  # fit(list) falls back as it must
+    if mixed:  # fit(list) falls back as it must
         result = fit(nets, split, budget, trainer, seed=seed)
         return list(result.models or []), result.loss.detach().reshape(-1)
-    group = population_group(_rows_per_step(len(split.y), trainer), aligned_slots(topologies)[0])
-    if group == 1:
-        return train_generation(topologies, split, budget, trainer, seed, together=False)
     trained, losses = [], []
     for start in range(0, len(nets), group):
         members, chosen = nets[start:start + group], topologies[start:start + group]
