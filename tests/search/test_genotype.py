@@ -12,18 +12,7 @@ import pytest
 
 from netbonsai.errors import InputError
 from netbonsai.search import CHANNELS, OPS, Genotype, random_genotype, validate
-
-
-def chain(*labels: tuple[str, int | None], skips: tuple[tuple[int, int], ...] = ()) -> Genotype:
-    """input 0 -> labels 1..n -> output n+1, plus extra edges ``skips``."""
-    g = nx.DiGraph()
-    g.add_node(0, op="input")
-    for i, (op, ch) in enumerate(labels, start=1):
-        g.add_node(i, op=op, channels=ch)
-    g.add_node(len(labels) + 1, op="output")
-    nx.add_path(g, range(len(labels) + 2))
-    g.add_edges_from(skips)
-    return Genotype(g)
+from .genotypes import chain
 
 
 SIX = [("conv3", 8), ("maxpool", None), ("conv5", 16), ("sum", None), ("avgpool", None), ("conv7", 32)]

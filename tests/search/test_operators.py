@@ -24,18 +24,9 @@ from netbonsai.search import (
     validate,
 )
 
+from .genotypes import chain
+
 SEEDS = range(30)
-
-
-def chain(labels: list[tuple[str, int | None]], skips: tuple[tuple[int, int], ...] = ()) -> Genotype:
-    g = nx.DiGraph()
-    g.add_node(0, op="input")
-    for i, (op, ch) in enumerate(labels, start=1):
-        g.add_node(i, op=op, channels=ch)
-    g.add_node(len(labels) + 1, op="output")
-    nx.add_path(g, range(len(labels) + 2))
-    g.add_edges_from(skips)
-    return Genotype(g)
 
 
 def parents(seed: int) -> tuple[Genotype, Genotype]:
@@ -81,12 +72,12 @@ def test_other_limits_are_respected(name: str) -> None:
 
 
 def test_operators_reject_broken_parents() -> None:
-    g = nx.DiGraph(chain([("skip", None)] * 6).graph)
+    g = nx.DiGraph(chain(*[("skip", None)] * 6).graph)
     g.add_edge(3, 2)
     with pytest.raises(InputError, match="cycle"):
         relabel(Genotype(g), random.Random(0))
     with pytest.raises(InputError, match="cycle"):
-        crossover_bridge(chain([("skip", None)] * 6), Genotype(g), random.Random(0))
+        crossover_bridge(chain(*[("skip", None)] * 6), Genotype(g), random.Random(0))
 
 
 def test_relabel_changes_exactly_one_label() -> None:
@@ -98,7 +89,7 @@ def test_relabel_changes_exactly_one_label() -> None:
         assert len(diff) == 1 and diff[0] not in (a.input, a.output)
         op, ch = child.graph.nodes[diff[0]]["op"], child.graph.nodes[diff[0]]["channels"]
         assert (ch in (8, 16, 32, 64)) if op.startswith("conv") else ch is None
-    only = chain([("conv3", 8)] * 6)
+    only = chain(*[("conv3", 8)] * 6)
     child = relabel(only, random.Random(0), ops=("conv3",), channels=(8, 16))
     assert [child.graph.nodes[n]["channels"] for n in range(1, 7)].count(16) == 1
     assert relabel(only, random.Random(0), ops=("conv3",), channels=(8,)) == only  # no other label: a copy
@@ -126,18 +117,18 @@ def test_insert_subgraph_replaces_an_edge_by_two_or_three_vertices() -> None:
 
 
 def test_insert_subgraph_falls_back_to_a_copy_when_nothing_fits() -> None:
-    full = chain([("skip", None)] * 12)
+    full = chain(*[("skip", None)] * 12)
     child = insert_subgraph(full, random.Random(0))
     assert child == full and child.to_dict() == full.to_dict() and child is not full
     # with a skip edge beside a short stretch there is room: only edges off the longest path fit
-    roomy = chain([("skip", None)] * 11, skips=((0, 12),))
+    roomy = chain(*[("skip", None)] * 11, skips=((0, 12),))
     grown = insert_subgraph(roomy, random.Random(0), max_depth=12)
     assert grown.depth <= 12 and (0, 12) not in grown.graph.edges and len(grown.graph) == len(roomy.graph) + 2
 
 
 def test_crossover_subpaths_puts_a_run_of_b_into_a() -> None:
-    a = chain([("conv3", 8)] * 6)
-    b = chain([("maxpool", None)] * 9)
+    a = chain(*[("conv3", 8)] * 6)
+    b = chain(*[("maxpool", None)] * 9)
     kinds = set()
     for seed in SEEDS:
         ops = path_ops(crossover_subpaths(a, b, random.Random(seed)))
@@ -150,10 +141,10 @@ def test_crossover_subpaths_puts_a_run_of_b_into_a() -> None:
 
 def test_crossover_subpaths_keeps_branches_outside_the_run_and_drops_those_inside() -> None:
     # a: backbone of 7 skips (ids 1..7, output 8), a conv branch 1 -> 9 -> 3 and a skip edge 5 -> 8
-    g = nx.DiGraph(chain([("skip", None)] * 7, skips=((5, 8),)).graph)
+    g = nx.DiGraph(chain(*[("skip", None)] * 7, skips=((5, 8),)).graph)
     g.add_node(9, op="conv3", channels=8)
     g.add_edges_from([(1, 9), (9, 3)])
-    a, b = Genotype(g), chain([("avgpool", None)] * 6)
+    a, b = Genotype(g), chain(*[("avgpool", None)] * 6)
     cases = set()
     for seed in range(100):
         graph = crossover_subpaths(a, b, random.Random(seed), max_depth=20).graph
@@ -176,15 +167,15 @@ def test_crossover_subpaths_keeps_branches_outside_the_run_and_drops_those_insid
 
 
 def test_bridges_are_the_edges_on_every_input_output_path() -> None:
-    g = chain([("skip", None)] * 6, skips=((0, 4),))
+    g = chain(*[("skip", None)] * 6, skips=((0, 4),))
     assert bridges(g) == [(4, 5), (5, 6), (6, 7)]
-    assert bridges(chain([("skip", None)] * 2)) == [(0, 1), (1, 2), (2, 3)]
-    assert bridges(chain([("skip", None)] * 2, skips=((0, 3),))) == []
+    assert bridges(chain(*[("skip", None)] * 2)) == [(0, 1), (1, 2), (2, 3)]
+    assert bridges(chain(*[("skip", None)] * 2, skips=((0, 3),))) == []
 
 
 def test_crossover_bridge_joins_a_prefix_of_a_to_a_suffix_of_b() -> None:
-    a = chain([("conv3", 8)] * 8)
-    b = chain([("maxpool", None)] * 8)
+    a = chain(*[("conv3", 8)] * 8)
+    b = chain(*[("maxpool", None)] * 8)
     seen = set()
     for seed in SEEDS:
         child = crossover_bridge(a, b, random.Random(seed))
@@ -196,13 +187,13 @@ def test_crossover_bridge_joins_a_prefix_of_a_to_a_suffix_of_b() -> None:
 
 
 def test_crossover_bridge_without_bridges_returns_a_copy() -> None:
-    a = chain([("skip", None)] * 6, skips=((0, 7),))
-    assert crossover_bridge(a, chain([("conv3", 8)] * 6), random.Random(0)).to_dict() == a.to_dict()
+    a = chain(*[("skip", None)] * 6, skips=((0, 7),))
+    assert crossover_bridge(a, chain(*[("conv3", 8)] * 6), random.Random(0)).to_dict() == a.to_dict()
 
 
 def test_crossover_average_rounds_half_up_layer_by_layer() -> None:
-    a = chain([("conv3", 8), ("conv3", 8), ("maxpool", None), ("conv5", 32), ("conv3", 64), ("conv7", 16)])
-    b = chain([("conv7", 9), ("skip", None), ("conv3", 16), ("avgpool", None), ("conv3", 64), ("conv3", 1)])
+    a = chain(*[("conv3", 8), ("conv3", 8), ("maxpool", None), ("conv5", 32), ("conv3", 64), ("conv7", 16)])
+    b = chain(*[("conv7", 9), ("skip", None), ("conv3", 16), ("avgpool", None), ("conv3", 64), ("conv3", 1)])
     child = crossover_average(a, b, random.Random(0))
     assert [child.graph.nodes[n]["channels"] for n in range(1, 7)] == [9, 8, None, 32, 64, 9]
     assert sorted(child.graph.edges) == sorted(a.graph.edges) and child.operations() == a.operations()

@@ -371,7 +371,8 @@ def train_generation(
     split = task_or_split.train if isinstance(task_or_split, Task) else task_or_split
     nets = [to_dagnet(t, seed + i) for i, t in enumerate(topologies)]
     mixed = len({(t.n_in, t.n_out, t.activation) for t in topologies}) > 1
-    group = 0 if mixed else population_group(_rows_per_step(len(split.y), trainer), aligned_slots(topologies)[0])
+    layout = None if mixed else aligned_slots(topologies)
+    group = 0 if layout is None else population_group(_rows_per_step(len(split.y), trainer), layout[0])
     if not together or group == 1:
         losses = [fit(net, split, budget, trainer, seed=seed).loss.detach().reshape(-1) for net in nets]
         return nets, torch.cat(losses)
@@ -381,7 +382,7 @@ def train_generation(
     trained, losses = [], []
     for start in range(0, len(nets), group):
         members, chosen = nets[start:start + group], topologies[start:start + group]
-        n_nodes, slots = aligned_slots(chosen)
+        n_nodes, slots = layout if len(chosen) == len(topologies) else aligned_slots(chosen)
         index = [torch.tensor(s, dtype=torch.long) for s in slots]
         padded = [_padded(net, i, n_nodes, chosen[0].activation) for net, i in zip(members, index)]
         result = fit(padded, split, budget, trainer, seed=seed)

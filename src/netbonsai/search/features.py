@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import Any, Hashable
+from typing import Any, Callable, Hashable
 
 import networkx as nx
 import numpy as np
@@ -138,31 +138,29 @@ def _mean_std(values: Iterable[float]) -> tuple[float, float]:
     return mean, math.sqrt(var)
 
 
+def _sweep(order: list[Hashable], neighbours: Callable[[Hashable], Iterable[Hashable]], end: Hashable
+           ) -> tuple[dict[Hashable, float], dict[Hashable, float], dict[Hashable, float]]:
+    """Fewest edges, most edges and the expected random-walk length from every vertex to ``end``,
+    visiting ``order`` so that each vertex's ``neighbours`` (one step towards ``end``) come first."""
+    fewest: dict[Hashable, float] = {}
+    most: dict[Hashable, float] = {}
+    walk: dict[Hashable, float] = {}
+    for v in order:
+        if v == end:
+            fewest[v] = most[v] = walk[v] = 0.0
+            continue
+        near = list(neighbours(v))
+        fewest[v] = 1.0 + min(fewest[u] for u in near)
+        most[v] = 1.0 + max(most[u] for u in near)
+        walk[v] = 1.0 + math.fsum(walk[u] for u in near) / len(near)
+    return fewest, most, walk
+
+
 def _path_lengths(graph: nx.DiGraph, src: Hashable, dst: Hashable) -> dict[str, dict[Hashable, float]]:
     """shortest / longest / walk length through every vertex, by dynamic programming over the DAG."""
     order = list(nx.topological_sort(graph))
-    s_in: dict[Hashable, float] = {}  # fewest edges input -> v
-    l_in: dict[Hashable, float] = {}  # most edges input -> v
-    b_in: dict[Hashable, float] = {}  # expected backward walk v -> input
-    for v in order:
-        preds = list(graph.predecessors(v))
-        if v == src:
-            s_in[v] = l_in[v] = b_in[v] = 0.0
-            continue
-        s_in[v] = 1.0 + min(s_in[p] for p in preds)
-        l_in[v] = 1.0 + max(l_in[p] for p in preds)
-        b_in[v] = 1.0 + math.fsum(b_in[p] for p in preds) / len(preds)
-    s_out: dict[Hashable, float] = {}
-    l_out: dict[Hashable, float] = {}
-    f_out: dict[Hashable, float] = {}
-    for v in reversed(order):
-        succs = list(graph.successors(v))
-        if v == dst:
-            s_out[v] = l_out[v] = f_out[v] = 0.0
-            continue
-        s_out[v] = 1.0 + min(s_out[s] for s in succs)
-        l_out[v] = 1.0 + max(l_out[s] for s in succs)
-        f_out[v] = 1.0 + math.fsum(f_out[s] for s in succs) / len(succs)
+    s_in, l_in, b_in = _sweep(order, graph.predecessors, src)  # from the input (the walk runs backward)
+    s_out, l_out, f_out = _sweep(order[::-1], graph.successors, dst)  # to the output
     return {
         "shortest": {v: s_in[v] + s_out[v] for v in order},
         "longest": {v: l_in[v] + l_out[v] for v in order},

@@ -189,12 +189,14 @@ def validate(genotype: Genotype, min_depth: int = 6, max_depth: int = 12) -> Gen
     return genotype
 
 
-def _draw_label(rng: random.Random, ops: Sequence[str], channels: Sequence[int]) -> tuple[str, int | None]:
+def draw_label(rng: random.Random, ops: Sequence[str], channels: Sequence[int]) -> tuple[str, int | None]:
+    """An operation drawn from ``ops`` and, for a conv, a channel count drawn from ``channels``."""
     op = rng.choice(list(ops))
     return op, (rng.choice(list(channels)) if op in CONVS else None)
 
 
-def _check_choices(ops: Sequence[str], channels: Sequence[int]) -> None:
+def check_choices(ops: Sequence[str], channels: Sequence[int]) -> None:
+    """Refuse labels a genotype cannot carry: unknown ops, or convs without positive channel counts."""
     if not ops or any(op not in OPS for op in ops):
         raise InputError(f"ops must be a non-empty subset of {', '.join(OPS)}, got {list(ops)!r}")
     if any(op in CONVS for op in ops) and (not channels or not all(_is_int(c) and c > 0 for c in channels)):
@@ -214,14 +216,14 @@ def random_genotype(
     Ids: input 0, backbone 1..d, output d+1, branch vertices after that. Labels are drawn uniformly from
     ``ops`` (a conv's channel count uniformly from ``channels``). Seeded: same ``rng`` state, same genotype.
     """
-    _check_choices(ops, channels)
+    check_choices(ops, channels)
     if not (_is_int(min_depth) and _is_int(max_depth) and 0 <= min_depth <= max_depth):
         raise InputError(f"depth limits must be ints with 0 <= min <= max, got {min_depth}..{max_depth}")
     d = rng.randint(min_depth, max_depth)
     g = nx.DiGraph()
     g.add_node(0, op=INPUT, channels=None)
     for i in range(1, d + 1):
-        op, ch = _draw_label(rng, ops, channels)
+        op, ch = draw_label(rng, ops, channels)
         g.add_node(i, op=op, channels=ch)
     g.add_node(d + 1, op=OUTPUT, channels=None)
     nx.add_path(g, range(d + 2))
@@ -237,7 +239,7 @@ def random_genotype(
             continue
         prev = i
         for _ in range(rng.randint(1, j - i - 1)):
-            op, ch = _draw_label(rng, ops, channels)
+            op, ch = draw_label(rng, ops, channels)
             g.add_node(nxt, op=op, channels=ch)
             g.add_edge(prev, nxt)
             prev, nxt = nxt, nxt + 1

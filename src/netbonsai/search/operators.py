@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 import networkx as nx
 
 from ..errors import InputError
-from .genotype import CHANNELS, CONVS, OPS, Genotype, longest_from, validate
+from .genotype import CHANNELS, CONVS, OPS, Genotype, check_choices, draw_label, longest_from, validate
 
 __all__ = [
     "CROSSOVERS",
@@ -64,18 +64,6 @@ def _parents(*gs: Genotype) -> None:
         validate(g, min_depth=0, max_depth=10**9)
 
 
-def _label(rng: random.Random, ops: Sequence[str], channels: Sequence[int]) -> tuple[str, int | None]:
-    op = rng.choice(list(ops))
-    return op, (rng.choice(list(channels)) if op in CONVS else None)
-
-
-def _check_choices(ops: Sequence[str], channels: Sequence[int]) -> None:
-    if not ops or any(op not in OPS for op in ops):
-        raise InputError(f"ops must be a non-empty subset of {', '.join(OPS)}, got {list(ops)!r}")
-    if any(op in CONVS for op in ops) and not channels:
-        raise InputError("channels must be a non-empty list of positive ints")
-
-
 # ---------------------------------------------------------------- mutations
 
 
@@ -94,7 +82,7 @@ def relabel(
     The structure, hence the depth, is unchanged. No operation vertex, or no other label possible: a copy.
     """
     _parents(g)
-    _check_choices(ops, channels)
+    check_choices(ops, channels)
     vertices = sorted(g.operations())
     labels = {(op, c) for op in ops for c in (channels if op in CONVS else (None,))}
     if not vertices:
@@ -107,7 +95,7 @@ def relabel(
             return None
         new = old
         while new == old:
-            new = _label(rng, ops, channels)
+            new = draw_label(rng, ops, channels)
         child = g.graph.copy()
         child.nodes[v]["op"], child.nodes[v]["channels"] = new
         return Genotype(child)
@@ -129,7 +117,7 @@ def insert_subgraph(
     with labels drawn like :func:`relabel`'s; the child's depth must stay within the limits (paper: Fig. 8a).
     """
     _parents(g)
-    _check_choices(ops, channels)
+    check_choices(ops, channels)
     edges = sorted(g.graph.edges)
 
     def draw() -> Genotype:
@@ -139,7 +127,7 @@ def insert_subgraph(
         a = max(child.nodes) + 1
         new = [a, a + 1] + ([a + 2] if rng.random() < 0.5 else [])
         for n in new:
-            op, ch = _label(rng, ops, channels)
+            op, ch = draw_label(rng, ops, channels)
             child.add_node(n, op=op, channels=ch)
         nx.add_path(child, [u, a, a + 1, v])
         if len(new) == 3:
