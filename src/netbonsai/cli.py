@@ -268,10 +268,12 @@ def prune(dataset: str, data_dir, download, arch, activation, method, schedule, 
 @click.option("--repeats", type=click.IntRange(min=1), default=None,
               help="Trainings per structure from different initial weights; its accuracy is their mean "
                    "(reber-structure-prediction; default 1, as in the paper; give it again with --resume).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Change one of the preset's settings (genetic-nas; repeatable), e.g. estimation_mode=replace.")
 @click.option("--tensorboard", type=click.Path(file_okay=False, path_type=Path), default=None, help=TENSORBOARD_HELP)
 @click.option("--quiet", is_flag=True, help="No progress lines.")
 def reproduce(experiment: str | None, preset, data_dir, download, seed, threads, out, resume, executor, workers,
-              repeats, tensorboard, quiet) -> None:
+              repeats, overrides, tensorboard, quiet) -> None:
     """Reproduce a paper's table or figure (lists the experiments when EXPERIMENT is omitted)."""
     from .experiments.registry import EXPERIMENTS, get_experiment
     from .experiments.show import result_tables
@@ -295,12 +297,12 @@ def reproduce(experiment: str | None, preset, data_dir, download, seed, threads,
             click.echo(f"{chosen.name}: {text}", err=True)
 
     options = {k: v for k, v in (("executor", executor), ("workers", workers)) if v is not None}
-    for option, value in (("repeats", repeats),):
+    for option, value in (("repeats", repeats), ("set", _parse_overrides(overrides) if overrides else None)):
         if value is not None:
             if option not in chosen.options:
                 takers = [e.name for e in EXPERIMENTS.values() if option in e.options]
                 raise InputError(f"--{option} applies to {', '.join(takers)} only, not {chosen.name}")
-            options[option] = value
+            options["overrides" if option == "set" else option] = value
     with _event_logging(tensorboard):
         result = chosen.runner(out, preset, data_dir, seed, resume, progress, **options)
     headline = {k: v for k, v in result.items() if not isinstance(v, (dict, list))}

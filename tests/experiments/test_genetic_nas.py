@@ -123,15 +123,44 @@ def test_reproduce_writes_the_schema_at_equal_compute_and_resumes(tmp_path: Path
 def test_screening_trains_as_many_as_the_ga_without_prediction(tmp_path: Path, monkeypatch) -> None:
     screen = replace(TINY, estimation_mode="screen")
     assert screen.evolution(0.5).generations == screen.evolution(0.0).generations == 3
-    monkeypatch.setitem(genetic_nas.PRESETS, "quick", screen)
+    monkeypatch.setitem(genetic_nas.PRESETS, "quick", TINY)  # replace mode: --set changes it
     out = tmp_path / "run"
-    assert reproduce(out) == 0
+    assert reproduce(out, "--set", "estimation_mode=screen") == 0
+    assert json.loads((out / "config.json").read_text())["settings"]["estimation_mode"] == "screen"
     result = json.loads((out / "result.json").read_text())
     assert result["estimation_mode"] == "screen"
     rows = [(h["trained"], h["estimated"]) for h in result["histories"]["with_prediction"]]
     assert rows == [(4, 0), (2, 2), (2, 2)]  # ready from 4 records: 4 candidates bred, the 2 best predicted trained
     assert [(h["trained"], h["estimated"]) for h in result["histories"]["without_prediction"]] == [(4, 0), (2, 0), (2, 0)]
     assert "screen:" in (out / "report.md").read_text()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (("--set", "bogus=1"), "unknown setting genetic-nas.bogus"),
+    (("--set", "estimation_mode=guess"), "estimation_mode must be one of"),
+    (("--set", "channels=[]"), "channels"),
+    (("--set", "novalue"), "--set expects KEY=VALUE"),
+])
+def test_bad_set_values_exit_2_before_the_run_folder_exists(tmp_path: Path, capsys, extra, message) -> None:
+    out = tmp_path / "run"
+    assert reproduce(out, *extra) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+    assert not out.exists()
+
+
+def test_set_is_refused_by_experiments_without_settings(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "run"
+    assert main(["reproduce", "residual-mnist", "--out", str(out), "--quiet", "--set", "epochs=1"]) == 2
+    assert "--set applies to genetic-nas only" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_overrides_change_only_the_named_fields() -> None:
+    quick = genetic_nas_settings("quick")
+    changed = genetic_nas_settings("quick", {"crossover_prob": 0.5, "channels": [8, 16]})
+    assert (changed.crossover_prob, changed.channels) == (0.5, (8, 16))
+    assert replace(changed, crossover_prob=quick.crossover_prob, channels=quick.channels) == quick
 
 
 def test_a_missing_data_folder_exits_2_before_the_run_folder_exists(tmp_path: Path, capsys, monkeypatch) -> None:

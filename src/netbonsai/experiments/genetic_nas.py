@@ -52,6 +52,7 @@ from ..data.idx import resolve_data_root
 from ..data.specs import idx_task
 from ..data.task import Split
 from ..errors import InputError
+from ..methods.base import settings_with
 from ..runs import HISTORY, RunContext, read_history
 from ..search import (
     CROSSOVERS, MUTATIONS, AccuracyPredictor, EvolutionSettings, Genotype, GenotypeKind, RecordAdapter,
@@ -213,10 +214,12 @@ PRESETS: dict[str, GeneticNasSettings] = {
 }
 
 
-def genetic_nas_settings(preset: str) -> GeneticNasSettings:
+def genetic_nas_settings(preset: str, overrides: dict[str, Any] | None = None) -> GeneticNasSettings:
+    """The preset's settings with ``overrides`` (field -> value, e.g. from ``--set``) applied and checked."""
     if preset not in PRESETS:
         raise InputError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    return PRESETS[preset]
+    overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in (overrides or {}).items()}
+    return settings_with(PRESETS[preset], overrides, KIND)
 
 
 # ------------------------------------------------------------------------------------------ data
@@ -356,9 +359,11 @@ def run_search(name: str, settings: GeneticNasSettings, evaluate: Evaluator, see
 def reproduce_genetic_nas(out: str | Path, preset: str = "quick", data_root: str | None = None, seed: int = 0,
                           resume: bool = False, executor: str = "process", workers: int = 2,
                           on_progress: Callable[[str], None] | None = None,
-                          settings: GeneticNasSettings | None = None) -> dict[str, Any]:
-    """Run the three searches into ``out``; writes result.json, report.md, meta_dataset.jsonl and the plots."""
-    settings = settings or genetic_nas_settings(preset)
+                          settings: GeneticNasSettings | None = None,
+                          overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run the three searches into ``out``; writes result.json, report.md, meta_dataset.jsonl and the plots.
+    ``settings`` replaces the preset; ``overrides`` (field -> value) change some of the preset's fields."""
+    settings = settings or genetic_nas_settings(preset, overrides)
     spec = data_spec(data_root, settings, seed)
     data = load_data(spec)  # validates the data before the run folder exists
     config = reproduce_config(KIND, preset, seed, "sklearn:digits" if spec.root is None else spec.root,

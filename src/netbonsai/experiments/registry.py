@@ -88,11 +88,11 @@ def _residual(out: Path, preset: str, data_root: str | None, seed: int, resume: 
 
 
 def _genetic(out: Path, preset: str, data_root: str | None, seed: int, resume: bool, progress: Progress,
-             **parallel: Any) -> dict:
+             overrides: dict[str, Any] | None = None, **parallel: Any) -> dict:
     from .genetic_nas import reproduce_genetic_nas
 
     return reproduce_genetic_nas(out, preset=preset, data_root=data_root, seed=seed, resume=resume,
-                                 on_progress=progress, **parallel)
+                                 on_progress=progress, overrides=overrides, **parallel)
 
 
 EXPERIMENTS: dict[str, Experiment] = {
@@ -122,7 +122,7 @@ EXPERIMENTS: dict[str, Experiment] = {
         Experiment("genetic-nas", "001 (section 4.4)",
                    "genetic search over CNN DAG genotypes with and without structural performance prediction "
                    "against random search at equal training compute (digits, or --data IDX); the predictor's R^2",
-                   _genetic),
+                   _genetic, options=("set",)),
     )
 }
 
